@@ -1,0 +1,1 @@
+"""framewire: camera frames over HTTP and Redis, measured."""

@@ -1,0 +1,199 @@
+"""Prometheus metrics shared by every service, and a small rate meter.
+
+Each service builds its own `CollectorRegistry` holding only the metrics that
+apply to it: `SenderMetrics` for `framewire send`, `ReceiverMetrics` for both
+receivers. Names follow Prometheus conventions (`_total`, `_seconds`,
+`_bytes`); labels are bounded (camera ids are validated and capped).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()  # the *_created series only add noise to every scrape
+
+NS = "framewire"
+# Millisecond resolution where it matters (1-30 ms), coarse beyond.
+SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.0125,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BYTES_BUCKETS = tuple(2**k for k in range(12, 24))  # 4 KiB .. 8 MiB
+
+
+def _seconds(name: str, doc: str, labels: list[str], registry: CollectorRegistry) -> Histogram:
+    return Histogram(
+        f"{NS}_{name}_seconds", doc, labels, buckets=SECONDS_BUCKETS, registry=registry
+    )
+
+
+class _Common:
+    """Metrics every service exports."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.frames_dropped = Counter(
+            f"{NS}_frames_dropped_total",
+            "Frames replaced by a newer one before they were used (latest frame wins).",
+            ["camera", "transport", "stage"],
+            registry=registry,
+        )
+
+
+class SenderMetrics(_Common):
+    """Metrics of `framewire send`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or CollectorRegistry())
+        reg = self.registry
+        self.frames_captured = Counter(
+            f"{NS}_frames_captured_total", "Frames read from the source.", ["camera"], registry=reg
+        )
+        self.frames_sent = Counter(
+            f"{NS}_frames_sent_total",
+            "Frames delivered to a transport.",
+            ["camera", "transport"],
+            registry=reg,
+        )
+        self.send_errors = Counter(
+            f"{NS}_send_errors_total",
+            "Failed sends, by reason.",
+            ["camera", "transport", "reason"],
+            registry=reg,
+        )
+        self.source_reconnects = Counter(
+            f"{NS}_source_reconnects_total",
+            "Times the source was reopened.",
+            ["camera"],
+            registry=reg,
+        )
+        self.source_up = Gauge(
+            f"{NS}_source_up",
+            "1 while the source delivers frames, else 0.",
+            ["camera"],
+            registry=reg,
+        )
+        self.capture_fps = Gauge(
+            f"{NS}_capture_fps",
+            "Frames captured per second, over the last seconds.",
+            ["camera"],
+            registry=reg,
+        )
+        self.encode_seconds = _seconds("encode", "JPEG encode time per frame.", ["camera"], reg)
+        self.send_seconds = _seconds(
+            "send", "Time to hand one frame to a transport.", ["camera", "transport"], reg
+        )
+        self.frame_bytes = Histogram(
+            f"{NS}_frame_bytes",
+            "Encoded JPEG size per frame.",
+            ["camera"],
+            buckets=BYTES_BUCKETS,
+            registry=reg,
+        )
+
+
+class ReceiverMetrics(_Common):
+    """Metrics of the HTTP and Redis receivers."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or CollectorRegistry())
+        reg = self.registry
+        self.frames_received = Counter(
+            f"{NS}_frames_received_total",
+            "Valid frames received.",
+            ["camera", "transport"],
+            registry=reg,
+        )
+        self.frames_rejected = Counter(
+            f"{NS}_frames_rejected_total",
+            "Frames refused, by reason.",
+            ["transport", "reason"],
+            registry=reg,
+        )
+        self.receive_errors = Counter(
+            f"{NS}_receive_errors_total",
+            "Transport failures while receiving, by reason.",
+            ["transport", "reason"],
+            registry=reg,
+        )
+        self.receive_fps = Gauge(
+            f"{NS}_receive_fps",
+            "Frames processed per second, over the last seconds.",
+            ["camera", "transport"],
+            registry=reg,
+        )
+        self.viewers = Gauge(
+            f"{NS}_viewers", "Open MJPEG streams.", ["camera", "transport"], registry=reg
+        )
+        self.decode_seconds = _seconds(
+            "decode", "JPEG decode time per frame.", ["camera", "transport"], reg
+        )
+        self.process_seconds = _seconds(
+            "process", "Processing and annotation time per frame.", ["camera", "transport"], reg
+        )
+        self.frame_bytes = Histogram(
+            f"{NS}_frame_bytes",
+            "Received JPEG size per frame.",
+            ["camera", "transport"],
+            buckets=BYTES_BUCKETS,
+            registry=reg,
+        )
+        self.frame_latency = _seconds(
+            "frame_latency",
+            "Time from capture to a stage: `received` (decoded) or `served` (encoded for viewers).",
+            ["camera", "transport", "stage"],
+            reg,
+        )
+
+
+class RateMeter:
+    """Events per second over a sliding window, thread-safe."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self._window = window
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._times.append(now)
+            self._trim(now)
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            if len(self._times) < 2:
+                return 0.0
+            return (len(self._times) - 1) / max(now - self._times[0], 1e-9)
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()

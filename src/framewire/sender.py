@@ -1,0 +1,158 @@
+"""`framewire send`: capture, encode each frame once, fan out to every transport.
+
+The grab thread drains the source into a one-slot mailbox; the main loop
+takes the newest frame, JPEG-encodes it once and puts the bytes into each
+transport's own one-slot mailbox. Each transport sends on its own thread, so
+a slow or dead transport drops frames (counted) and never stalls capture or
+the other transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import cv2
+
+from framewire.config import SenderConfig
+from framewire.frame import Frame
+from framewire.mailbox import Mailbox
+from framewire.metrics import RateMeter, SenderMetrics
+from framewire.sources import Grabber, Source
+from framewire.transports import Publisher, PublishError
+
+log = logging.getLogger(__name__)
+
+
+class TransportWorker:
+    """Sends the newest frame through one publisher; backs off while it fails."""
+
+    def __init__(
+        self, publisher: Publisher, camera: str, metrics: SenderMetrics, backoff_max: float = 2.0
+    ) -> None:
+        self.publisher = publisher
+        self._camera = camera
+        self._metrics = metrics
+        labels = (camera, publisher.name)
+        dropped = metrics.frames_dropped.labels(*labels, "send")
+        self.mailbox: Mailbox[Frame] = Mailbox(lambda _: dropped.inc())
+        self._sent = metrics.frames_sent.labels(*labels)
+        self._send_seconds = metrics.send_seconds.labels(*labels)
+        self._backoff_max = backoff_max
+        self._up: bool | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"send-{publisher.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.mailbox.close()
+        self._thread.join(timeout=3.0)
+        self.publisher.close()
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self.mailbox.closed:
+            frame = self.mailbox.get(timeout=0.5)
+            if frame is None:
+                continue
+            started = time.perf_counter()
+            try:
+                self.publisher.send(frame)
+            except PublishError as exc:
+                self._metrics.send_errors.labels(
+                    self._camera, self.publisher.name, exc.reason
+                ).inc()
+                self._set_up(False, f"{exc.reason}: {exc}")
+                # Frames that arrive while we wait replace each other and are counted as drops.
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._backoff_max)
+                continue
+            self._send_seconds.observe(time.perf_counter() - started)
+            self._sent.inc()
+            self._set_up(True)
+            backoff = 0.05
+
+    def _set_up(self, up: bool, why: str = "") -> None:
+        if up == self._up:
+            return
+        self._up = up
+        name, target = self.publisher.name, self.publisher.target
+        if up:
+            log.info("%s transport up: %s", name, target)
+        else:
+            log.warning("%s transport down: %s (%s); retrying with backoff", name, target, why)
+
+
+class Sender:
+    """Runs the grab thread, the encode loop and one worker per transport."""
+
+    def __init__(
+        self,
+        config: SenderConfig,
+        source: Source,
+        publishers: list[Publisher],
+        metrics: SenderMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or SenderMetrics()
+        camera = config.camera
+        m = self.metrics
+        m.source_up.labels(camera).set(0)
+        m.source_reconnects.labels(camera)
+        m.frames_captured.labels(camera)
+        dropped = m.frames_dropped.labels(camera, "none", "capture")
+        self.grabber = Grabber(
+            source,
+            on_state=lambda up: m.source_up.labels(camera).set(1 if up else 0),
+            on_reconnect=m.source_reconnects.labels(camera).inc,
+            on_drop=lambda _: dropped.inc(),
+        )
+        self.workers = [TransportWorker(p, camera, m) for p in publishers]
+        self._stop = threading.Event()
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, config.quality]
+        self._rate = RateMeter()
+
+    def run(self) -> None:
+        """Capture and fan out until `stop()` is called."""
+        camera, m = self.config.camera, self.metrics
+        captured = m.frames_captured.labels(camera)
+        encode_seconds = m.encode_seconds.labels(camera)
+        frame_bytes = m.frame_bytes.labels(camera)
+        fps = m.capture_fps.labels(camera)
+        for worker in self.workers:
+            worker.start()
+        self.grabber.start()
+        seq = 0
+        try:
+            while not self._stop.is_set():
+                item = self.grabber.frames.get(timeout=0.5)
+                if item is None:
+                    fps.set(self._rate.rate())
+                    continue
+                captured.inc()
+                self._rate.tick()
+                fps.set(self._rate.rate())
+                started = time.perf_counter()
+                ok, buffer = cv2.imencode(".jpg", item.image, self._params)
+                encode_seconds.observe(time.perf_counter() - started)
+                if not ok:
+                    log.error("JPEG encode failed for frame of shape %s", item.image.shape)
+                    continue
+                seq += 1
+                frame = Frame(camera, seq, item.captured_ns, buffer.tobytes())
+                frame_bytes.observe(len(frame.jpeg))
+                for worker in self.workers:
+                    worker.mailbox.put(frame)
+        finally:
+            self.grabber.stop()
+            for worker in self.workers:
+                worker.stop()
+
+    def stop(self) -> None:
+        self._stop.set()

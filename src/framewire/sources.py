@@ -1,0 +1,289 @@
+"""Frame sources behind one interface, and the grab thread that drains them.
+
+`open_source(spec)` picks the source: `synthetic` (the default test
+pattern), a video file (looped), an RTSP/HTTP URL or a device index. The
+`Grabber` thread reads the source as fast as it delivers, keeps only the
+newest frame, judges staleness by the time since the last good frame, and
+releases and reopens a dead source with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from framewire.config import redact
+from framewire.mailbox import Mailbox
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened."""
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """A raw frame and the wall-clock time it was captured."""
+
+    image: np.ndarray
+    captured_ns: int
+
+
+class Source(ABC):
+    """A frame source. `read` returns None when the source has failed."""
+
+    description: str
+
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what `open` acquired."""
+
+
+class Pacer:
+    """Sleeps so that successive `wait` calls return `fps` times a second (0: unthrottled)."""
+
+    def __init__(self, fps: float) -> None:
+        self._period = 1.0 / fps if fps > 0 else 0.0
+        self._next = time.monotonic()
+
+    def wait(self) -> None:
+        if not self._period:
+            return
+        now = time.monotonic()
+        if self._next > now:
+            time.sleep(self._next - now)
+        # Never bank time: after a stall, restart the schedule instead of bursting.
+        self._next = max(self._next + self._period, time.monotonic() - self._period)
+
+
+class SyntheticSource(Source):
+    """A moving test pattern with a burned-in clock and frame counter.
+
+    The textured background gives JPEG sizes like a real scene's (about 80 KB
+    at 1280x720, quality 80), so transport figures are realistic.
+    """
+
+    def __init__(self, width: int = 1280, height: int = 720, fps: float = 30.0) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        self.description = f"synthetic {width}x{height}@{fps:g}"
+        self._background = self._make_background(width, height)
+        self._pacer = Pacer(fps)
+        self._count = 0
+
+    @staticmethod
+    def _make_background(width: int, height: int) -> np.ndarray:
+        rng = np.random.default_rng(7)
+        noise = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+        texture = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+        x = np.linspace(0, 255, width, dtype=np.float32)
+        y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+        gradient = np.dstack(
+            [
+                np.broadcast_to(x, (height, width)),
+                np.broadcast_to(y, (height, width)),
+                np.full((height, width), 128, np.float32),
+            ]
+        )
+        image = (0.8 * gradient + 0.2 * texture).astype(np.uint8)
+        for gx in range(0, width, max(width // 16, 1)):
+            cv2.line(image, (gx, 0), (gx, height), (40, 40, 40), 1)
+        for gy in range(0, height, max(height // 9, 1)):
+            cv2.line(image, (0, gy), (width, gy), (40, 40, 40), 1)
+        return image
+
+    def open(self) -> None:
+        self._pacer = Pacer(self.fps)
+
+    def read(self) -> np.ndarray:
+        self._pacer.wait()
+        self._count += 1
+        n, w, h = self._count, self.width, self.height
+        image = self._background.copy()
+        scale = max(h / 720, 0.25)
+        cx = int((np.sin(n / 40) * 0.4 + 0.5) * w)
+        cy = int((np.cos(n / 55) * 0.35 + 0.5) * h)
+        cv2.circle(image, (cx, cy), int(60 * scale), (0, 200, 255), -1)
+        bx = int((n * 6 * scale) % (w + 200)) - 100
+        cv2.rectangle(
+            image,
+            (bx, int(h * 0.6)),
+            (bx + int(120 * scale), int(h * 0.6 + 90 * scale)),
+            (255, 80, 40),
+            -1,
+        )
+        stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+        for text, row in ((stamp, 0.9), (f"frame {n}", 0.97)):
+            org = (int(20 * scale), int(h * row))
+            cv2.putText(
+                image,
+                text,
+                org,
+                cv2.FONT_HERSHEY_SIMPLEX,
+                1.4 * scale,
+                (0, 0, 0),
+                int(6 * scale) + 1,
+                cv2.LINE_AA,
+            )
+            cv2.putText(
+                image,
+                text,
+                org,
+                cv2.FONT_HERSHEY_SIMPLEX,
+                1.4 * scale,
+                (255, 255, 255),
+                int(2 * scale) + 1,
+                cv2.LINE_AA,
+            )
+        return image
+
+
+class CaptureSource(Source):
+    """A video file (looped), an RTSP/HTTP URL or a device index, through OpenCV.
+
+    URLs and files use the FFmpeg backend with open and read timeouts, so a
+    frozen camera makes `read` fail instead of blocking for half a minute.
+    """
+
+    def __init__(
+        self, spec: str, open_timeout: float = 5.0, read_timeout: float = 5.0, fps: float = 30.0
+    ) -> None:
+        self.spec = spec
+        self.device = int(spec) if spec.isdigit() else None
+        self.is_file = self.device is None and "://" not in spec
+        self.description = f"device {spec}" if self.device is not None else redact(spec)
+        self._timeouts = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(read_timeout * 1000),
+        ]
+        self._fps = fps
+        self._cap: cv2.VideoCapture | None = None
+        self._pacer = Pacer(0)
+
+    def open(self) -> None:
+        if self.is_file and not Path(self.spec).is_file():
+            raise SourceError(f"no such video file: {self.spec}")
+        if self.device is not None:
+            cap = cv2.VideoCapture(self.device)
+        else:
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG, self._timeouts)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.description}")
+        self._cap = cap
+        if self.is_file:  # a file plays at its own rate, not as fast as it decodes
+            file_fps = cap.get(cv2.CAP_PROP_FPS)
+            self._pacer = Pacer(file_fps if 0 < file_fps <= 240 else self._fps)
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            return None
+        self._pacer.wait()
+        ok, image = self._cap.read()
+        if not ok and self.is_file:  # end of file: loop
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._cap.read()
+        return image if ok else None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def open_source(
+    spec: str, width: int, height: int, fps: float, open_timeout: float, read_timeout: float
+) -> Source:
+    """The source for a `--source` value: `synthetic`, a file path, a URL or a device index."""
+    if spec == "synthetic":
+        return SyntheticSource(width, height, fps)
+    return CaptureSource(spec, open_timeout, read_timeout, fps)
+
+
+class Grabber:
+    """Drains a source on its own thread into a one-slot mailbox.
+
+    Opens the source, reads until it fails, then releases it and reopens with
+    exponential backoff. `on_state(up)` is called once per state change;
+    `on_reconnect()` each time a reopen is attempted.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        on_state: Callable[[bool], None],
+        on_reconnect: Callable[[], None],
+        on_drop: Callable[[Captured], None],
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.source = source
+        self.frames: Mailbox[Captured] = Mailbox(on_drop)
+        self.last_frame_at = 0.0  # monotonic time of the last good frame
+        self._on_state = on_state
+        self._on_reconnect = on_reconnect
+        self._backoff_max = backoff_max
+        self._stop = threading.Event()
+        self._up: bool | None = None
+        self._thread = threading.Thread(target=self._run, name="grabber", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.frames.close()
+        self._thread.join(timeout=2.0)
+
+    def set_state(self, up: bool, why: str = "") -> None:
+        """Record source up/down; logs and reports only when it changes."""
+        if up == self._up:
+            return
+        self._up = up
+        if up:
+            log.info("source up: %s", self.source.description)
+        else:
+            log.warning("source down: %s (%s)", self.source.description, why)
+        self._on_state(up)
+
+    def _run(self) -> None:
+        backoff, first = 0.25, True
+        while not self._stop.is_set():
+            if not first:
+                self._on_reconnect()
+            first = False
+            try:
+                self.source.open()
+            except Exception as exc:  # OpenCV raises cv2.error as well as SourceError
+                self.set_state(False, str(exc))
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._backoff_max)
+                continue
+            try:
+                while not self._stop.is_set():
+                    image = self.source.read()
+                    if image is None:
+                        self.set_state(False, "read failed")
+                        break
+                    self.last_frame_at = time.monotonic()
+                    self.set_state(True)
+                    backoff = 0.25
+                    self.frames.put(Captured(image, time.time_ns()))
+            finally:
+                self.source.close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self._backoff_max)

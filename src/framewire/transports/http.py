@@ -1,0 +1,108 @@
+"""The HTTP transport: raw JPEG bytes in `POST /frames`, metadata in headers.
+
+Sending side: `HttpPublisher`, one keep-alive `requests` session with connect
+and read timeouts. Receiving side: `ingest_blueprint`, which validates,
+refuses bad input with a 4xx and a JSON reason (counted), and hands good
+frames to the pipeline.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import requests
+from flask import Blueprint, Flask, Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from framewire.config import redact
+from framewire.frame import CONTENT_TYPE, Frame, WireError, frame_from_http
+from framewire.pipeline import Pipeline
+from framewire.transports import PublishError
+
+# HTTP status for each reason a frame is refused; anything else is a 400.
+STATUS = {
+    "unauthorized": 401,
+    "too_large": 413,
+    "content_type": 415,
+    "camera_limit": 429,
+    "empty_body": 422,
+    "not_jpeg": 422,
+    "truncated_jpeg": 422,
+    "undecodable": 422,
+}
+
+
+class HttpPublisher:
+    """Posts frames to a receiver's `/frames` over one keep-alive session."""
+
+    name = "http"
+
+    def __init__(
+        self, url: str, connect_timeout: float = 1.0, read_timeout: float = 2.0, token: str = ""
+    ) -> None:
+        self.url = url
+        self.target = redact(url)
+        self._timeout = (connect_timeout, read_timeout)
+        self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def send(self, frame: Frame) -> None:
+        try:
+            response = self._session.post(
+                self.url, data=frame.jpeg, headers=frame.http_headers(), timeout=self._timeout
+            )
+        except requests.Timeout as exc:
+            raise PublishError("timeout", "receiver did not answer in time") from exc
+        except requests.ConnectionError as exc:
+            raise PublishError("connect", "cannot connect to the receiver") from exc
+        except requests.RequestException as exc:
+            raise PublishError("request", type(exc).__name__) from exc
+        if response.status_code >= 300:
+            reason = _reason(response)
+            raise PublishError(f"http_{response.status_code}", f"receiver refused: {reason}")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("error", response.reason))
+    except ValueError:
+        return response.reason or str(response.status_code)
+
+
+def ingest_blueprint(pipeline: Pipeline, app: Flask, max_body: int, token: str = "") -> Blueprint:
+    """`POST /frames`: the HTTP receiving side."""
+    bp = Blueprint("ingest", __name__)
+    app.config["MAX_CONTENT_LENGTH"] = max_body
+    expected = f"Bearer {token}".encode() if token else b""
+
+    def refuse(reason: str, detail: str) -> tuple[Response, int]:
+        pipeline.reject(reason)
+        return jsonify(error=reason, detail=detail), STATUS.get(reason, 400)
+
+    @bp.post("/frames")
+    def frames() -> tuple[Response | str, int]:
+        if expected:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return refuse("unauthorized", "a valid bearer token is required")
+        if request.mimetype != CONTENT_TYPE:
+            return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return refuse("too_large", f"body is over {max_body} bytes")
+        try:
+            pipeline.ingest(frame_from_http(request.headers, body))
+        except WireError as exc:
+            return refuse(exc.reason, exc.detail)
+        return "", 204
+
+    @bp.app_errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
+        return refuse("too_large", f"body is over {max_body} bytes")
+
+    return bp
