@@ -46,9 +46,22 @@ def main() -> None:
         if not server:
             raise SystemExit("no redis-server on PATH: install it or set FRAMEWIRE_REDIS_URL")
         port = free_port()
-        procs.append(subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1",
-                                       "--save", "", "--appendonly", "no"],
-                                      stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    server,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
         wait_for_port(port)
         redis_url = f"redis://127.0.0.1:{port}/0"
     framewire = str(BIN / "framewire")

@@ -45,7 +45,7 @@ def create_app(config: ReceiverConfig) -> Flask:
     app.register_blueprint(viewer_blueprint(hub, config.default_camera))
     closers: list[Callable[[], None]] = [hub.close, pipeline.close]
     if config.transport == "http":
-        app.register_blueprint(ingest_blueprint(pipeline, app, config.max_body, config.token))
+        app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))
     else:
         consumer = RedisConsumer(config.redis_url, pipeline)
         consumer.start()

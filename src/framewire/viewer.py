@@ -21,7 +21,7 @@ import numpy as np
 from flask import Blueprint, Response, abort, jsonify, make_response, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from framewire.frame import WireError, parse_camera
+from framewire.frame import HEADER_CAPTURED_NS, HEADER_SEQ, WireError, parse_camera
 from framewire.metrics import ReceiverMetrics
 from framewire.overlay import no_signal
 
@@ -34,6 +34,7 @@ class Served:
 
     jpeg: bytes
     seq: int | None  # None for the "no signal" picture
+    captured_ns: int
     version: int
 
 
@@ -94,7 +95,7 @@ class Channel:
             self.hub.metrics.frame_latency.labels(
                 self.camera, self.hub.transport, "served"
             ).observe(latency)
-            self._served = Served(buffer.tobytes(), self._seq, self._version)
+            self._served = Served(buffer.tobytes(), self._seq, self._captured_ns, self._version)
             return self._served
 
     def _no_signal(self) -> Served:
@@ -103,7 +104,7 @@ class Channel:
             detail = "waiting for frames" if self._image is None else "last frame too old"
             picture = no_signal(width, height, self.camera, detail)
             _, buffer = cv2.imencode(".jpg", picture, self.hub.encode_params)
-            self._served = Served(buffer.tobytes(), None, self._version)
+            self._served = Served(buffer.tobytes(), None, self._captured_ns, self._version)
         return self._served
 
 
@@ -225,7 +226,8 @@ def viewer_blueprint(hub: Hub, default_camera: str) -> Blueprint:
         served = lookup(camera).current()
         headers = {"Cache-Control": "no-store"}
         if served.seq is not None:
-            headers["X-Framewire-Seq"] = str(served.seq)
+            headers[HEADER_SEQ] = str(served.seq)
+            headers[HEADER_CAPTURED_NS] = str(served.captured_ns)
         return Response(
             served.jpeg,
             mimetype="image/jpeg",

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hmac
 
 import requests
-from flask import Blueprint, Flask, Response, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Blueprint, Response, jsonify, request
 
 from framewire.config import redact
 from framewire.frame import CONTENT_TYPE, Frame, WireError, frame_from_http
@@ -73,10 +72,20 @@ def _reason(response: requests.Response) -> str:
         return response.reason or str(response.status_code)
 
 
-def ingest_blueprint(pipeline: Pipeline, app: Flask, max_body: int, token: str = "") -> Blueprint:
+def _read_body(max_body: int) -> bytes | None:
+    """The request body, or None when it is over `max_body` bytes (sized or chunked)."""
+    if request.content_length is not None:
+        if request.content_length > max_body:
+            return None
+        return request.get_data(cache=False)
+    # Chunked: gunicorn terminates the stream itself; read one byte past the cap to tell.
+    body = request.environ["wsgi.input"].read(max_body + 1)
+    return body if len(body) <= max_body else None
+
+
+def ingest_blueprint(pipeline: Pipeline, max_body: int, token: str = "") -> Blueprint:
     """`POST /frames`: the HTTP receiving side."""
     bp = Blueprint("ingest", __name__)
-    app.config["MAX_CONTENT_LENGTH"] = max_body
     expected = f"Bearer {token}".encode() if token else b""
 
     def refuse(reason: str, detail: str) -> tuple[Response, int]:
@@ -91,18 +100,13 @@ def ingest_blueprint(pipeline: Pipeline, app: Flask, max_body: int, token: str =
                 return refuse("unauthorized", "a valid bearer token is required")
         if request.mimetype != CONTENT_TYPE:
             return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")
-        try:
-            body = request.get_data(cache=False)
-        except RequestEntityTooLarge:
+        body = _read_body(max_body)
+        if body is None:
             return refuse("too_large", f"body is over {max_body} bytes")
         try:
             pipeline.ingest(frame_from_http(request.headers, body))
         except WireError as exc:
             return refuse(exc.reason, exc.detail)
         return "", 204
-
-    @bp.app_errorhandler(RequestEntityTooLarge)
-    def too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
-        return refuse("too_large", f"body is over {max_body} bytes")
 
     return bp

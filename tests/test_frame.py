@@ -1,0 +1,79 @@
+"""The wire contract as code: Frame to headers / stream fields and back, and every refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from framewire.frame import (
+    HEADER_CAMERA,
+    HEADER_CAPTURED_NS,
+    HEADER_SEQ,
+    Frame,
+    WireError,
+    camera_from_key,
+    frame_from_http,
+    frame_from_stream,
+    stream_key,
+)
+from helpers import make_jpeg
+
+JPEG = make_jpeg()
+
+
+def test_http_round_trip() -> None:
+    frame = Frame("cam-1", 42, 1_700_000_000_123_456_789, JPEG)
+    headers = frame.http_headers()
+    assert headers["Content-Type"] == "image/jpeg"
+    assert frame_from_http(headers, JPEG) == frame
+
+
+def test_stream_round_trip() -> None:
+    frame = Frame("cam.2", 7, 1_700_000_000_000_000_001, JPEG)
+    assert stream_key("cam.2") == "framewire:frames:cam.2"
+    assert camera_from_key(b"framewire:frames:cam.2") == "cam.2"
+    assert frame_from_stream("cam.2", frame.stream_fields()) == frame
+
+
+GOOD = {HEADER_CAMERA: "cam0", HEADER_SEQ: "1", HEADER_CAPTURED_NS: "1"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "reason"),
+    [
+        ({**GOOD, HEADER_CAMERA: ""}, JPEG, "missing_camera"),
+        ({**GOOD, HEADER_CAMERA: "../etc"}, JPEG, "bad_camera"),
+        ({**GOOD, HEADER_CAMERA: "x" * 65}, JPEG, "bad_camera"),
+        ({HEADER_CAMERA: "cam0", HEADER_CAPTURED_NS: "1"}, JPEG, "missing_seq"),
+        ({**GOOD, HEADER_SEQ: "-1"}, JPEG, "bad_seq"),
+        ({**GOOD, HEADER_SEQ: "1e3"}, JPEG, "bad_seq"),
+        ({**GOOD, HEADER_SEQ: "٣"}, JPEG, "bad_seq"),  # a non-ASCII digit
+        ({**GOOD, HEADER_CAPTURED_NS: str(2**63)}, JPEG, "bad_captured_ns"),
+        (GOOD, b"", "empty_body"),
+        (GOOD, b"GIF89a....", "not_jpeg"),
+        (GOOD, JPEG[: len(JPEG) // 2], "truncated_jpeg"),
+    ],
+)
+def test_http_refusals(headers: dict[str, str], body: bytes, reason: str) -> None:
+    with pytest.raises(WireError) as caught:
+        frame_from_http(headers, body)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({b"seq": b"1", b"captured_ns": b"1"}, "missing_jpeg"),
+        ({b"jpeg": JPEG, b"captured_ns": b"1"}, "missing_seq"),
+        ({b"jpeg": JPEG, b"seq": b"x", b"captured_ns": b"1"}, "bad_seq"),
+        ({b"jpeg": b"nope", b"seq": b"1", b"captured_ns": b"1"}, "not_jpeg"),
+    ],
+)
+def test_stream_refusals(fields: dict[bytes, bytes], reason: str) -> None:
+    with pytest.raises(WireError) as caught:
+        frame_from_stream("cam0", fields)
+    assert caught.value.reason == reason
+
+
+def test_foreign_stream_key_is_refused() -> None:
+    with pytest.raises(WireError):
+        camera_from_key(b"other:key")
