@@ -1,0 +1,69 @@
+"""Start-up validation: one line naming the option, never the secret."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import FRAMEWIRE
+
+SECRET = "hunter2-s3cret"
+
+
+def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FRAMEWIRE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["send", "--fps", "-1"], {}, ["--fps"]),
+        (["send"], {"FRAMEWIRE_QUALITY": "101"}, ["--quality", "FRAMEWIRE_QUALITY"]),
+        (["send"], {"FRAMEWIRE_CAMERA": "bad/camera"}, ["--camera", "FRAMEWIRE_CAMERA"]),
+        (["send"], {"FRAMEWIRE_REDIS_URL": f"redis://:{SECRET}@host:99999/0"}, ["--redis-url"]),
+        (["send"], {"FRAMEWIRE_REDIS_URL": f"http://:{SECRET}@host/0"}, ["FRAMEWIRE_REDIS_URL"]),
+        (["send", "--http-url", f"ftp://u:{SECRET}@h/frames"], {}, ["--http-url"]),
+        (["send", "--metrics-bind", "nope"], {}, ["--metrics-bind"]),
+        (["http-receiver", "--bind", "1.2.3.4"], {}, ["--bind"]),
+        (["http-receiver", "--processor", "nosuch"], {}, ["--processor"]),
+        (["redis-receiver"], {"FRAMEWIRE_REDIS_URL": f"rediss://u:{SECRET}@"}, ["--redis-url"]),
+        (["redis-receiver", "--threads", "1"], {}, ["--threads"]),
+    ],
+)
+def test_bad_value_is_one_line_naming_the_option(
+    args: list[str], env: dict[str, str], names: list[str]
+) -> None:
+    result = run(args, {"FRAMEWIRE_TOKEN": SECRET, **env})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("framewire: error:")
+    for name in names:
+        assert name in lines[0]
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_help_lists_env_vars() -> None:
+    result = run(["send", "--help"])
+    assert result.returncode == 0
+    assert "FRAMEWIRE_SOURCE" in result.stdout and "FRAMEWIRE_REDIS_URL" in result.stdout
+
+
+def test_secrets_stay_out_of_the_log(services, redis_server) -> None:
+    """A sender with a password in its Redis URL logs the URL redacted."""
+    url = f"redis://default:{SECRET}@127.0.0.1:{redis_server.port}/0"
+    sender = services.sender(
+        "--http-url", "", "--redis-url", url, "--token", SECRET, "--width", "64", "--height", "48"
+    )
+    sender.stop()
+    log = sender.log()
+    assert "redis://default:***@127.0.0.1" in log
+    assert SECRET not in log
