@@ -3,7 +3,7 @@
 A frame on the wire is raw JPEG bytes plus three pieces of metadata: the
 camera id, a sequence number and the capture time in integer nanoseconds
 since the Unix epoch. HTTP carries the metadata in headers, Redis in stream
-fields beside the bytes. See docs/wire-contract.md.
+fields beside the bytes. The README's "Wire contract" section is the reference.
 """
 
 from __future__ import annotations
