@@ -154,3 +154,21 @@ def test_slow_processing_keeps_frame_age_bounded(
     )
     fps = scrape(http.url, "framewire_receive_fps", camera="cam0", transport="http")
     assert 2 < fps < 7, f"delivered fps should show the slow step's ~5 fps, got {fps}"
+
+
+def test_sigterm_stops_every_service_quickly_with_open_streams(
+    services: Services, redis_server: RedisServer
+) -> None:
+    http, red, sender = start_stack(services, redis_server)
+    streams = []
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: snapshot(r.url), what=f"{receiver.name} frames")
+        stream = requests.get(f"{receiver.url}/stream.mjpg", stream=True, timeout=10)
+        mjpeg_parts(stream, 2)
+        streams.append(stream)
+    for service in (http, red, sender):
+        took = service.stop()
+        assert service.proc.returncode == 0, service.log()
+        assert took < 3.0, f"{service.name} took {took:.2f} s to stop"
+    for stream in streams:
+        stream.close()

@@ -1,0 +1,110 @@
+"""Sources through real OpenCV: a looping video file, a missing file, a missing device."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from conftest import RedisServer, Services, scrape, wait_until
+from framewire.sources import CaptureSource, Grabber, SyntheticSource, open_source
+
+
+def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
+    writer = cv2.VideoWriter(
+        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120)
+    )
+    assert writer.isOpened()
+    for i in range(frames):
+        image = np.full((120, 160, 3), i * 20, np.uint8)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+class Recorder:
+    """Collects Grabber callbacks."""
+
+    def __init__(self) -> None:
+        self.states: list[bool] = []
+        self.reconnects = 0
+        self.changed = threading.Event()
+
+    def state(self, up: bool) -> None:
+        self.states.append(up)
+        self.changed.set()
+
+    def reconnect(self) -> None:
+        self.reconnects += 1
+
+
+def grab(source, count: int) -> list[np.ndarray]:
+    rec = Recorder()
+    grabber = Grabber(source, rec.state, rec.reconnect, lambda _: None)
+    grabber.start()
+    try:
+        frames = []
+        while len(frames) < count:
+            item = grabber.frames.get(timeout=10)
+            assert item is not None, "source stopped delivering"
+            frames.append(item.image)
+        return frames
+    finally:
+        grabber.stop()
+
+
+def test_video_file_loops(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.avi", frames=10)
+    source = open_source(str(clip), 0, 0, 30, 5, 5)
+    assert isinstance(source, CaptureSource)
+    frames = grab(source, 25)  # more frames than the file has
+    assert all(f.shape == (120, 160, 3) for f in frames)
+
+
+def test_synthetic_pattern_moves_and_has_realistic_size() -> None:
+    source = SyntheticSource(1280, 720, fps=0)
+    source.open()
+    a, b = source.read(), source.read()
+    assert a.shape == (720, 1280, 3)
+    assert not np.array_equal(a, b)
+    _, jpeg = cv2.imencode(".jpg", b, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert 50_000 < len(jpeg) < 200_000
+
+
+def test_missing_source_is_down_and_retried(tmp_path: Path) -> None:
+    for spec in (str(tmp_path / "nope.avi"), "97"):  # a file and a device that do not exist
+        rec = Recorder()
+        grabber = Grabber(
+            open_source(spec, 0, 0, 30, 1, 1),
+            rec.state,
+            rec.reconnect,
+            lambda _: None,
+            backoff_max=0.2,
+        )
+        grabber.start()
+        try:
+            wait_until(lambda r=rec: r.reconnects >= 3, what=f"retries of {spec}")
+        finally:
+            grabber.stop()
+        assert rec.states == [False], "one state change, however many retries"
+
+
+def test_sender_with_a_file_source_feeds_the_receiver(
+    services: Services, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    clip = write_clip(tmp_path / "clip.avi", frames=10, fps=25)
+    red = services.receiver("redis", "--redis-url", redis_server.url)
+    sender = services.sender(
+        "--source", str(clip), "--http-url", "", "--redis-url", redis_server.url
+    )
+    wait_until(
+        lambda: (
+            scrape(red.url, "framewire_frames_received_total", camera="cam0", transport="redis")
+            > 20
+        ),
+        what="frames beyond the clip's 10",
+    )
+    assert scrape(sender.url, "framewire_source_up", camera="cam0") == 1
+    assert scrape(sender.url, "framewire_source_reconnects_total", camera="cam0") == 0
