@@ -60,6 +60,7 @@ def main() -> None:
                     "no",
                 ],
                 stdout=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches this script only; it stops the rest
             )
         )
         wait_for_port(port)
@@ -74,7 +75,7 @@ def main() -> None:
     ]  # fmt: skip
     try:
         for command in commands:
-            procs.append(subprocess.Popen(command, env=env))
+            procs.append(subprocess.Popen(command, env=env, start_new_session=True))
         for port in (http_port, redis_port, metrics_port):
             wait_for_port(port)
         print(
