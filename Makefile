@@ -3,12 +3,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install system-deps test run lint format clean
+.PHONY: help install system-deps test run up down logs lint format clean
 
 help:
 	@echo "make run     redis + sender + both receivers on this machine (Ctrl-C stops)"
 	@echo "make test    install what the tests need, then run them"
-	@echo "make lint    ruff"
+	@echo "make up      docker compose up --build (the product); make down, make logs"
+	@echo "make lint    ruff, hadolint, compose schema check, docker compose config"
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,9 +28,22 @@ test: install system-deps
 run: install
 	$(BIN)/python scripts/run_local.py
 
+up:
+	docker compose up --build
+
+down:
+	docker compose down
+
+logs:
+	docker compose logs --follow --tail=100
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
+	else echo "docker compose is not installed: skipped 'docker compose config -q'"; fi
 
 format: install
 	$(BIN)/ruff format .
