@@ -172,3 +172,25 @@ def test_sigterm_stops_every_service_quickly_with_open_streams(
         assert took < 3.0, f"{service.name} took {took:.2f} s to stop"
     for stream in streams:
         stream.close()
+
+
+def test_annotated_frame_is_encoded_once_for_all_viewers(
+    services: Services, redis_server: RedisServer
+) -> None:
+    http, _, _ = start_stack(services, redis_server)
+    wait_until(lambda: snapshot(http.url), what="first frame")
+
+    def count(name: str, **labels: str) -> float:
+        return scrape(http.url, name, camera="cam0", transport="http", **labels)
+
+    streams = [requests.get(f"{http.url}/stream.mjpg", stream=True, timeout=10) for _ in range(3)]
+    received_before = count("framewire_frames_received_total")
+    encoded_before = count("framewire_frame_latency_seconds_count", stage="served")
+    for stream in streams:
+        assert len(mjpeg_parts(stream, 15)) == 15
+    encoded = count("framewire_frame_latency_seconds_count", stage="served") - encoded_before
+    received = count("framewire_frames_received_total") - received_before
+    for stream in streams:
+        stream.close()
+    # Three viewers read 45 parts in all, yet each frame was encoded at most once.
+    assert 0 < encoded <= received + 1
