@@ -3,17 +3,21 @@
 # (Debian or Ubuntu, as root or with sudo); otherwise name them and fail.
 set -euo pipefail
 
-# command -> Debian package
-declare -A NEED=(
-  [redis-server]=redis-server
-  [prometheus]=prometheus
-  [promtool]=prometheus
-)
-
 missing=()
-for cmd in "${!NEED[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
-done
+need() {  # need "<check command>" package...
+  local check=$1
+  shift
+  bash -c "$check" >/dev/null 2>&1 || missing+=("$@")
+}
+need "command -v redis-server" redis-server
+need "command -v prometheus && command -v promtool" prometheus
+# A real RTSP camera for the fault tests: GStreamer's RTSP server under the system Python.
+need "/usr/bin/python3 -c \"import gi; gi.require_version('GstRtspServer', '1.0'); \
+from gi.repository import Gst, GstRtspServer; Gst.init(None); \
+assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('videotestsrc')\"" \
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
 

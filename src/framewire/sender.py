@@ -112,6 +112,7 @@ class Sender:
             on_state=lambda up: m.source_up.labels(camera).set(1 if up else 0),
             on_reconnect=m.source_reconnects.labels(camera).inc,
             on_drop=lambda _: dropped.inc(),
+            stale_after=config.read_timeout,
         )
         self.workers = [TransportWorker(p, camera, m) for p in publishers]
         self._stop = threading.Event()
@@ -131,9 +132,10 @@ class Sender:
         seq = 0
         try:
             while not self._stop.is_set():
-                item = self.grabber.frames.get(timeout=0.5)
+                item = self.grabber.frames.get(timeout=0.25)
                 if item is None:
                     fps.set(self._rate.rate())
+                    self.grabber.check_stale()
                     continue
                 captured.inc()
                 self._rate.tick()

@@ -10,6 +10,7 @@ releases and reopens a dead source with backoff.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -178,6 +179,10 @@ class CaptureSource(Source):
     def open(self) -> None:
         if self.is_file and not Path(self.spec).is_file():
             raise SourceError(f"no such video file: {self.spec}")
+        if self.spec.startswith("rtsp"):
+            # RTSP over TCP: a camera that dies closes the connection, so the loss shows at
+            # once instead of after the read timeout; it also passes NAT and firewalls.
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         if self.device is not None:
             cap = cv2.VideoCapture(self.device)
         else:
@@ -229,9 +234,11 @@ class Grabber:
         on_state: Callable[[bool], None],
         on_reconnect: Callable[[], None],
         on_drop: Callable[[Captured], None],
-        backoff_max: float = 5.0,
+        stale_after: float = 5.0,
+        backoff_max: float = 2.0,
     ) -> None:
         self.source = source
+        self.stale_after = stale_after
         self.frames: Mailbox[Captured] = Mailbox(on_drop)
         self.last_frame_at = 0.0  # monotonic time of the last good frame
         self._on_state = on_state
@@ -239,6 +246,7 @@ class Grabber:
         self._backoff_max = backoff_max
         self._stop = threading.Event()
         self._up: bool | None = None
+        self._state_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="grabber", daemon=True)
 
     def start(self) -> None:
@@ -251,14 +259,21 @@ class Grabber:
 
     def set_state(self, up: bool, why: str = "") -> None:
         """Record source up/down; logs and reports only when it changes."""
-        if up == self._up:
-            return
-        self._up = up
-        if up:
-            log.info("source up: %s", self.source.description)
-        else:
-            log.warning("source down: %s (%s)", self.source.description, why)
-        self._on_state(up)
+        with self._state_lock:
+            if up == self._up:
+                return
+            self._up = up
+            if up:
+                log.info("source up: %s", self.source.description)
+            else:
+                log.warning("source down: %s (%s)", self.source.description, why)
+            self._on_state(up)
+
+    def check_stale(self) -> None:
+        """Mark the source down when no frame came for `stale_after` s (a read may still block)."""
+        age = time.monotonic() - self.last_frame_at
+        if self._up and age > self.stale_after:
+            self.set_state(False, f"no frame for {age:.1f} s")
 
     def _run(self) -> None:
         backoff, first = 0.25, True
@@ -275,9 +290,18 @@ class Grabber:
                 continue
             try:
                 while not self._stop.is_set():
-                    image = self.source.read()
+                    started = time.monotonic()
+                    try:
+                        image = self.source.read()
+                    except Exception as exc:  # a backend error is a failed read, not a crash
+                        log.debug("read raised %s", type(exc).__name__)
+                        image = None
                     if image is None:
                         self.set_state(False, "read failed")
+                        break
+                    if time.monotonic() - started >= self.stale_after:
+                        # FFmpeg hands back the last picture when its read timeout fires.
+                        self.set_state(False, f"no new frame for {self.stale_after:g} s")
                         break
                     self.last_frame_at = time.monotonic()
                     self.set_state(True)
