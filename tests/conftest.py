@@ -94,9 +94,11 @@ class Services:
         self.started.append(service)
         return service
 
-    def receiver(self, kind: str, *args: str, env: dict[str, str] | None = None) -> Service:
-        """`framewire http-receiver` or `redis-receiver` on a free port, once /healthz answers."""
-        port = free_port()
+    def receiver(
+        self, kind: str, *args: str, env: dict[str, str] | None = None, port: int = 0
+    ) -> Service:
+        """`framewire http-receiver` or `redis-receiver` (on a free port), once /healthz answers."""
+        port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         service = self.start(
             f"{kind}-receiver-{port}",
@@ -146,10 +148,27 @@ def services(tmp_path: Path) -> Iterator[Services]:
     s.stop_all()
 
 
-@dataclass
 class RedisServer:
-    port: int
-    proc: subprocess.Popen[bytes]
+    """A real redis-server of our own on a free loopback port; can be stopped and restarted."""
+
+    def __init__(self, *extra: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run `make test`, which installs it")
+        self.port = free_port()
+        self.command = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *extra,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -158,23 +177,22 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, protocol=2)
 
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+        wait_until(lambda: self.client().ping(), what="redis-server")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server of our own on a free loopback port."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed: run `make test`, which installs it")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    server = RedisServer(port, proc)
-    wait_until(lambda: server.client().ping(), what="redis-server")
+    server = RedisServer()
+    server.start()
     yield server
-    proc.terminate()
-    proc.wait(timeout=10)
+    server.stop()
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
