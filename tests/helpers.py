@@ -19,6 +19,14 @@ def make_jpeg(width: int = 320, height: int = 240, seed: int = 0, quality: int =
     return buffer.tobytes()
 
 
+def claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """`jpeg` with its frame header rewritten to claim other dimensions (a decompression bomb)."""
+    data = bytearray(jpeg)
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
 def decode(jpeg: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None, "not a decodable JPEG"

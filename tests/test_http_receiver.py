@@ -9,7 +9,7 @@ import requests
 
 from conftest import Service, Services, scrape, wait_until
 from framewire.frame import Frame
-from helpers import decode, make_jpeg
+from helpers import claiming, decode, make_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ GOOD = Frame("cam0", 1, 1_700_000_000_000_000_000, JPEG).http_headers()
         (JPEG[: len(JPEG) // 2], GOOD, 422, "truncated_jpeg"),
         (b"\xff\xd8" + b"\x00" * 500 + b"\xff\xd9", GOOD, 422, "undecodable"),
         (b"", GOOD, 422, "empty_body"),
+        (claiming(JPEG, 65000, 65000), GOOD, 422, "too_many_pixels"),
         (JPEG, {**GOOD, "Content-Type": "application/x-www-form-urlencoded"}, 415, "content_type"),
         (JPEG, {k: v for k, v in GOOD.items() if k != "Content-Type"}, 415, "content_type"),
         (JPEG, {k: v for k, v in GOOD.items() if k != "X-Framewire-Camera"}, 400, "missing_camera"),

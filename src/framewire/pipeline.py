@@ -17,7 +17,7 @@ import time
 import cv2
 import numpy as np
 
-from framewire.frame import Frame, WireError
+from framewire.frame import Frame, WireError, jpeg_pixels
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, ReceiverMetrics
 from framewire.overlay import annotate
@@ -27,9 +27,24 @@ from framewire.viewer import Channel, Hub
 log = logging.getLogger(__name__)
 
 
-def decode(jpeg: bytes) -> np.ndarray:
-    """Decode JPEG bytes to a BGR image; WireError if they do not decode."""
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+MAX_PIXELS = 7680 * 4320  # 8K
+
+
+def decode(jpeg: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode JPEG bytes to a BGR image; WireError if they do not decode.
+
+    The frame header is checked first, so a small JPEG that claims enormous
+    dimensions (a decompression bomb) is refused before any pixel is decoded.
+    """
+    pixels = jpeg_pixels(jpeg)
+    if pixels is None:
+        raise WireError("undecodable", "JPEG has no frame header")
+    if pixels > max_pixels:
+        raise WireError("too_many_pixels", f"JPEG claims {pixels} pixels, over {max_pixels}")
+    try:
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
         raise WireError("undecodable", "JPEG could not be decoded")
     return image
@@ -124,9 +139,9 @@ class Pipeline:
         self.metrics.frame_latency.labels(*labels, "received").observe(frame.age_seconds())
         self._worker(channel).mailbox.put((frame, image))
 
-    def reject(self, reason: str) -> None:
-        """Count a refused frame."""
-        self.metrics.frames_rejected.labels(self.transport, reason).inc()
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count refused frames."""
+        self.metrics.frames_rejected.labels(self.transport, reason).inc(count)
 
     def _worker(self, channel: Channel) -> _CameraWorker:
         worker = self._workers.get(channel.camera)

@@ -28,6 +28,7 @@ STATUS = {
     "not_jpeg": 422,
     "truncated_jpeg": 422,
     "undecodable": 422,
+    "too_many_pixels": 422,
 }
 
 

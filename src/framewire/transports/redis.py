@@ -114,6 +114,13 @@ class RedisConsumer:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._backoff_max)
                 continue
+            except Exception:  # a bug must not end the thread: count it, log it once, go on
+                self._pipeline.metrics.receive_errors.labels("redis", "internal").inc()
+                if "internal" not in self._logged_reasons:
+                    self._logged_reasons.add("internal")
+                    log.exception("unexpected error in the Redis consumer; continuing")
+                self._stop.wait(backoff)
+                continue
             backoff = 0.1
 
     def _poll(self) -> None:
@@ -137,22 +144,26 @@ class RedisConsumer:
         self._set_up(True)
 
     def _take(self, key: bytes, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Ingest the newest entry; the older ones are skipped (latest frame wins)."""
         try:
             camera = camera_from_key(key)
-        except WireError as exc:
-            self._reject(exc)
+        except WireError as exc:  # not a camera stream: every entry in it is refused
+            self._reject(exc, len(entries))
             return
-        if len(entries) > 1:
-            self._pipeline.metrics.frames_dropped.labels(camera, "redis", "receive").inc(
-                len(entries) - 1
-            )
         try:
             self._pipeline.ingest(frame_from_stream(camera, entries[-1][1]))
         except WireError as exc:
+            if exc.reason == "camera_limit":  # the whole stream is refused, with no new labels
+                self._reject(exc, len(entries))
+                return
             self._reject(exc)
+        if len(entries) > 1:
+            skipped = len(entries) - 1
+            self._pipeline.metrics.frames_dropped.labels(camera, "redis", "receive").inc(skipped)
 
-    def _reject(self, exc: WireError) -> None:
-        self._pipeline.reject(exc.reason)
+    def _reject(self, exc: WireError, count: int = 1) -> None:
+        """Count refused entries; log the first of each reason only."""
+        self._pipeline.reject(exc.reason, count)
         if exc.reason not in self._logged_reasons:
             self._logged_reasons.add(exc.reason)
             log.warning(
