@@ -36,6 +36,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         (["http-receiver", "--processor", "nosuch"], {}, ["--processor"]),
         (["redis-receiver"], {"FRAMEWIRE_REDIS_URL": f"rediss://u:{SECRET}@"}, ["--redis-url"]),
         (["redis-receiver", "--threads", "1"], {}, ["--threads"]),
+        (["http-receiver", "--threads", "16", "--max-viewers", "13"], {}, ["--max-viewers"]),
     ],
 )
 def test_bad_value_is_one_line_naming_the_option(

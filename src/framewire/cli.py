@@ -240,8 +240,8 @@ def receiver_options(func: Callable[..., Any]) -> Callable[..., Any]:
         option(
             "--threads",
             "THREADS",
-            default=32,
-            type=click.IntRange(2, 1000),
+            default=64,
+            type=click.IntRange(8, 1000),
             help="gunicorn threads: viewers plus ingest.",
         ),
         option(
@@ -268,7 +268,7 @@ def receiver_options(func: Callable[..., Any]) -> Callable[..., Any]:
         option(
             "--max-viewers",
             "MAX_VIEWERS",
-            default=20,
+            default=48,
             type=click.IntRange(1, 10000),
             help="Open MJPEG streams allowed at once.",
         ),
@@ -303,6 +303,11 @@ def _serve(**options: Any) -> None:
     from framewire.processing import load_processor
     from framewire.receivers import serve
 
+    if options["max_viewers"] > options["threads"] - 4:
+        raise click.BadParameter(
+            f"must leave 4 of the {options['threads']} --threads for ingest and pages",
+            param_hint="'--max-viewers' / 'FRAMEWIRE_MAX_VIEWERS'",
+        )
     try:
         load_processor(options["processor"])
     except ValueError as exc:

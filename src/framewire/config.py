@@ -61,12 +61,12 @@ class ReceiverConfig:
 
     transport: str = "http"
     bind: str = "0.0.0.0:8001"
-    threads: int = 32
+    threads: int = 64
     processor: str = "none"
     quality: int = 80
     default_camera: str = "cam0"
     max_cameras: int = 16
-    max_viewers: int = 20
+    max_viewers: int = 48
     stale_after: float = 2.0
     keepalive: float = 1.0
     graceful_timeout: int = 1
