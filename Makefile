@@ -3,11 +3,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install system-deps test run up down logs lint format clean
+.PHONY: help install system-deps test soak run up down logs lint format clean
 
 help:
 	@echo "make run     redis + sender + both receivers on this machine (Ctrl-C stops)"
 	@echo "make test    install what the tests need, then run them"
+	@echo "make soak    the soak test for SOAK_SECONDS (600): memory and latency over time"
 	@echo "make up      docker compose up --build (the product); make down, make logs"
 	@echo "make lint    ruff, hadolint, compose schema check, docker compose config"
 
@@ -24,6 +25,11 @@ system-deps:
 
 test: install system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# A longer soak than the 60 s one in `make test`: memory and latency over time.
+SOAK_SECONDS ?= 600
+soak: install system-deps
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -s tests/test_soak.py
 
 run: install
 	$(BIN)/python scripts/run_local.py

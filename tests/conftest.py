@@ -62,6 +62,13 @@ class Service:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def rss_kib(self) -> int:
+        """Resident memory of the process doing the work: a gunicorn master's worker, or itself."""
+        pid = self.proc.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        status = Path(f"/proc/{children[0] if children else pid}/status").read_text()
+        return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS")))
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:
         """Signal the process and wait for it; returns the seconds it took to exit."""
         started = time.monotonic()

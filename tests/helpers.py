@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
 import numpy as np
+import requests
 
 
 def make_jpeg(width: int = 320, height: int = 240, seed: int = 0, quality: int = 80) -> bytes:
@@ -64,3 +66,31 @@ def mjpeg_parts(response, count: int, max_bytes: int = 50_000_000) -> list[bytes
                 return parts
         assert read < max_bytes, "stream did not yield enough parts"
     return parts
+
+
+class Viewer(threading.Thread):
+    """An MJPEG client reading 64 KiB at a time, `fps` times a second (0: as fast as it can)."""
+
+    def __init__(self, url: str, fps: float = 0) -> None:
+        super().__init__(daemon=True)
+        self.response = requests.get(url, stream=True, timeout=30)
+        boundary = self.response.headers["Content-Type"].split("boundary=")[1]
+        self.boundary = b"--" + boundary.encode()
+        self.fps = fps
+        self.parts = 0  # boundaries seen: one per part received
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for chunk in self.response.iter_content(chunk_size=65536):
+                self.parts += chunk.count(self.boundary)
+                if self.stopped.is_set():
+                    return
+                if self.fps:
+                    self.stopped.wait(1 / self.fps)
+        except (requests.RequestException, AttributeError, ValueError):
+            pass  # closed under us at the end of the test
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.response.close()

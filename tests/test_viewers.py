@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from pathlib import Path
 
 import requests
 
 from conftest import RedisServer, Service, Services, metric_value, scrape, wait_until
+from helpers import Viewer
 
 FAST, SLOW = 20, 3
 CAP = FAST + SLOW
-
-
-def worker_rss_kib(receiver: Service) -> int:
-    """Resident memory of the receiver's gunicorn worker (the master's child)."""
-    pid = receiver.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    status = Path(f"/proc/{children[0]}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
 
 
 def ingest(receiver: Service) -> tuple[float, float]:
@@ -45,34 +36,6 @@ def measure(receiver: Service, seconds: float = 3.0) -> tuple[float, float]:
     return (n1 - n0) / (time.monotonic() - started), (s1 - s0) / max(n1 - n0, 1) * 1000
 
 
-class Viewer(threading.Thread):
-    """An MJPEG client reading 64 KiB at a time, `fps` times a second (0: as fast as it can)."""
-
-    def __init__(self, url: str, fps: float = 0) -> None:
-        super().__init__(daemon=True)
-        self.response = requests.get(url, stream=True, timeout=30)
-        boundary = self.response.headers["Content-Type"].split("boundary=")[1]
-        self.boundary = b"--" + boundary.encode()
-        self.fps = fps
-        self.parts = 0  # boundaries seen: one per part received
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            for chunk in self.response.iter_content(chunk_size=65536):
-                self.parts += chunk.count(self.boundary)
-                if self.stopped.is_set():
-                    return
-                if self.fps:
-                    self.stopped.wait(1 / self.fps)
-        except (requests.RequestException, AttributeError, ValueError):
-            pass  # closed under us at the end of the test
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.response.close()
-
-
 def test_many_and_slow_viewers(services: Services, redis_server: RedisServer) -> None:
     http = services.receiver("http", "--max-viewers", str(CAP), "--threads", "32")
     services.sender(
@@ -81,7 +44,7 @@ def test_many_and_slow_viewers(services: Services, redis_server: RedisServer) ->
     wait_until(lambda: ingest(http)[0] > 30, what="frames flowing")
     viewers_gauge = lambda: scrape(http.url, "framewire_viewers", camera="cam0", transport="http")  # noqa: E731
     base_fps, base_latency = measure(http)
-    base_rss = worker_rss_kib(http)
+    base_rss = http.rss_kib()
 
     viewers = [Viewer(f"{http.url}/stream.mjpg") for _ in range(FAST)]
     viewers += [Viewer(f"{http.url}/stream.mjpg", fps=1) for _ in range(SLOW)]
@@ -90,9 +53,9 @@ def test_many_and_slow_viewers(services: Services, redis_server: RedisServer) ->
     wait_until(lambda: viewers_gauge() == FAST + SLOW, what="all viewers connected")
     wait_until(lambda: all(v.parts >= 2 for v in viewers), what="every viewer receiving")
     load_fps, load_latency = measure(http, seconds=5)
-    rss_samples = [worker_rss_kib(http)]
+    rss_samples = [http.rss_kib()]
     load_fps2, _ = measure(http, seconds=3)
-    rss_samples.append(worker_rss_kib(http))
+    rss_samples.append(http.rss_kib())
     print(
         f"ingest {base_fps:.1f} fps / {base_latency:.2f} ms alone; with {FAST} fast and "
         f"{SLOW} slow viewers {load_fps:.1f} fps / {load_latency:.2f} ms; worker RSS "
