@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, scrape, wait_until
@@ -194,3 +195,31 @@ def test_annotated_frame_is_encoded_once_for_all_viewers(
         stream.close()
     # Three viewers read 45 parts in all, yet each frame was encoded at most once.
     assert 0 < encoded <= received + 1
+
+
+@pytest.mark.parametrize(
+    ("http_mode", "redis_mode"), [("form-base64", "set-publish"), ("raw", "pubsub")]
+)
+def test_comparison_modes_deliver(
+    services: Services, redis_server: RedisServer, http_mode: str, redis_mode: str
+) -> None:
+    """The article's ways (and plain pub/sub) work end to end, for the benchmark."""
+    http = services.receiver("http")
+    red = services.receiver("redis", "--redis-url", redis_server.url, "--redis-mode", redis_mode)
+    services.sender(
+        "--http-url",
+        f"{http.url}/frames",
+        "--redis-url",
+        redis_server.url,
+        "--http-mode",
+        http_mode,
+        "--redis-mode",
+        redis_mode,
+        *SMALL,
+    )
+    for receiver in (http, red):
+        first = wait_until(lambda r=receiver: snapshot(r.url), what=f"{receiver.name} snapshot")
+        wait_until(
+            lambda r=receiver, f=first: (s := snapshot(r.url)) and s[0] > f[0] + 10,
+            what=f"{receiver.name} frames over {http_mode}/{redis_mode}",
+        )

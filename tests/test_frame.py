@@ -11,7 +11,10 @@ from framewire.frame import (
     Frame,
     WireError,
     camera_from_key,
+    frame_from_form,
     frame_from_http,
+    frame_from_latest,
+    frame_from_pubsub,
     frame_from_stream,
     stream_key,
 )
@@ -77,3 +80,29 @@ def test_stream_refusals(fields: dict[bytes, bytes], reason: str) -> None:
 def test_foreign_stream_key_is_refused() -> None:
     with pytest.raises(WireError):
         camera_from_key(b"other:key")
+
+
+def test_comparison_mode_round_trips() -> None:
+    frame = Frame("cam0", 3, 1_700_000_000_000_000_003, JPEG)
+    assert frame_from_form(frame.form_fields()) == frame
+    assert frame_from_pubsub("cam0", frame.pubsub_message()) == frame
+    assert frame_from_latest("cam0", frame.latest_value()) == frame
+
+
+@pytest.mark.parametrize(
+    ("parse", "reason"),
+    [
+        (
+            lambda: frame_from_form({"camera": "c", "seq": "1", "captured_ns": "1", "image": "%%"}),
+            "bad_base64",
+        ),
+        (lambda: frame_from_pubsub("c", b"no metadata line"), "bad_message"),
+        (lambda: frame_from_pubsub("c", b"1 x\n" + JPEG), "bad_captured_ns"),
+        (lambda: frame_from_latest("c", b"1 2"), "bad_message"),
+        (lambda: frame_from_latest("c", b"1 2 bm90IGEganBlZw=="), "not_jpeg"),
+    ],
+)
+def test_comparison_mode_refusals(parse, reason: str) -> None:
+    with pytest.raises(WireError) as caught:
+        parse()
+    assert caught.value.reason == reason

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from framewire.config import ReceiverConfig, SenderConfig, parse_bind
-from framewire.frame import WireError, parse_camera
+from framewire.frame import HTTP_MODES, REDIS_MODES, WireError, parse_camera
 
 log = logging.getLogger("framewire")
 
@@ -164,6 +164,20 @@ def cli(log_level: str) -> None:
     help="Approximate stream length kept per camera.",
 )
 @option(
+    "--http-mode",
+    "HTTP_MODE",
+    default="raw",
+    type=click.Choice(HTTP_MODES),
+    help="raw JPEG body, or the original article's base64 form post (for comparison).",
+)
+@option(
+    "--redis-mode",
+    "REDIS_MODE",
+    default="stream",
+    type=click.Choice(REDIS_MODES),
+    help="XADD to a stream, or PUBLISH / the article's SET + PUBLISH (for comparison).",
+)
+@option(
     "--token",
     "TOKEN",
     default="",
@@ -202,7 +216,11 @@ def send(**options: Any) -> None:
     if config.http_url:
         publishers.append(
             HttpPublisher(
-                config.http_url, config.http_connect_timeout, config.http_read_timeout, config.token
+                config.http_url,
+                config.http_connect_timeout,
+                config.http_read_timeout,
+                token=config.token,
+                mode=config.http_mode,
             )
         )
     if config.redis_url:
@@ -212,6 +230,7 @@ def send(**options: Any) -> None:
                 config.redis_maxlen,
                 config.http_connect_timeout,
                 config.http_read_timeout,
+                mode=config.redis_mode,
             )
         )
     sender = Sender(config, source, publishers)
@@ -348,6 +367,13 @@ def http_receiver(**options: Any) -> None:
     default="redis://127.0.0.1:6379/0",
     callback=_url_check(REDIS_SCHEMES),
     help="Redis to read the frame streams from.",
+)
+@option(
+    "--redis-mode",
+    "REDIS_MODE",
+    default="stream",
+    type=click.Choice(REDIS_MODES),
+    help="How the sender publishes: stream (default), pubsub or set-publish.",
 )
 def redis_receiver(**options: Any) -> None:
     """Receive frames from Redis streams and serve them as an MJPEG stream."""

@@ -47,10 +47,12 @@ class SenderConfig:
     open_timeout: float = 5.0
     read_timeout: float = 5.0
     http_url: str = "http://127.0.0.1:8001/frames"
+    http_mode: str = "raw"
     http_connect_timeout: float = 1.0
     http_read_timeout: float = 2.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_maxlen: int = 8
+    redis_mode: str = "stream"
     token: str = ""
     metrics_bind: str = "0.0.0.0:9100"
 
@@ -75,3 +77,4 @@ class ReceiverConfig:
     token: str = ""
     # redis-receiver
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_mode: str = "stream"

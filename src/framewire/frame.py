@@ -8,6 +8,8 @@ fields beside the bytes. The README's "Wire contract" section is the reference.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 from collections.abc import Mapping
@@ -27,6 +29,15 @@ STREAM_PREFIX = "framewire:frames:"
 FIELD_JPEG = b"jpeg"
 FIELD_SEQ = b"seq"
 FIELD_CAPTURED_NS = b"captured_ns"
+
+# Comparison modes, for the benchmark and to reproduce the original article.
+HTTP_MODES = ("raw", "form-base64")
+REDIS_MODES = ("stream", "pubsub", "set-publish")
+FORM_TYPE = "application/x-www-form-urlencoded"  # HTTP form-base64: fields below
+FORM_IMAGE = "image"  # base64 JPEG; camera, seq and captured_ns ride as form fields too
+PUBSUB_PREFIX = "framewire:pubsub:"  # Redis pubsub: PUBLISH "<seq> <captured_ns>\n" + JPEG
+LATEST_PREFIX = "framewire:latest:"  # Redis set-publish: SET "<seq> <captured_ns> <base64>"
+NOTIFY_PREFIX = "framewire:notify:"  # ... then PUBLISH the key's name here
 
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
@@ -70,6 +81,23 @@ class Frame:
             FIELD_SEQ: str(self.seq).encode(),
             FIELD_CAPTURED_NS: str(self.captured_ns).encode(),
         }
+
+    def form_fields(self) -> dict[str, str]:
+        """The article's HTTP form: base64 JPEG plus metadata fields."""
+        return {
+            FORM_IMAGE: base64.b64encode(self.jpeg).decode(),
+            "camera": self.camera,
+            "seq": str(self.seq),
+            "captured_ns": str(self.captured_ns),
+        }
+
+    def pubsub_message(self) -> bytes:
+        """One PUBLISH payload: a metadata line, then the raw JPEG."""
+        return b"%d %d\n" % (self.seq, self.captured_ns) + self.jpeg
+
+    def latest_value(self) -> bytes:
+        """The article's SET value: metadata, then the base64 JPEG."""
+        return b"%d %d " % (self.seq, self.captured_ns) + base64.b64encode(self.jpeg)
 
 
 def stream_key(camera: str) -> str:
@@ -147,6 +175,45 @@ def frame_from_http(headers: Mapping[str, str], body: bytes) -> Frame:
     captured_ns = parse_int("captured_ns", headers.get(HEADER_CAPTURED_NS))
     check_jpeg(body)
     return Frame(camera, seq, captured_ns, body)
+
+
+def frame_from_form(form: Mapping[str, str]) -> Frame:
+    """Build a Frame from the article's form post; raises WireError."""
+    camera = parse_camera(form.get("camera"))
+    seq = parse_int("seq", form.get("seq"))
+    captured_ns = parse_int("captured_ns", form.get("captured_ns"))
+    jpeg = _b64decode(form.get(FORM_IMAGE, "").encode())
+    check_jpeg(jpeg)
+    return Frame(camera, seq, captured_ns, jpeg)
+
+
+def frame_from_pubsub(camera: str, data: bytes) -> Frame:
+    """Build a Frame from a pubsub payload; raises WireError."""
+    head, newline, jpeg = data.partition(b"\n")
+    if not newline:
+        raise WireError("bad_message", "message lacks its metadata line")
+    seq, _, captured_ns = head.partition(b" ")
+    frame = Frame(camera, parse_int("seq", seq), parse_int("captured_ns", captured_ns), jpeg)
+    check_jpeg(jpeg)
+    return frame
+
+
+def frame_from_latest(camera: str, value: bytes) -> Frame:
+    """Build a Frame from a set-publish value; raises WireError."""
+    parts = value.split(b" ", 2)
+    if len(parts) != 3:
+        raise WireError("bad_message", "value is not '<seq> <captured_ns> <base64>'")
+    seq, captured_ns = parse_int("seq", parts[0]), parse_int("captured_ns", parts[1])
+    jpeg = _b64decode(parts[2])
+    check_jpeg(jpeg)
+    return Frame(camera, seq, captured_ns, jpeg)
+
+
+def _b64decode(data: bytes) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error as exc:
+        raise WireError("bad_base64", "image is not valid base64") from exc
 
 
 def frame_from_stream(camera: str, fields: Mapping[bytes, bytes]) -> Frame:

@@ -22,7 +22,7 @@ from framewire.metrics import ReceiverMetrics
 from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
 from framewire.transports.http import ingest_blueprint
-from framewire.transports.redis import RedisConsumer
+from framewire.transports.redis import consumer
 from framewire.viewer import Hub, viewer_blueprint
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,9 @@ def create_app(config: ReceiverConfig) -> Flask:
     if config.transport == "http":
         app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))
     else:
-        consumer = RedisConsumer(config.redis_url, pipeline)
-        consumer.start()
-        closers.insert(0, consumer.stop)
+        reader = consumer(config.redis_url, pipeline, config.redis_mode)
+        reader.start()
+        closers.insert(0, reader.stop)
 
     def shutdown() -> None:
         for close in closers:

@@ -4,6 +4,9 @@ Sending side: `HttpPublisher`, one keep-alive `requests` session with connect
 and read timeouts. Receiving side: `ingest_blueprint`, which validates,
 refuses bad input with a 4xx and a JSON reason (counted), and hands good
 frames to the pipeline.
+
+Mode `form-base64` reproduces the original article for comparison: the JPEG
+base64-encoded in a form post. The receiver accepts both, by Content-Type.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ import requests
 from flask import Blueprint, Response, jsonify, request
 
 from framewire.config import redact
-from framewire.frame import CONTENT_TYPE, Frame, WireError, frame_from_http
+from framewire.frame import (
+    CONTENT_TYPE,
+    FORM_TYPE,
+    Frame,
+    WireError,
+    frame_from_form,
+    frame_from_http,
+)
 from framewire.pipeline import Pipeline
 from framewire.transports import PublishError
 
@@ -29,6 +39,7 @@ STATUS = {
     "truncated_jpeg": 422,
     "undecodable": 422,
     "too_many_pixels": 422,
+    "bad_base64": 422,
 }
 
 
@@ -38,9 +49,15 @@ class HttpPublisher:
     name = "http"
 
     def __init__(
-        self, url: str, connect_timeout: float = 1.0, read_timeout: float = 2.0, token: str = ""
+        self,
+        url: str,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 2.0,
+        token: str = "",
+        mode: str = "raw",
     ) -> None:
         self.url = url
+        self.mode = mode
         self.target = redact(url)
         self._timeout = (connect_timeout, read_timeout)
         self._session = requests.Session()
@@ -48,9 +65,13 @@ class HttpPublisher:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
     def send(self, frame: Frame) -> None:
+        if self.mode == "raw":
+            data, headers = frame.jpeg, frame.http_headers()
+        else:
+            data, headers = frame.form_fields(), None
         try:
             response = self._session.post(
-                self.url, data=frame.jpeg, headers=frame.http_headers(), timeout=self._timeout
+                self.url, data=data, headers=headers, timeout=self._timeout
             )
         except requests.Timeout as exc:
             raise PublishError("timeout", "receiver did not answer in time") from exc
@@ -87,6 +108,8 @@ def _read_body(max_body: int) -> bytes | None:
 def ingest_blueprint(pipeline: Pipeline, max_body: int, token: str = "") -> Blueprint:
     """`POST /frames`: the HTTP receiving side."""
     bp = Blueprint("ingest", __name__)
+    # Form posts are parsed in memory by Werkzeug; allow them the same size as raw bodies.
+    bp.record_once(lambda state: state.app.config.update(MAX_FORM_MEMORY_SIZE=max_body))
     expected = f"Bearer {token}".encode() if token else b""
 
     def refuse(reason: str, detail: str) -> tuple[Response, int]:
@@ -99,13 +122,19 @@ def ingest_blueprint(pipeline: Pipeline, max_body: int, token: str = "") -> Blue
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return refuse("unauthorized", "a valid bearer token is required")
-        if request.mimetype != CONTENT_TYPE:
-            return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")
-        body = _read_body(max_body)
-        if body is None:
-            return refuse("too_large", f"body is over {max_body} bytes")
         try:
-            pipeline.ingest(frame_from_http(request.headers, body))
+            if request.mimetype == CONTENT_TYPE:
+                body = _read_body(max_body)
+                if body is None:
+                    return refuse("too_large", f"body is over {max_body} bytes")
+                frame = frame_from_http(request.headers, body)
+            elif request.mimetype == FORM_TYPE:  # the article's way, for comparison
+                if request.content_length is None or request.content_length > max_body:
+                    return refuse("too_large", f"form is over {max_body} bytes or unsized")
+                frame = frame_from_form(request.form)
+            else:
+                return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")
+            pipeline.ingest(frame)
         except WireError as exc:
             return refuse(exc.reason, exc.detail)
         return "", 204
