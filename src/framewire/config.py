@@ -72,6 +72,11 @@ class ReceiverConfig:
     stale_after: float = 2.0
     keepalive: float = 1.0
     graceful_timeout: int = 1
+    peer_url: str = ""  # the other receiver's public URL, for the comparison page
+    grafana_url: str = ""  # linked from the page when set
+    viewer_user: str = ""  # HTTP basic auth for pages, streams and /stats when set
+    viewer_password: str = ""
+    rate_limit: float = 0.0  # requests per second per client on viewer routes (0: off)
     # http-receiver
     max_body: int = 8 * 1024 * 1024
     token: str = ""
