@@ -42,7 +42,11 @@ def create_app(config: ReceiverConfig) -> Flask:
     )
     pipeline = Pipeline(hub, metrics, config.transport, load_processor(config.processor))
     app = Flask(__name__)
-    app.register_blueprint(viewer_blueprint(hub, config.default_camera))
+    app.register_blueprint(
+        viewer_blueprint(
+            hub, config.default_camera, peer_url=config.peer_url, grafana_url=config.grafana_url
+        )
+    )
     closers: list[Callable[[], None]] = [hub.close, pipeline.close]
     if config.transport == "http":
         app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))

@@ -193,7 +193,9 @@ class Hub:
             self.release_viewer(channel.camera)
 
 
-def viewer_blueprint(hub: Hub, default_camera: str) -> Blueprint:
+def viewer_blueprint(
+    hub: Hub, default_camera: str, peer_url: str = "", grafana_url: str = ""
+) -> Blueprint:
     """/, /stream.mjpg, /snapshot.jpg (and per-camera forms), /healthz, /readyz, /metrics."""
     bp = Blueprint("viewer", __name__, template_folder="templates")
 
