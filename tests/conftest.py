@@ -158,11 +158,12 @@ def services(tmp_path: Path) -> Iterator[Services]:
 class RedisServer:
     """A real redis-server of our own on a free loopback port; can be stopped and restarted."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, password: str = "") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run `make test`, which installs it")
         self.port = free_port()
+        self.password = password
         self.command = [
             binary,
             "--port",
@@ -173,8 +174,9 @@ class RedisServer:
             "",
             "--appendonly",
             "no",
-            *extra,
         ]
+        if password:
+            self.command += ["--requirepass", password]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -182,7 +184,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, protocol=2)
+        return redis.Redis(port=self.port, protocol=2, password=self.password or None)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)

@@ -92,4 +92,4 @@ def test_malformed_entries_are_skipped_counted_and_logged_once(
     wait_until(lambda: snapshot_seq(receiver.url, "cam0") == 50, what="good frame after bad ones")
     log = receiver.log()
     for reason in reasons:
-        assert log.count(f"malformed stream entries ({reason})") == 1, log
+        assert log.count(f"malformed frames ({reason})") == 1, log

@@ -164,6 +164,13 @@ def cli(log_level: str) -> None:
     help="Approximate stream length kept per camera.",
 )
 @option(
+    "--redis-ca-cert",
+    "REDIS_CA_CERT",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="CA certificate file to verify a rediss:// (TLS) server.",
+)
+@option(
     "--http-mode",
     "HTTP_MODE",
     default="raw",
@@ -231,6 +238,7 @@ def send(**options: Any) -> None:
                 config.http_connect_timeout,
                 config.http_read_timeout,
                 mode=config.redis_mode,
+                ca_cert=config.redis_ca_cert,
             )
         )
     sender = Sender(config, source, publishers)
@@ -350,6 +358,11 @@ def _serve(**options: Any) -> None:
     from framewire.processing import load_processor
     from framewire.receivers import serve
 
+    if bool(options["viewer_user"]) != bool(options["viewer_password"]):
+        raise click.UsageError(
+            "--viewer-user and --viewer-password (FRAMEWIRE_VIEWER_USER, FRAMEWIRE_VIEWER_PASSWORD)"
+            " must be set together"
+        )
     if options["max_viewers"] > options["threads"] - 4:
         raise click.BadParameter(
             f"must leave 4 of the {options['threads']} --threads for ingest and pages",
@@ -402,6 +415,13 @@ def http_receiver(**options: Any) -> None:
     default="stream",
     type=click.Choice(REDIS_MODES),
     help="How the sender publishes: stream (default), pubsub or set-publish.",
+)
+@option(
+    "--redis-ca-cert",
+    "REDIS_CA_CERT",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="CA certificate file to verify a rediss:// (TLS) server.",
 )
 def redis_receiver(**options: Any) -> None:
     """Receive frames from Redis streams and serve them as an MJPEG stream."""

@@ -53,6 +53,7 @@ class SenderConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_maxlen: int = 8
     redis_mode: str = "stream"
+    redis_ca_cert: str = ""
     token: str = ""
     metrics_bind: str = "0.0.0.0:9100"
 
@@ -83,3 +84,4 @@ class ReceiverConfig:
     # redis-receiver
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_mode: str = "stream"
+    redis_ca_cert: str = ""

@@ -148,6 +148,12 @@ class ReceiverMetrics(_Common):
             ["camera", "transport"],
             registry=reg,
         )
+        self.requests_refused = Counter(
+            f"{NS}_requests_refused_total",
+            "Viewer requests refused, by reason (unauthorized, rate_limited).",
+            ["transport", "reason"],
+            registry=reg,
+        )
         self.viewers = Gauge(
             f"{NS}_viewers", "Open MJPEG streams.", ["camera", "transport"], registry=reg
         )

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from framewire import access
 from framewire.config import ReceiverConfig
 from framewire.metrics import ReceiverMetrics
 from framewire.pipeline import Pipeline
@@ -47,11 +48,19 @@ def create_app(config: ReceiverConfig) -> Flask:
             hub, config.default_camera, peer_url=config.peer_url, grafana_url=config.grafana_url
         )
     )
+    refused = metrics.requests_refused
+    access.install(
+        app,
+        lambda reason: refused.labels(config.transport, reason).inc(),
+        config.viewer_user,
+        config.viewer_password,
+        config.rate_limit,
+    )
     closers: list[Callable[[], None]] = [hub.close, pipeline.close]
     if config.transport == "http":
         app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))
     else:
-        reader = consumer(config.redis_url, pipeline, config.redis_mode)
+        reader = consumer(config.redis_url, pipeline, config.redis_mode, config.redis_ca_cert)
         reader.start()
         closers.insert(0, reader.stop)
 

@@ -53,14 +53,21 @@ BLOCK_MS = 1000
 DISCOVER_EVERY = 2.0
 
 
-def connect(url: str, connect_timeout: float = 2.0, read_timeout: float = 5.0) -> redis.Redis:
-    """A client for `url` (`redis://`, `rediss://` or `unix://`), RESP2, with timeouts."""
+def connect(
+    url: str, connect_timeout: float = 2.0, read_timeout: float = 5.0, ca_cert: str = ""
+) -> redis.Redis:
+    """A client for `url` (`redis://`, `rediss://` with an optional CA file, or `unix://`).
+
+    RESP2 and timeouts; user and password (an ACL user) come from the URL.
+    """
+    tls = {"ssl_ca_certs": ca_cert} if ca_cert and url.startswith("rediss://") else {}
     return redis.Redis.from_url(
         url,
         protocol=2,
         socket_connect_timeout=connect_timeout,
         socket_timeout=read_timeout,
         socket_keepalive=True,
+        **tls,
     )
 
 
@@ -86,10 +93,11 @@ class RedisPublisher:
         connect_timeout: float = 1.0,
         read_timeout: float = 2.0,
         mode: str = "stream",
+        ca_cert: str = "",
     ) -> None:
         self.target = redact(url)
         self.mode = mode
-        self._client = connect(url, connect_timeout, read_timeout)
+        self._client = connect(url, connect_timeout, read_timeout, ca_cert)
         self._maxlen = maxlen
 
     def send(self, frame: Frame) -> None:
@@ -117,9 +125,11 @@ class RedisPublisher:
 class _Consumer:
     """A thread that polls Redis for frames, retrying with backoff; subclasses poll."""
 
-    def __init__(self, url: str, pipeline: Pipeline, backoff_max: float = 2.0) -> None:
+    def __init__(
+        self, url: str, pipeline: Pipeline, backoff_max: float = 2.0, ca_cert: str = ""
+    ) -> None:
         self.target = redact(url)
-        self._client = connect(url, read_timeout=BLOCK_MS / 1000 + 5)
+        self._client = connect(url, read_timeout=BLOCK_MS / 1000 + 5, ca_cert=ca_cert)
         self._pipeline = pipeline
         self._backoff_max = backoff_max
         self._stop = threading.Event()
@@ -194,8 +204,8 @@ class _Consumer:
 class StreamConsumer(_Consumer):
     """Reads the newest entry of every camera stream (the default mode)."""
 
-    def __init__(self, url: str, pipeline: Pipeline, backoff_max: float = 2.0) -> None:
-        super().__init__(url, pipeline, backoff_max)
+    def __init__(self, url: str, pipeline: Pipeline, ca_cert: str = "") -> None:
+        super().__init__(url, pipeline, ca_cert=ca_cert)
         self._ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._discovered_at = 0.0
 
@@ -232,8 +242,8 @@ class StreamConsumer(_Consumer):
 class SubscriberConsumer(_Consumer):
     """Follows the pub/sub channels of the `pubsub` and `set-publish` comparison modes."""
 
-    def __init__(self, url: str, pipeline: Pipeline, mode: str, backoff_max: float = 2.0) -> None:
-        super().__init__(url, pipeline, backoff_max)
+    def __init__(self, url: str, pipeline: Pipeline, mode: str, ca_cert: str = "") -> None:
+        super().__init__(url, pipeline, ca_cert=ca_cert)
         self._mode = mode
         self._prefix = PUBSUB_PREFIX if mode == "pubsub" else NOTIFY_PREFIX
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
@@ -276,8 +286,8 @@ def _camera(channel: bytes, prefix: str) -> str:
     return parse_camera(channel.decode(errors="replace")[len(prefix) :])
 
 
-def consumer(url: str, pipeline: Pipeline, mode: str = "stream") -> _Consumer:
+def consumer(url: str, pipeline: Pipeline, mode: str = "stream", ca_cert: str = "") -> _Consumer:
     """The receiving side for `mode`."""
     if mode == "stream":
-        return StreamConsumer(url, pipeline)
-    return SubscriberConsumer(url, pipeline, mode)
+        return StreamConsumer(url, pipeline, ca_cert)
+    return SubscriberConsumer(url, pipeline, mode, ca_cert)
