@@ -314,6 +314,9 @@ def test_compose_up_smoke(docker_engine: Engine) -> None:
         "FRAMEWIRE_CI_PROMETHEUS_CONFIG": str(prometheus_dir),
         "REDIS_HOST": "127.0.0.1",
         "HTTP_RECEIVER_HOST": "127.0.0.1",
+        # Secrets of this run: they must reach no image layer and no log line.
+        "REDIS_PASSWORD": f"smoke-redis-{uuid.uuid4().hex}",
+        "FRAMEWIRE_TOKEN": f"smoke-token-{uuid.uuid4().hex}",
         **{name: str(port) for name, port in ports.items()},
     }
     # The same settings as an env file, so a developer's .env does not leak in.
@@ -349,6 +352,17 @@ def test_compose_up_smoke(docker_engine: Engine) -> None:
         )
         took = time.monotonic() - started
         log(f"built {IMAGE} in {took:.1f} s: {size} bytes ({size / 1e6:.0f} MB)")
+        secrets = (settings["REDIS_PASSWORD"], settings["FRAMEWIRE_TOKEN"], "framewire-change-me")
+        image = run(["docker", "image", "inspect", IMAGE], env, 60, "image inspect").stdout
+        history = run(
+            ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", IMAGE],
+            env,
+            60,
+            "docker history",
+        ).stdout
+        assert json.loads(image)[0]["Config"]["User"] not in ("", "0", "root")
+        for secret in secrets:
+            assert secret not in image and secret not in history, "a secret is in the image"
 
         started = time.monotonic()
         up = True
@@ -425,6 +439,18 @@ def test_compose_up_smoke(docker_engine: Engine) -> None:
             groups = requests.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
             assert any(g["name"] == "framewire" for g in groups), groups
         log("Prometheus reports every framewire target up")
+
+        # Hardened containers, and no secret in any log.
+        for name in FRAMEWIRE_SERVICES:
+            container = json.loads(
+                run(["docker", "inspect", ps[name]["ID"]], env, 60, "docker inspect").stdout
+            )[0]
+            assert container["HostConfig"]["ReadonlyRootfs"] is True, name
+            assert container["HostConfig"]["CapDrop"] == ["ALL"], name
+            assert container["Config"]["User"] not in ("", "0", "root"), name
+        logs = run([*compose, "logs", "--no-color"], env, 60, "docker compose logs")
+        for secret in secrets:
+            assert secret not in logs.stdout + logs.stderr, "a secret reached the logs"
 
         # Stop: every service on SIGTERM, none killed, framewire services at once.
         since = time.time()
