@@ -89,6 +89,41 @@ def tune_malloc() -> None:
         pass
 
 
+def apply(decorators: list[Decorator], func: Callable[..., Any]) -> Callable[..., Any]:
+    """Apply option decorators in the order they are listed (as if stacked)."""
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def redis_options(url_help: str) -> Decorator:
+    """The Redis options the sender and the Redis receiver share."""
+    decorators = [
+        option(
+            "--redis-url",
+            "REDIS_URL",
+            default="redis://127.0.0.1:6379/0",
+            callback=_url_check(REDIS_SCHEMES),
+            help=f"{url_help} Password and ACL user go in the URL; rediss:// for TLS.",
+        ),
+        option(
+            "--redis-mode",
+            "REDIS_MODE",
+            default="stream",
+            type=click.Choice(REDIS_MODES),
+            help="XADD to a stream (default), or PUBLISH / the article's SET + PUBLISH.",
+        ),
+        option(
+            "--redis-ca-cert",
+            "REDIS_CA_CERT",
+            default="",
+            type=click.Path(dir_okay=False),
+            help="CA certificate file to verify a rediss:// (TLS) server.",
+        ),
+    ]
+    return lambda func: apply(decorators, func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @option(
     "--log-level",
@@ -149,13 +184,7 @@ def cli(log_level: str) -> None:
 )
 @option("--http-connect-timeout", "HTTP_CONNECT_TIMEOUT", default=1.0, type=POSITIVE_SECONDS)
 @option("--http-read-timeout", "HTTP_READ_TIMEOUT", default=2.0, type=POSITIVE_SECONDS)
-@option(
-    "--redis-url",
-    "REDIS_URL",
-    default="redis://127.0.0.1:6379/0",
-    callback=_url_check(REDIS_SCHEMES),
-    help="Redis to XADD frames to; empty disables Redis.",
-)
+@redis_options("Redis to send frames through; empty disables Redis.")
 @option(
     "--redis-maxlen",
     "REDIS_MAXLEN",
@@ -164,25 +193,11 @@ def cli(log_level: str) -> None:
     help="Approximate stream length kept per camera.",
 )
 @option(
-    "--redis-ca-cert",
-    "REDIS_CA_CERT",
-    default="",
-    type=click.Path(dir_okay=False),
-    help="CA certificate file to verify a rediss:// (TLS) server.",
-)
-@option(
     "--http-mode",
     "HTTP_MODE",
     default="raw",
     type=click.Choice(HTTP_MODES),
     help="raw JPEG body, or the original article's base64 form post (for comparison).",
-)
-@option(
-    "--redis-mode",
-    "REDIS_MODE",
-    default="stream",
-    type=click.Choice(REDIS_MODES),
-    help="XADD to a stream, or PUBLISH / the article's SET + PUBLISH (for comparison).",
 )
 @option(
     "--token",
@@ -349,9 +364,7 @@ def receiver_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Seconds gunicorn lets requests finish after SIGTERM.",
         ),
     ]
-    for decorate in reversed(decorators):
-        func = decorate(func)
-    return func
+    return apply(decorators, func)
 
 
 def _serve(**options: Any) -> None:
@@ -402,27 +415,7 @@ def http_receiver(**options: Any) -> None:
 @cli.command("redis-receiver")
 @option("--bind", "BIND", default="0.0.0.0:8002", callback=_check_bind, help="HOST:PORT to serve.")
 @receiver_options
-@option(
-    "--redis-url",
-    "REDIS_URL",
-    default="redis://127.0.0.1:6379/0",
-    callback=_url_check(REDIS_SCHEMES),
-    help="Redis to read the frame streams from.",
-)
-@option(
-    "--redis-mode",
-    "REDIS_MODE",
-    default="stream",
-    type=click.Choice(REDIS_MODES),
-    help="How the sender publishes: stream (default), pubsub or set-publish.",
-)
-@option(
-    "--redis-ca-cert",
-    "REDIS_CA_CERT",
-    default="",
-    type=click.Path(dir_okay=False),
-    help="CA certificate file to verify a rediss:// (TLS) server.",
-)
+@redis_options("Redis to read the frames from.")
 def redis_receiver(**options: Any) -> None:
     """Receive frames from Redis streams and serve them as an MJPEG stream."""
     if not options["redis_url"]:
