@@ -7,14 +7,21 @@ watches. Each MJPEG viewer waits on the channel's condition for the next
 frame and so skips whatever it is too slow for; on a still scene it re-sends
 the last frame as a keepalive; a frame older than `stale_after` is replaced
 by a "no signal" picture.
+
+Each channel also keeps two small bounded rings, the times frames were
+published and the recent capture-to-served latencies, from which `/stats`
+reports live fps and latency percentiles without encoding anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,6 +33,26 @@ from framewire.metrics import ReceiverMetrics
 from framewire.overlay import no_signal
 
 BOUNDARY = b"framewireframe"
+RING = 300  # samples kept per channel for /stats
+LATENCY_WINDOW = 5.0  # seconds of served latencies behind p50 and p95
+FPS_WINDOW = 2.0  # seconds of published frames behind the fps figure
+DROP_STAGES = ("receive", "process")
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The `q` quantile (0..1) of sorted, non-empty `ordered`, linearly interpolated."""
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def rate(times: list[float], now: float, window: float = FPS_WINDOW) -> float:
+    """Events per second over the last `window` seconds, from ascending monotonic `times`."""
+    recent = [t for t in times if now - t <= window]
+    if len(recent) < 2:
+        return 0.0
+    return (len(recent) - 1) / max(now - recent[0], 1e-9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +78,17 @@ class Channel:
         self._received_at = 0.0  # monotonic
         self._version = 0
         self._served: Served | None = None
+        self._published: deque[float] = deque(maxlen=RING)  # monotonic times
+        self._latencies: deque[tuple[float, float]] = deque(maxlen=RING)  # (monotonic, ms)
         self.served_latency_ms: float | None = None
+        self.viewers = 0
 
     def publish(self, image: np.ndarray, seq: int, captured_ns: int) -> None:
         """Make `image` the newest frame and wake every waiting viewer."""
         with self._cond:
             self._image, self._seq, self._captured_ns = image, seq, captured_ns
             self._received_at = time.monotonic()
+            self._published.append(self._received_at)
             self._version += 1
             self._cond.notify_all()
 
@@ -68,6 +99,33 @@ class Channel:
     def fresh(self) -> bool:
         age = self.age()
         return age is not None and age <= self.hub.stale_after
+
+    @property
+    def has_frame(self) -> bool:
+        return self._image is not None
+
+    def stats(self, drops: dict[str, int]) -> dict[str, Any]:
+        """Live figures for /stats: cheap copies of the rings, no encoding."""
+        with self._cond:
+            published = list(self._published)
+            latencies = list(self._latencies)
+            seq = self._seq if self._image is not None else None
+        now = time.monotonic()
+        recent = sorted(ms for at, ms in latencies if now - at <= LATENCY_WINDOW)
+        age = self.age()
+        return {
+            "state": "live" if self.fresh() else "no signal",
+            "seq": seq,
+            "fps": round(rate(published, now), 2),
+            "latency_ms": {
+                "p50": round(percentile(recent, 0.5), 2) if recent else None,
+                "p95": round(percentile(recent, 0.95), 2) if recent else None,
+                "samples": len(recent),
+            },
+            "drops": {**dict.fromkeys(DROP_STAGES, 0), **drops},
+            "viewers": self.viewers,
+            "age_seconds": round(age, 3) if age is not None else None,
+        }
 
     def wait(self, after_version: int, timeout: float) -> None:
         """Block until a frame newer than `after_version` arrives, or `timeout` passes."""
@@ -92,6 +150,7 @@ class Channel:
                 raise RuntimeError("JPEG encode failed")
             latency = (time.time_ns() - self._captured_ns) / 1e9
             self.served_latency_ms = latency * 1000
+            self._latencies.append((time.monotonic(), self.served_latency_ms))
             self.hub.metrics.frame_latency.labels(
                 self.camera, self.hub.transport, "served"
             ).observe(latency)
@@ -147,7 +206,8 @@ class Hub:
             return self._channels[camera]
 
     def cameras(self) -> list[str]:
-        return sorted(self._channels)
+        with self._lock:
+            return sorted(self._channels)
 
     def acquire_viewer(self, camera: str) -> bool:
         """Count a new viewer of `camera`; False when the cap is reached."""
@@ -155,13 +215,45 @@ class Hub:
             if self._viewers >= self.max_viewers or self.closed:
                 return False
             self._viewers += 1
+            self._channels[camera].viewers += 1
         self.metrics.viewers.labels(camera, self.transport).inc()
         return True
 
     def release_viewer(self, camera: str) -> None:
         with self._lock:
             self._viewers -= 1
+            self._channels[camera].viewers -= 1
         self.metrics.viewers.labels(camera, self.transport).dec()
+
+    def stats(self, default_camera: str) -> dict[str, Any]:
+        """Every camera that has had a frame (and the default one): the JSON of /stats."""
+        drops = self._drops()
+        with contextlib.suppress(WireError):  # at the camera cap the default may be missing
+            self.channel(default_camera)
+        channels = [self._channels[c] for c in self.cameras()]
+        cameras = {
+            c.camera: c.stats(drops.get(c.camera, {}))
+            for c in channels
+            if c.has_frame or c.camera == default_camera
+        }
+        return {
+            "transport": self.transport,
+            "server_time": time.time(),
+            "default_camera": default_camera,
+            "stale_after": self.stale_after,
+            "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
+            "cameras": cameras,
+        }
+
+    def _drops(self) -> dict[str, dict[str, int]]:
+        """Dropped frames per camera and stage, read from the counter in one pass."""
+        drops: dict[str, dict[str, int]] = {}
+        for family in self.metrics.frames_dropped.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    labels = sample.labels
+                    drops.setdefault(labels["camera"], {})[labels["stage"]] = int(sample.value)
+        return drops
 
     def close(self) -> None:
         """End every open stream (at shutdown)."""
@@ -196,8 +288,19 @@ class Hub:
 def viewer_blueprint(
     hub: Hub, default_camera: str, peer_url: str = "", grafana_url: str = ""
 ) -> Blueprint:
-    """/, /stream.mjpg, /snapshot.jpg (and per-camera forms), /healthz, /readyz, /metrics."""
+    """/, /stats, /stream.mjpg, /snapshot.jpg (and per-camera forms), /healthz, /readyz, /metrics.
+
+    `peer_url` is the other receiver's public URL: the page at / then shows
+    its streams and /stats beside this receiver's, fetched by the browser
+    (so /stats allows any origin). `grafana_url`, when set, is linked.
+    """
     bp = Blueprint("viewer", __name__, template_folder="templates")
+    page_config = {
+        "transport": hub.transport,
+        "peer_url": peer_url.rstrip("/"),
+        "grafana_url": grafana_url,
+        "default_camera": default_camera,
+    }
 
     def lookup(camera: str | None) -> Channel:
         try:
@@ -207,8 +310,17 @@ def viewer_blueprint(
 
     @bp.get("/")
     def index() -> str:
-        cameras = hub.cameras() or [default_camera]
-        return render_template("viewer.html", transport=hub.transport, cameras=cameras)
+        cameras = sorted(hub.stats(default_camera)["cameras"])
+        focus = default_camera if default_camera in cameras or not cameras else cameras[0]
+        return render_template("viewer.html", config=page_config, focus=focus, **page_config)
+
+    @bp.get("/stats")
+    def stats() -> Response:
+        response = jsonify(hub.stats(default_camera))
+        response.headers["Cache-Control"] = "no-store"
+        # Read by the peer receiver's page from the browser; GET only, no credentials.
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
 
     @bp.get("/stream.mjpg")
     @bp.get("/stream/<camera>.mjpg")

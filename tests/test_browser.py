@@ -1,0 +1,255 @@
+"""The comparison page in a real Chromium (Debian's `chromium`), driven by Playwright.
+
+Both receivers run (the HTTP one with --peer-url pointing at the Redis one)
+with real senders. The page never finishes loading (MJPEG), so it is opened
+with `wait_until="commit"` and every check waits on a condition in the page
+or on the servers' /metrics. The main test saves docs/comparison.png.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import RedisServer, Service, Services, wait_until
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "comparison.png"
+GRAFANA = "http://localhost:3000/"
+SMALL = ("--width", "320", "--height", "240")
+NO_FIGURE = "\u2013"  # the page's en dash for a missing figure
+WAIT_MS = 20_000
+STREAMS_SHOWN = "[...document.querySelectorAll('img.stream')].every(i => i.naturalWidth > 1)"
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, through Playwright (never `playwright install`)."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium "
+            "(apt-get install chromium fonts-liberation; `make test` does it)"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -r requirements-dev.lock")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def start_stack(
+    services: Services, redis_server: RedisServer, cameras: list[str], *sender_args: str
+) -> tuple[Service, Service, dict[str, Service]]:
+    """Redis receiver, HTTP receiver comparing with it, and one sender per camera."""
+    red = services.receiver("redis", "--redis-url", redis_server.url)
+    http = services.receiver("http", "--peer-url", red.url, "--grafana-url", GRAFANA)
+    senders = {
+        camera: services.sender(
+            "--camera",
+            camera,
+            "--http-url",
+            f"{http.url}/frames",
+            "--redis-url",
+            redis_server.url,
+            *sender_args,
+        )
+        for camera in cameras
+    }
+    for receiver in (http, red):
+        wait_until(
+            lambda r=receiver: all(
+                c.get("state") == "live"
+                for c in (
+                    requests.get(f"{r.url}/stats", timeout=5).json()["cameras"].get(n, {})
+                    for n in cameras
+                )
+            ),
+            what=f"every camera live on {receiver.name}",
+        )
+    return http, red, senders
+
+
+def viewers(receiver: Service, camera: str | None = None) -> float:
+    """Open MJPEG streams on `receiver` (of one camera, or all)."""
+    text = requests.get(f"{receiver.url}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "framewire_viewers" and camera in (None, sample.labels["camera"])
+    )
+
+
+def open_page(chromium: Browser, url: str) -> Page:
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(url, wait_until="commit")
+    page.wait_for_function(STREAMS_SHOWN)
+    return page
+
+
+def assert_moving(page: Page, side: str) -> None:
+    """Two screenshots of the side's stream a second apart differ."""
+    stream = page.locator(f"[data-side={side}] img.stream")
+    first = stream.screenshot()
+    page.wait_for_timeout(1000)  # the one deliberate wait: let the picture move
+    assert stream.screenshot() != first, f"the {side} stream did not change in a second"
+
+
+def figures(page: Page, side: str) -> dict[str, str]:
+    return page.evaluate(
+        """side => {
+            const panel = document.querySelector(`[data-side=${side}]`);
+            const out = {state: panel.dataset.state};
+            for (const dd of panel.querySelectorAll("dd")) out[dd.dataset.field] = dd.textContent;
+            return out;
+        }""",
+        side,
+    )
+
+
+def wait_state(page: Page, side: str, state: str) -> None:
+    page.wait_for_function(
+        "([side, state]) => document.querySelector(`[data-side=${side}]`).dataset.state === state",
+        arg=[side, state],
+    )
+
+
+def wait_figures_change(page: Page, side: str) -> dict[str, str]:
+    """The side's figures once they differ from now (they update about once a second)."""
+    before = figures(page, side)
+    page.wait_for_function(
+        """([side, seq]) => document.querySelector(
+            `[data-side=${side}] [data-field=seq]`).textContent !== seq""",
+        arg=[side, before["seq"]],
+    )
+    return figures(page, side)
+
+
+def ms(text: str) -> float:
+    assert text.endswith(" ms"), text
+    return float(text.removesuffix(" ms"))
+
+
+def test_comparison_page_in_chromium(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    http, red, senders = start_stack(
+        services, redis_server, ["cam0", "cam1"], "--width", "640", "--height", "360"
+    )
+    page = open_page(browser, f"{http.url}/")
+    for side in ("own", "peer"):
+        assert_moving(page, side)
+        wait_state(page, side, "live")
+        shown = wait_figures_change(page, side)
+        assert float(shown["fps"]) > 0, shown
+        assert 0 < ms(shown["p50"]) <= ms(shown["p95"]), shown
+    assert page.locator("[data-side=peer] .transport").inner_text() == "REDIS"
+    assert page.locator("#grafana").get_attribute("href") == GRAFANA
+    page.wait_for_function(
+        "[...document.querySelectorAll('.tile img')].filter(i => i.naturalWidth > 1).length === 2"
+    )
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == viewers(r, "cam0") == 1, what="one stream")
+
+    page.locator(".tile[data-camera=cam1]").click()  # the stream moves to cam1
+    page.wait_for_function("document.getElementById('focus-name').textContent === 'cam1'")
+    page.wait_for_function(STREAMS_SHOWN)
+    for receiver in (http, red):
+        wait_until(
+            lambda r=receiver: viewers(r, "cam0") == 0 and viewers(r, "cam1") == 1,
+            what=f"the stream on {receiver.name} to move from cam0 to cam1",
+        )
+
+    senders["cam1"].stop()
+    for side in ("own", "peer"):
+        wait_state(page, side, "no signal")
+        assert "no signal" in page.locator(f"[data-side={side}] .notice").inner_text()
+    assert page.locator(".tile[data-camera=cam1] .dot").first.get_attribute("data-state") == (
+        "no signal"
+    )
+
+    page.close()
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
+
+
+def test_page_keeps_working_while_the_peer_is_down(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    http, red, _ = start_stack(
+        services, redis_server, ["cam0"], "--width", "320", "--height", "240"
+    )
+    page = open_page(browser, f"{http.url}/")
+    wait_state(page, "peer", "live")
+    red.stop()
+    wait_state(page, "peer", "unreachable")
+    assert "unreachable" in page.locator("[data-side=peer] .notice").inner_text()
+    assert figures(page, "peer")["fps"] == NO_FIGURE
+    wait_state(page, "own", "live")
+    wait_figures_change(page, "own")
+    assert_moving(page, "own")
+
+    port = int(red.url.rsplit(":", 1)[1])
+    red = services.receiver("redis", "--redis-url", redis_server.url, port=port)
+    wait_state(page, "peer", "live")  # /stats answers again and the stream is reopened
+    page.wait_for_function(STREAMS_SHOWN)
+    assert_moving(page, "peer")
+    page.close()
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
+
+
+def test_four_cameras_stay_within_the_connection_limit(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    """One live stream per receiver; the other cameras are snapshots refreshed in turn."""
+    cameras = ["cam0", "cam1", "cam2", "cam3"]
+    http, red, _ = start_stack(services, redis_server, cameras, *SMALL, "--fps", "10")
+    page = open_page(browser, f"{http.url}/")
+    tiles = "[...document.querySelectorAll('.tile img')]"
+    page.wait_for_function(f"{tiles}.filter(i => i.naturalWidth > 1).length === 4")
+    sources = page.evaluate(f"{tiles}.map(i => i.src)")
+    page.wait_for_function(  # every tile refreshed, while both streams stay open
+        f"srcs => {tiles}.every((img, k) => img.src !== srcs[k] && img.naturalWidth > 1)",
+        arg=sources,
+    )
+    ticks = int(page.evaluate("document.body.dataset.ticks"))
+    page.wait_for_function(f"Number(document.body.dataset.ticks) >= {ticks + 2}")
+    for side in ("own", "peer"):
+        wait_state(page, side, "live")
+        assert_moving(page, side)
+    for receiver in (http, red):
+        assert viewers(receiver) == 1, f"{receiver.name}: only the camera in focus streams"
+    page.locator(".tile[data-camera=cam3]").click()
+    for receiver in (http, red):
+        wait_until(
+            lambda r=receiver: viewers(r) == viewers(r, "cam3") == 1,
+            what=f"{receiver.name} streaming cam3 alone",
+        )
+    page.close()
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
