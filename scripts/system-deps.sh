@@ -18,6 +18,9 @@ assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('videotest
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 
+# A real browser for the page tests (fonts-liberation is only a recommendation of chromium).
+need "test -x /usr/bin/chromium && fc-list | grep -qi liberation" chromium fonts-liberation
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
 

@@ -101,9 +101,10 @@ def test_chunked_body_over_the_cap_is_refused(receiver: Service) -> None:
     assert response.json()["error"] == "too_large"
 
 
-def test_unknown_camera_routes_are_404_or_no_signal(receiver: Service) -> None:
+def test_unknown_camera_routes_are_404_and_create_nothing(receiver: Service) -> None:
     assert requests.get(f"{receiver.url}/snapshot/..%2f.jpg", timeout=5).status_code == 404
-    fresh = requests.get(f"{receiver.url}/snapshot/never-seen.jpg", timeout=5)
-    assert fresh.status_code == 503
-    decode(fresh.content)  # the "no signal" picture is still a picture
-    assert "X-Framewire-Seq" not in fresh.headers
+    for path in ("/snapshot/never-seen.jpg", "/stream/never-seen.mjpg"):
+        response = requests.get(f"{receiver.url}{path}", timeout=5)
+        assert response.status_code == 404
+        assert response.json()["error"] == "unknown_camera"
+    assert "never-seen" not in requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]

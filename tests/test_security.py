@@ -137,7 +137,7 @@ def test_viewer_basic_auth(services: Services) -> None:
         wrong = requests.get(f"{http.url}{path}", auth=("ops", "nope"), timeout=5, stream=True)
         assert wrong.status_code == 401
     assert requests.get(f"{http.url}/", auth=("ops", VIEWER_PASSWORD), timeout=5).ok
-    for path in ("/metrics", "/healthz"):  # open for Prometheus and health checks
+    for path in ("/metrics", "/healthz", "/stats"):  # open for Prometheus, checks, the peer page
         assert requests.get(f"{http.url}{path}", timeout=5).ok
     assert requests.get(f"{http.url}/readyz", timeout=5).status_code == 503  # open, not ready
     assert (

@@ -92,7 +92,7 @@ def test_stats_list_received_cameras_and_the_default(
     assert idle["seq"] is None and idle["age_seconds"] is None and idle["fps"] == 0
     assert idle["latency_ms"] == {"p50": None, "p95": None, "samples": 0}
     # A viewer asking for a camera that never sent anything does not make it a camera.
-    assert requests.get(f"{http.url}/snapshot/ghost.jpg", timeout=5).status_code == 503
+    assert requests.get(f"{http.url}/snapshot/ghost.jpg", timeout=5).status_code == 404
     for name in ("cam0", "cam1"):
         services.sender("--camera", name, "--http-url", f"{http.url}/frames", "--redis-url", "")
     wait_until(

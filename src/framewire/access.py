@@ -1,7 +1,9 @@
 """Who may use a receiver's viewer routes: optional basic auth and a per-client rate limit.
 
 Ingest (`POST /frames`) has its own bearer token; `/metrics`, `/healthz` and
-`/readyz` stay open for Prometheus and health checks.
+`/readyz` stay open for Prometheus and health checks, and so does `/stats`
+(no more than `/metrics` tells), which the peer receiver's page reads from
+the browser without credentials.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
 
-OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/frames"})
+OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/stats", "/frames"})
 MAX_CLIENTS = 4096  # rate-limit buckets kept; the least recently seen are forgotten first
 
 

@@ -205,6 +205,10 @@ class Hub:
                 self.metrics.viewers.labels(camera, self.transport).set(0)
             return self._channels[camera]
 
+    def find(self, camera: str) -> Channel | None:
+        """The channel for `camera` if frames made it, else None."""
+        return self._channels.get(camera)
+
     def cameras(self) -> list[str]:
         with self._lock:
             return sorted(self._channels)
@@ -303,10 +307,15 @@ def viewer_blueprint(
     }
 
     def lookup(camera: str | None) -> Channel:
+        """The channel a viewer asks for; viewers never create cameras (but the default)."""
         try:
-            return hub.channel(parse_camera(camera or default_camera))
+            name = parse_camera(camera or default_camera)
         except WireError as exc:
             abort(make_response(jsonify(error=exc.reason, detail=exc.detail), 404))
+        channel = hub.channel(name) if name == default_camera else hub.find(name)
+        if channel is None:
+            abort(make_response(jsonify(error="unknown_camera", detail=f"no camera {name}"), 404))
+        return channel
 
     @bp.get("/")
     def index() -> str:
