@@ -3,12 +3,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install system-deps test soak run up down logs lint format clean
+.PHONY: help install system-deps test soak bench run up down logs lint format clean
 
 help:
 	@echo "make run     redis + sender + both receivers on this machine (Ctrl-C stops)"
 	@echo "make test    install what the tests need, then run them"
 	@echo "make soak    the soak test for SOAK_SECONDS (600): memory and latency over time"
+	@echo "make bench   framewire bench: HTTP against Redis (BENCH_ARGS=--quick: about a minute)"
 	@echo "make up      docker compose up --build (the product); make down, make logs"
 	@echo "make lint    ruff, hadolint, compose schema check, docker compose config"
 
@@ -30,6 +31,10 @@ test: install system-deps
 SOAK_SECONDS ?= 600
 soak: install system-deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -s tests/test_soak.py
+
+# HTTP against Redis on this machine: BENCH_ARGS=--quick for about a minute.
+bench: install system-deps
+	$(BIN)/framewire bench $(BENCH_ARGS)
 
 run: install
 	$(BIN)/python scripts/run_local.py

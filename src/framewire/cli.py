@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from framewire.bench import bench
 from framewire.config import ReceiverConfig, SenderConfig, parse_bind
 from framewire.frame import HTTP_MODES, REDIS_MODES, WireError, parse_camera
 
@@ -423,6 +424,9 @@ def redis_receiver(**options: Any) -> None:
             "must not be empty", param_hint="'--redis-url' / 'FRAMEWIRE_REDIS_URL'"
         )
     _serve(transport="redis", **options)
+
+
+cli.add_command(bench)
 
 
 def main() -> None:
