@@ -10,8 +10,15 @@ bytes per frame, drops and CPU per process. It also times the bare JPEG
 encode + decode of the same frames in-process, so each transport's latency
 can be read as a multiple of the codec cost.
 
+The full run is the whole matrix: every mode (HTTP `raw`, `form-base64`;
+Redis `stream`, `pubsub`, `set-publish`; and `both`, raw + stream from one
+sender) at every resolution and rate: 36 scenarios of 8 s, about 6.5 minutes
+on 2 cores. `--quick` (about a minute) keeps one resolution (1280x720) and
+runs the comparison modes only unthrottled; 3 s windows.
+
 Outputs in `--out`: `results.json`, `results.md` (table and targets) and
-`chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`).
+`chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`);
+each service's log is in `--out/logs`.
 """
 
 from __future__ import annotations
@@ -978,16 +985,28 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@_option("--quick", "QUICK", is_flag=True, help="About a minute: one resolution, short windows.")
+@_option(
+    "--quick",
+    "QUICK",
+    is_flag=True,
+    help="About a minute: one resolution (1280x720 if listed), comparison modes only "
+    "unthrottled, 3 s windows.",
+)
 @_option(
     "--duration",
     "DURATION",
     type=click.FloatRange(0.5, 600),
     default=None,
-    show_default="8 (quick: 3)",
+    show_default="8 s; 3 s with --quick",
     help="Seconds measured per scenario.",
 )
-@_option("--out", "OUT", type=click.Path(file_okay=False, path_type=Path), default="bench-results")
+@_option(
+    "--out",
+    "OUT",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="bench-results",
+    help="Directory for results.json, results.md, chart.png and logs/.",
+)
 @_option(
     "--resolutions",
     "RESOLUTIONS",
