@@ -22,7 +22,7 @@ class Mailbox(Generic[T]):
         """Store `item`, replacing (and dropping) any item not yet taken."""
         with self._cond:
             dropped, self._item = self._item, item
-            self._cond.notify()
+            self._cond.notify_all()
         if dropped is not None and self._on_drop is not None:
             self._on_drop(dropped)
 
@@ -32,7 +32,13 @@ class Mailbox(Generic[T]):
             if self._item is None and not self._closed:
                 self._cond.wait(timeout)
             item, self._item = self._item, None
+            self._cond.notify_all()  # wake a producer in wait_taken
             return item
+
+    def wait_taken(self, timeout: float | None = None) -> None:
+        """Block until the item is taken (or `timeout` passes, or the mailbox closes)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is None or self._closed, timeout)
 
     def close(self) -> None:
         """Wake every waiter; later gets return at once."""

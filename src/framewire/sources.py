@@ -40,9 +40,15 @@ class Captured:
 
 
 class Source(ABC):
-    """A frame source. `read` returns None when the source has failed."""
+    """A frame source. `read` returns None when the source has failed.
+
+    A `live` source (a camera) must be drained as fast as it delivers; a
+    source that is not live (the unthrottled synthetic pattern) makes a frame
+    only when the previous one was taken, so no work is thrown away.
+    """
 
     description: str
+    live: bool = True
 
     @abstractmethod
     def open(self) -> None: ...
@@ -105,6 +111,10 @@ class SyntheticSource(Source):
         for gy in range(0, height, max(height // 9, 1)):
             cv2.line(image, (0, gy), (width, gy), (40, 40, 40), 1)
         return image
+
+    @property
+    def live(self) -> bool:  # type: ignore[override]
+        return self.fps > 0
 
     def open(self) -> None:
         self._pacer = Pacer(self.fps)
@@ -307,6 +317,8 @@ class Grabber:
                     self.set_state(True)
                     backoff = 0.25
                     self.frames.put(Captured(image, time.time_ns()))
+                    if not self.source.live:
+                        self.frames.wait_taken(timeout=1.0)
             finally:
                 self.source.close()
             self._stop.wait(backoff)
