@@ -141,6 +141,20 @@ class Services:
         wait_until(up, what="sender /metrics")
         return service
 
+    def stack(
+        self,
+        redis: RedisServer,
+        *receiver_args: str,
+        sender_args: tuple[str, ...] = ("--width", "320", "--height", "240"),
+    ) -> tuple[Service, Service, Service]:
+        """Both receivers and a sender feeding them: (http, redis, sender)."""
+        http = self.receiver("http", *receiver_args)
+        red = self.receiver("redis", "--redis-url", redis.url, *receiver_args)
+        sender = self.sender(
+            "--http-url", f"{http.url}/frames", "--redis-url", redis.url, *sender_args
+        )
+        return http, red, sender
+
     def stop_all(self) -> None:
         for service in reversed(self.started):
             if service.proc.poll() is None:

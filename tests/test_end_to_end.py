@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import RedisServer, Service, Services, scrape, wait_until
+from conftest import RedisServer, Services, scrape, wait_until
 from helpers import decode, mjpeg_parts
 
 SMALL = ("--width", "320", "--height", "240")
@@ -22,22 +22,8 @@ def snapshot(url: str) -> tuple[int, int] | None:
     return int(r.headers["X-Framewire-Seq"]), int(r.headers["X-Framewire-Captured-Ns"])
 
 
-def start_stack(
-    services: Services,
-    redis_server: RedisServer,
-    *receiver_args: str,
-    sender_args: tuple[str, ...] = SMALL,
-) -> tuple[Service, Service, Service]:
-    http = services.receiver("http", *receiver_args)
-    red = services.receiver("redis", "--redis-url", redis_server.url, *receiver_args)
-    sender = services.sender(
-        "--http-url", f"{http.url}/frames", "--redis-url", redis_server.url, *sender_args
-    )
-    return http, red, sender
-
-
 def test_frames_reach_both_receivers(services: Services, redis_server: RedisServer) -> None:
-    http, red, sender = start_stack(services, redis_server)
+    http, red, sender = services.stack(redis_server)
     for receiver in (http, red):
         first = wait_until(lambda r=receiver: snapshot(r.url), what=f"{receiver.name} snapshot")
         wait_until(
@@ -60,7 +46,7 @@ def test_frames_reach_both_receivers(services: Services, redis_server: RedisServ
 
 
 def test_viewer_gauge_follows_open_streams(services: Services, redis_server: RedisServer) -> None:
-    http, _, _ = start_stack(services, redis_server, "--max-viewers", "2")
+    http, _, _ = services.stack(redis_server, "--max-viewers", "2")
     wait_until(lambda: snapshot(http.url), what="first frame")
     viewers = lambda: scrape(http.url, "framewire_viewers", camera="cam0", transport="http")  # noqa: E731
     streams = [requests.get(f"{http.url}/stream.mjpg", stream=True, timeout=10) for _ in range(2)]
@@ -115,7 +101,7 @@ def test_slow_processing_keeps_frame_age_bounded(
     services: Services, redis_server: RedisServer
 ) -> None:
     """A 0.2 s processing step at 30 fps: frames are dropped, never queued."""
-    http, red, _ = start_stack(services, redis_server, "--processor", "helpers:Slow")
+    http, red, _ = services.stack(redis_server, "--processor", "helpers:Slow")
 
     def age(url: str) -> float:
         seq_captured = wait_until(lambda: snapshot(url), what="snapshot")
@@ -160,7 +146,7 @@ def test_slow_processing_keeps_frame_age_bounded(
 def test_sigterm_stops_every_service_quickly_with_open_streams(
     services: Services, redis_server: RedisServer
 ) -> None:
-    http, red, sender = start_stack(services, redis_server)
+    http, red, sender = services.stack(redis_server)
     streams = []
     for receiver in (http, red):
         wait_until(lambda r=receiver: snapshot(r.url), what=f"{receiver.name} frames")
@@ -178,7 +164,7 @@ def test_sigterm_stops_every_service_quickly_with_open_streams(
 def test_annotated_frame_is_encoded_once_for_all_viewers(
     services: Services, redis_server: RedisServer
 ) -> None:
-    http, _, _ = start_stack(services, redis_server)
+    http, _, _ = services.stack(redis_server)
     wait_until(lambda: snapshot(http.url), what="first frame")
 
     def count(name: str, **labels: str) -> float:

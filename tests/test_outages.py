@@ -8,8 +8,6 @@ import requests
 
 from conftest import RedisServer, Service, Services, scrape, wait_until
 
-SMALL = ("--width", "320", "--height", "240")
-
 
 def received(receiver: Service, transport: str) -> float:
     return scrape(
@@ -43,11 +41,7 @@ def flowing(receiver: Service, transport: str) -> bool:
 def test_redis_outage_leaves_http_flowing_and_recovers(
     services: Services, redis_server: RedisServer
 ) -> None:
-    http = services.receiver("http")
-    red = services.receiver("redis", "--redis-url", redis_server.url)
-    sender = services.sender(
-        "--http-url", f"{http.url}/frames", "--redis-url", redis_server.url, *SMALL
-    )
+    http, red, sender = services.stack(redis_server)
     assert flowing(http, "http") and flowing(red, "redis")
     baseline = rate(http, "http")
 
@@ -85,11 +79,7 @@ def test_redis_outage_leaves_http_flowing_and_recovers(
 def test_http_receiver_outage_leaves_redis_flowing_and_recovers(
     services: Services, redis_server: RedisServer
 ) -> None:
-    http = services.receiver("http")
-    red = services.receiver("redis", "--redis-url", redis_server.url)
-    sender = services.sender(
-        "--http-url", f"{http.url}/frames", "--redis-url", redis_server.url, *SMALL
-    )
+    http, red, sender = services.stack(redis_server)
     assert flowing(http, "http") and flowing(red, "redis")
     baseline = rate(red, "redis")
 

@@ -47,9 +47,7 @@ def window(now: dict[str, float], before: dict[str, float], seconds: float) -> d
 
 
 def test_soak(services: Services, redis_server: RedisServer) -> None:
-    http = services.receiver("http")
-    red = services.receiver("redis", "--redis-url", redis_server.url)
-    sender = services.sender("--http-url", f"{http.url}/frames", "--redis-url", redis_server.url)
+    http, red, sender = services.stack(redis_server, sender_args=())  # 1280x720
     processes = {"sender": sender, "http-receiver": http, "redis-receiver": red}
     receivers = {"http": http, "redis": red}
     viewers = []

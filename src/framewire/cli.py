@@ -347,7 +347,7 @@ def receiver_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--viewer-user",
             "VIEWER_USER",
             default="",
-            help="With --viewer-password: HTTP basic auth on pages, streams and /stats.",
+            help="With --viewer-password: HTTP basic auth on pages, streams and snapshots.",
         ),
         option("--viewer-password", "VIEWER_PASSWORD", default="", show_default=False),
         option(
