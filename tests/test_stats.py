@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, scrape, wait_until
-from framewire.viewer import percentile, rate
+from framewire.viewer import percentile
 from helpers import Viewer
 
 SMALL = ("--width", "320", "--height", "240")
@@ -133,12 +133,7 @@ def test_page_shows_peer_and_grafana_when_configured(
     assert "http://" not in rest and "https://" not in rest and '"//' not in rest
 
 
-def test_percentile_and_rate_helpers() -> None:
+def test_percentile() -> None:
     assert percentile([5.0], 0.95) == 5.0
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
     assert percentile([float(n) for n in range(1, 101)], 0.95) == pytest.approx(95.05)
-    now = 100.0
-    times = [now - 10 + k / 30 for k in range(300)]  # 30 fps for 10 s
-    assert rate(times, now) == pytest.approx(30, rel=0.05)
-    assert rate(times, now + 5) == 0.0  # nothing in the last window
-    assert rate([now], now) == 0.0

@@ -29,7 +29,7 @@ from flask import Blueprint, Response, abort, jsonify, make_response, render_tem
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from framewire.frame import HEADER_CAPTURED_NS, HEADER_SEQ, WireError, parse_camera
-from framewire.metrics import ReceiverMetrics
+from framewire.metrics import RateMeter, ReceiverMetrics
 from framewire.overlay import no_signal
 
 BOUNDARY = b"framewireframe"
@@ -45,14 +45,6 @@ def percentile(ordered: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def rate(times: list[float], now: float, window: float = FPS_WINDOW) -> float:
-    """Events per second over the last `window` seconds, from ascending monotonic `times`."""
-    recent = [t for t in times if now - t <= window]
-    if len(recent) < 2:
-        return 0.0
-    return (len(recent) - 1) / max(now - recent[0], 1e-9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +70,7 @@ class Channel:
         self._received_at = 0.0  # monotonic
         self._version = 0
         self._served: Served | None = None
-        self._published: deque[float] = deque(maxlen=RING)  # monotonic times
+        self._published = RateMeter(FPS_WINDOW)
         self._latencies: deque[tuple[float, float]] = deque(maxlen=RING)  # (monotonic, ms)
         self.served_latency_ms: float | None = None
         self.viewers = 0
@@ -88,7 +80,7 @@ class Channel:
         with self._cond:
             self._image, self._seq, self._captured_ns = image, seq, captured_ns
             self._received_at = time.monotonic()
-            self._published.append(self._received_at)
+            self._published.tick(self._received_at)
             self._version += 1
             self._cond.notify_all()
 
@@ -107,7 +99,6 @@ class Channel:
     def stats(self, drops: dict[str, int]) -> dict[str, Any]:
         """Live figures for /stats: cheap copies of the rings, no encoding."""
         with self._cond:
-            published = list(self._published)
             latencies = list(self._latencies)
             seq = self._seq if self._image is not None else None
         now = time.monotonic()
@@ -116,7 +107,7 @@ class Channel:
         return {
             "state": "live" if self.fresh() else "no signal",
             "seq": seq,
-            "fps": round(rate(published, now), 2),
+            "fps": round(self._published.rate(now), 2),
             "latency_ms": {
                 "p50": round(percentile(recent, 0.5), 2) if recent else None,
                 "p95": round(percentile(recent, 0.95), 2) if recent else None,
