@@ -106,39 +106,28 @@ class Services:
     ) -> Service:
         """`framewire http-receiver` or `redis-receiver` (on a free port), once /healthz answers."""
         port = port or free_port()
-        url = f"http://127.0.0.1:{port}"
-        service = self.start(
-            f"{kind}-receiver-{port}",
-            [FRAMEWIRE, f"{kind}-receiver", "--bind", f"127.0.0.1:{port}", *args],
-            env=env,
-            url=url,
-        )
-
-        def healthy() -> bool:
-            if service.proc.poll() is not None:
-                raise AssertionError(f"{service.name} exited:\n{service.log()}")
-            return requests.get(f"{url}/healthz", timeout=1).ok
-
-        wait_until(healthy, what=f"{service.name} /healthz")
-        return service
+        command = [FRAMEWIRE, f"{kind}-receiver", "--bind", f"127.0.0.1:{port}", *args]
+        return self._launch(f"{kind}-receiver-{port}", command, port, "/healthz", env)
 
     def sender(self, *args: str, env: dict[str, str] | None = None) -> Service:
         """`framewire send` with its metrics on a free port, once /metrics answers."""
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        service = self.start(
-            f"sender-{port}",
-            [FRAMEWIRE, "send", "--metrics-bind", f"127.0.0.1:{port}", *args],
-            env=env,
-            url=url,
-        )
+        command = [FRAMEWIRE, "send", "--metrics-bind", f"127.0.0.1:{port}", *args]
+        return self._launch(f"sender-{port}", command, port, "/metrics", env)
 
-        def up() -> bool:
+    def _launch(
+        self, name: str, command: list[str], port: int, ready: str, env: dict[str, str] | None
+    ) -> Service:
+        """Start a framewire service serving on `port`; return once `ready` answers 2xx."""
+        url = f"http://127.0.0.1:{port}"
+        service = self.start(name, command, env=env, url=url)
+
+        def answers() -> bool:
             if service.proc.poll() is not None:
                 raise AssertionError(f"{service.name} exited:\n{service.log()}")
-            return requests.get(f"{url}/metrics", timeout=1).ok
+            return requests.get(f"{url}{ready}", timeout=1).ok
 
-        wait_until(up, what="sender /metrics")
+        wait_until(answers, what=f"{name} {ready}")
         return service
 
     def stack(

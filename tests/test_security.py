@@ -18,6 +18,20 @@ SECRETS = (TOKEN, REDIS_PASSWORD, VIEWER_PASSWORD)
 JPEG = make_jpeg()
 
 
+def http_only(receiver_url: str) -> tuple[str, ...]:
+    """Sender arguments: small frames to this HTTP receiver only."""
+    return (
+        "--http-url",
+        f"{receiver_url}/frames",
+        "--redis-url",
+        "",
+        "--width",
+        "160",
+        "--height",
+        "120",
+    )
+
+
 def post(url: str, token: str | None) -> requests.Response:
     headers = Frame("cam0", 1, time.time_ns(), JPEG).http_headers()
     if token is not None:
@@ -38,38 +52,14 @@ def test_ingest_requires_the_token(services: Services, redis_server: RedisServer
     )
     assert post(http.url, TOKEN).status_code == 204
     # The sender sends the token it is given; a sender with the wrong one is refused, counted.
-    good = services.sender(
-        "--http-url",
-        f"{http.url}/frames",
-        "--redis-url",
-        "",
-        "--token",
-        TOKEN,
-        "--width",
-        "160",
-        "--height",
-        "120",
-    )
+    good = services.sender(*http_only(http.url), "--token", TOKEN)
     wait_until(
         lambda: (
             scrape(good.url, "framewire_frames_sent_total", camera="cam0", transport="http") > 5
         ),
         what="frames sent with the right token",
     )
-    bad = services.sender(
-        "--http-url",
-        f"{http.url}/frames",
-        "--redis-url",
-        "",
-        "--token",
-        "not-the-token",
-        "--camera",
-        "cam9",
-        "--width",
-        "160",
-        "--height",
-        "120",
-    )
+    bad = services.sender(*http_only(http.url), "--token", "not-the-token", "--camera", "cam9")
     wait_until(
         lambda: (
             scrape(
