@@ -73,6 +73,10 @@ class ReceiverConfig:
     stale_after: float = 2.0
     keepalive: float = 1.0
     graceful_timeout: int = 1
+    forget_after: float = 300.0  # seconds without an accepted frame before a camera is forgotten
+    max_pixels: int = 1920 * 1080  # largest frame accepted, read from the JPEG header
+    request_timeout: float = 5.0  # seconds for a request to arrive in full
+    viewer_timeout: float = 10.0  # seconds a viewer may read nothing before it is dropped
     peer_url: str = ""  # the other receiver's public URL, for the comparison page
     grafana_url: str = ""  # linked from the page when set
     viewer_user: str = ""  # HTTP basic auth for pages, streams and /stats when set
