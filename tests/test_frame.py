@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from framewire.frame import (
-    HEADER_CAMERA,
-    HEADER_CAPTURED_NS,
-    HEADER_SEQ,
-    Frame,
-    WireError,
-    camera_from_key,
-    frame_from_form,
-    frame_from_http,
-    frame_from_latest,
-    frame_from_pubsub,
-    frame_from_stream,
-    stream_key,
-)
+from framewire.frame import Frame, WireError
+from framewire.transports import http as http_wire
+from framewire.transports import redis as redis_wire
+from framewire.transports.http import HEADER_CAMERA, HEADER_CAPTURED_NS, HEADER_SEQ
 from helpers import make_jpeg
 
 JPEG = make_jpeg()
@@ -25,16 +15,16 @@ JPEG = make_jpeg()
 
 def test_http_round_trip() -> None:
     frame = Frame("cam-1", 42, 1_700_000_000_123_456_789, JPEG)
-    headers = frame.http_headers()
+    headers = http_wire.headers(frame)
     assert headers["Content-Type"] == "image/jpeg"
-    assert frame_from_http(headers, JPEG) == frame
+    assert http_wire.from_headers(headers, JPEG) == frame
 
 
 def test_stream_round_trip() -> None:
     frame = Frame("cam.2", 7, 1_700_000_000_000_000_001, JPEG)
-    assert stream_key("cam.2") == "framewire:frames:cam.2"
-    assert camera_from_key(b"framewire:frames:cam.2") == "cam.2"
-    assert frame_from_stream("cam.2", frame.stream_fields()) == frame
+    assert redis_wire.key("stream", "cam.2") == "framewire:frames:cam.2"
+    assert redis_wire.camera_from_key(b"framewire:frames:cam.2", "stream") == "cam.2"
+    assert redis_wire.from_stream("cam.2", redis_wire.stream_fields(frame)) == frame
 
 
 GOOD = {HEADER_CAMERA: "cam0", HEADER_SEQ: "1", HEADER_CAPTURED_NS: "1"}
@@ -58,7 +48,7 @@ GOOD = {HEADER_CAMERA: "cam0", HEADER_SEQ: "1", HEADER_CAPTURED_NS: "1"}
 )
 def test_http_refusals(headers: dict[str, str], body: bytes, reason: str) -> None:
     with pytest.raises(WireError) as caught:
-        frame_from_http(headers, body)
+        http_wire.from_headers(headers, body)
     assert caught.value.reason == reason
 
 
@@ -73,33 +63,35 @@ def test_http_refusals(headers: dict[str, str], body: bytes, reason: str) -> Non
 )
 def test_stream_refusals(fields: dict[bytes, bytes], reason: str) -> None:
     with pytest.raises(WireError) as caught:
-        frame_from_stream("cam0", fields)
+        redis_wire.from_stream("cam0", fields)
     assert caught.value.reason == reason
 
 
 def test_foreign_stream_key_is_refused() -> None:
     with pytest.raises(WireError):
-        camera_from_key(b"other:key")
+        redis_wire.camera_from_key(b"other:key", "stream")
 
 
 def test_comparison_mode_round_trips() -> None:
     frame = Frame("cam0", 3, 1_700_000_000_000_000_003, JPEG)
-    assert frame_from_form(frame.form_fields()) == frame
-    assert frame_from_pubsub("cam0", frame.pubsub_message()) == frame
-    assert frame_from_latest("cam0", frame.latest_value()) == frame
+    assert http_wire.from_form(http_wire.form_fields(frame)) == frame
+    assert redis_wire.from_pubsub("cam0", redis_wire.pubsub_message(frame)) == frame
+    assert redis_wire.from_latest("cam0", redis_wire.latest_value(frame)) == frame
 
 
 @pytest.mark.parametrize(
     ("parse", "reason"),
     [
         (
-            lambda: frame_from_form({"camera": "c", "seq": "1", "captured_ns": "1", "image": "%%"}),
+            lambda: http_wire.from_form(
+                {"camera": "c", "seq": "1", "captured_ns": "1", "image": "%%"}
+            ),
             "bad_base64",
         ),
-        (lambda: frame_from_pubsub("c", b"no metadata line"), "bad_message"),
-        (lambda: frame_from_pubsub("c", b"1 x\n" + JPEG), "bad_captured_ns"),
-        (lambda: frame_from_latest("c", b"1 2"), "bad_message"),
-        (lambda: frame_from_latest("c", b"1 2 bm90IGEganBlZw=="), "not_jpeg"),
+        (lambda: redis_wire.from_pubsub("c", b"no metadata line"), "bad_message"),
+        (lambda: redis_wire.from_pubsub("c", b"1 x\n" + JPEG), "bad_captured_ns"),
+        (lambda: redis_wire.from_latest("c", b"1 2"), "bad_message"),
+        (lambda: redis_wire.from_latest("c", b"1 2 bm90IGEganBlZw=="), "not_jpeg"),
     ],
 )
 def test_comparison_mode_refusals(parse, reason: str) -> None:

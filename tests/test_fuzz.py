@@ -10,7 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import RedisServer, Service, Services, metric_value, wait_until
-from framewire.frame import HEADER_CAMERA, HEADER_CAPTURED_NS, HEADER_SEQ, Frame, stream_key
+from framewire.frame import Frame
+from framewire.transports import http as http_wire
+from framewire.transports import redis as redis_wire
+from framewire.transports.http import HEADER_CAMERA, HEADER_CAPTURED_NS, HEADER_SEQ
 from helpers import make_jpeg
 
 JPEG = make_jpeg(160, 120, seed=5)
@@ -107,7 +110,7 @@ def test_http_receiver_still_serves_after_fuzzing(http_receiver: Service) -> Non
     frame = Frame("cam0", 10**6, time.time_ns(), JPEG)
     assert (
         requests.post(
-            f"{http_receiver.url}/frames", data=JPEG, headers=frame.http_headers(), timeout=10
+            f"{http_receiver.url}/frames", data=JPEG, headers=http_wire.headers(frame), timeout=10
         ).status_code
         == 204
     )
@@ -144,7 +147,7 @@ def test_redis_entries_fuzz(services: Services, redis_server: RedisServer) -> No
         before = accounted()
         wait_until(
             lambda c=camera, b=before: (
-                client.xadd(stream_key(c), {b"seq": b"0"}) and accounted() > b
+                client.xadd(redis_wire.key("stream", c), {b"seq": b"0"}) and accounted() > b
             ),
             interval=0.2,
             what=f"stream {camera!r} discovered",
@@ -164,7 +167,7 @@ def test_redis_entries_fuzz(services: Services, redis_server: RedisServer) -> No
     def fuzz(batches: list[dict[bytes, bytes]], camera: str) -> None:
         nonlocal added
         for fields in batches:
-            client.xadd(stream_key(camera), fields)
+            client.xadd(redis_wire.key("stream", camera), fields)
         added += len(batches)
         # Every entry ends up received, rejected (counted by reason) or skipped as older.
         wait_until(lambda: accounted() == added, timeout=10, what=f"{added} entries accounted for")
@@ -172,7 +175,7 @@ def test_redis_entries_fuzz(services: Services, redis_server: RedisServer) -> No
     fuzz()
     assert receiver.proc.poll() is None
     frame = Frame("cam0", 424242, time.time_ns(), JPEG)
-    client.xadd(stream_key("cam0"), frame.stream_fields())
+    client.xadd(redis_wire.key("stream", "cam0"), redis_wire.stream_fields(frame))
     wait_until(
         lambda: (
             requests.get(f"{receiver.url}/snapshot/cam0.jpg", timeout=5).headers.get(

@@ -9,6 +9,7 @@ import requests
 
 from conftest import Service, Services, scrape, wait_until
 from framewire.frame import Frame
+from framewire.transports import http as http_wire
 from helpers import claiming, decode, make_jpeg
 
 
@@ -27,7 +28,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
 def test_frame_is_accepted_and_served(receiver: Service) -> None:
     jpeg = make_jpeg(320, 240, seed=1)
     frame = Frame("wire", 1234, time.time_ns(), jpeg)
-    response = post(receiver.url, jpeg, frame.http_headers())
+    response = post(receiver.url, jpeg, http_wire.headers(frame))
     assert response.status_code == 204, response.text
 
     def snapshot() -> requests.Response | None:
@@ -44,7 +45,7 @@ def test_frame_is_accepted_and_served(receiver: Service) -> None:
 
 
 JPEG = make_jpeg()
-GOOD = Frame("cam0", 1, 1_700_000_000_000_000_000, JPEG).http_headers()
+GOOD = http_wire.headers(Frame("cam0", 1, 1_700_000_000_000_000_000, JPEG))
 
 
 @pytest.mark.parametrize(
@@ -86,7 +87,7 @@ def test_bad_input_gets_4xx_with_reason(
     # ...and the receiver keeps serving.
     assert requests.get(f"{receiver.url}/healthz", timeout=5).ok
     good = Frame("cam0", 2, time.time_ns(), JPEG)
-    assert post(receiver.url, JPEG, good.http_headers()).status_code == 204
+    assert post(receiver.url, JPEG, http_wire.headers(good)).status_code == 204
 
 
 def test_chunked_body_over_the_cap_is_refused(receiver: Service) -> None:

@@ -7,7 +7,8 @@ import time
 import requests
 
 from conftest import RedisServer, Services, scrape, wait_until
-from framewire.frame import Frame, stream_key
+from framewire.frame import Frame
+from framewire.transports import redis as redis_wire
 from helpers import decode, make_jpeg
 
 
@@ -23,8 +24,8 @@ def test_xadd_by_hand_is_received(services: Services, redis_server: RedisServer)
     # A producer in any language: XADD framewire:frames:<camera> with jpeg, seq, captured_ns.
     for seq in range(1, 4):
         client.xadd(
-            stream_key("door"),
-            Frame("door", seq, time.time_ns(), jpeg).stream_fields(),
+            redis_wire.key("stream", "door"),
+            redis_wire.stream_fields(Frame("door", seq, time.time_ns(), jpeg)),
             maxlen=8,
             approximate=True,
         )
@@ -33,7 +34,8 @@ def test_xadd_by_hand_is_received(services: Services, redis_server: RedisServer)
 
     def seen() -> bool:
         client.xadd(
-            stream_key("door"), {"jpeg": jpeg, "seq": "99", "captured_ns": str(time.time_ns())}
+            redis_wire.key("stream", "door"),
+            {"jpeg": jpeg, "seq": "99", "captured_ns": str(time.time_ns())},
         )
         return snapshot_seq(receiver.url, "door") == 99
 
@@ -51,11 +53,13 @@ def test_malformed_entries_are_skipped_counted_and_logged_once(
 ) -> None:
     receiver = services.receiver("redis", "--redis-url", redis_server.url)
     client = redis_server.client()
-    key = stream_key("cam0")
+    key = redis_wire.key("stream", "cam0")
     jpeg = make_jpeg()
 
     def good(seq: int) -> None:
-        client.xadd(key, Frame("cam0", seq, time.time_ns(), jpeg).stream_fields(), maxlen=8)
+        client.xadd(
+            key, redis_wire.stream_fields(Frame("cam0", seq, time.time_ns(), jpeg)), maxlen=8
+        )
 
     good(1)
     wait_until(

@@ -9,6 +9,7 @@ import requests
 
 from conftest import RedisServer, Services, scrape, wait_until
 from framewire.frame import Frame
+from framewire.transports import http as http_wire
 from helpers import make_jpeg
 
 TOKEN = "ingest-token-7f3a9c"
@@ -33,7 +34,7 @@ def http_only(receiver_url: str) -> tuple[str, ...]:
 
 
 def post(url: str, token: str | None) -> requests.Response:
-    headers = Frame("cam0", 1, time.time_ns(), JPEG).http_headers()
+    headers = http_wire.headers(Frame("cam0", 1, time.time_ns(), JPEG))
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return requests.post(f"{url}/frames", data=JPEG, headers=headers, timeout=10)

@@ -43,7 +43,7 @@ from typing import Any
 import click
 import requests
 
-from framewire.frame import HTTP_MODES, REDIS_MODES
+from framewire.config import HTTP_MODES, REDIS_MODES
 
 DEFAULT_MODES = ("raw", "stream")
 # `both` is framewire's default modes together: HTTP raw and Redis stream from one sender.

@@ -1,12 +1,35 @@
-"""Validated settings for each service, and redaction of secrets for logs."""
+"""Every setting of every service, in one place: default, range, help, and the checks.
+
+A setting is a dataclass field made by `setting()`. The CLI builds one flag
+per field (`--max-body`, env `FRAMEWIRE_MAX_BODY`) with the field's default
+and help; constructing a config validates every field and the cross-field
+rules, raising `ConfigError` that names the field. README and .env.example
+are checked against these definitions by the tests.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from framewire.frame import WireError, parse_camera
+
 _USERINFO = re.compile(r"//([^/@\s]*)@")
+HTTP_MODES = ("raw", "form-base64")
+REDIS_MODES = ("stream", "pubsub", "set-publish")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+WEB_SCHEMES = ("http", "https")
+
+
+class ConfigError(ValueError):
+    """A bad setting; `name` is the field (the CLI turns it into a flag and env var)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
 
 
 def redact(url: str) -> str:
@@ -34,58 +57,248 @@ def parse_bind(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def check_url(value: str, schemes: tuple[str, ...]) -> None:
+    """Raise ValueError unless `value` is a URL of `schemes` with a host; never echoes it."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("has no host")
+
+
+def _check_camera(value: str) -> None:
+    try:
+        parse_camera(value)
+    except WireError as exc:
+        raise ValueError(exc.detail) from None
+
+
+def _check_bind(value: str) -> None:
+    parse_bind(value)
+
+
+CHECKS = {
+    "camera": _check_camera,
+    "bind": _check_bind,
+    "web_url": lambda value: check_url(value, WEB_SCHEMES),
+    "redis_url": lambda value: check_url(value, REDIS_SCHEMES),
+}
+
+
+def setting(
+    default: Any,
+    help: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    check: str = "",
+    secret: bool = False,
+    path: bool = False,
+) -> Any:
+    """A config field: its default, help, range or choices, a named `check`, secrecy."""
+    meta = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "choices": choices,
+        "check": check,
+        "secret": secret,
+        "path": path,
+    }
+    return field(default=default, metadata=meta)
+
+
+SECONDS = {"low": 0.01, "high": 3600.0}
+
+
+def settings(config: type) -> list[Field[Any]]:
+    """The setting fields of a config class (fields made by `setting()`)."""
+    return [f for f in fields(config) if "help" in f.metadata]
+
+
+def default(config: type, name: str) -> Any:
+    """The default of one setting."""
+    value = next(f.default for f in fields(config) if f.name == name)
+    assert value is not MISSING
+    return value
+
+
+class _Validated:
+    """Validates every setting on construction, then the class's own cross-field rules."""
+
+    def __post_init__(self) -> None:
+        for f in settings(type(self)):
+            _check_field(f, getattr(self, f.name))
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field rules; raise ConfigError."""
+
+
+def _check_field(f: Field[Any], value: Any) -> None:
+    meta = f.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f.name, f"must be one of {', '.join(meta['choices'])}")
+    if meta["low"] is not None and not meta["low"] <= value <= meta["high"]:
+        raise ConfigError(f.name, f"must be from {meta['low']:g} to {meta['high']:g}")
+    if meta["check"] and value:
+        try:
+            CHECKS[meta["check"]](value)
+        except ValueError as exc:
+            raise ConfigError(f.name, str(exc)) from None
+
+
 @dataclass(frozen=True)
-class SenderConfig:
+class SenderConfig(_Validated):
     """Settings of `framewire send`."""
 
-    source: str = "synthetic"
-    camera: str = "cam0"
-    width: int = 1280
-    height: int = 720
-    fps: float = 30.0
-    quality: int = 80
-    open_timeout: float = 5.0
-    read_timeout: float = 5.0
-    http_url: str = "http://127.0.0.1:8001/frames"
-    http_mode: str = "raw"
-    http_connect_timeout: float = 1.0
-    http_read_timeout: float = 2.0
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_maxlen: int = 8
-    redis_mode: str = "stream"
-    redis_ca_cert: str = ""
-    token: str = ""
-    metrics_bind: str = "0.0.0.0:9100"
+    source: str = setting(
+        "synthetic", "synthetic, a video file, an rtsp:// or http:// URL, or a device index."
+    )
+    camera: str = setting("cam0", "Camera id.", check="camera")
+    width: int = setting(1280, "Synthetic frame width.", low=16, high=7680)
+    height: int = setting(720, "Synthetic frame height.", low=16, high=4320)
+    fps: float = setting(
+        30.0,
+        "Synthetic frame rate (0: as fast as possible); also a video file's fallback.",
+        low=0,
+        high=1000,
+    )
+    quality: int = setting(80, "JPEG quality.", low=1, high=100)
+    open_timeout: float = setting(5.0, "Seconds to wait for a camera or file to open.", **SECONDS)
+    read_timeout: float = setting(
+        5.0, "Seconds without a frame before a camera counts as lost.", **SECONDS
+    )
+    http_url: str = setting(
+        "http://127.0.0.1:8001/frames",
+        "Where to POST frames; empty disables HTTP.",
+        check="web_url",
+    )
+    http_mode: str = setting(
+        "raw",
+        "raw JPEG body, or the original article's base64 form post (for comparison).",
+        choices=HTTP_MODES,
+    )
+    http_connect_timeout: float = setting(
+        1.0, "Seconds to connect to the HTTP receiver.", **SECONDS
+    )
+    http_read_timeout: float = setting(
+        2.0, "Seconds to wait for the HTTP receiver's answer.", **SECONDS
+    )
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        "Redis to send frames through; empty disables Redis."
+        " Password and ACL user go in the URL; rediss:// for TLS.",
+        check="redis_url",
+        secret=True,
+    )
+    redis_mode: str = setting(
+        "stream",
+        "XADD to a stream (default), or PUBLISH / the article's SET + PUBLISH.",
+        choices=REDIS_MODES,
+    )
+    redis_ca_cert: str = setting(
+        "", "CA certificate file to verify a rediss:// (TLS) server.", path=True
+    )
+    redis_maxlen: int = setting(8, "Approximate stream length kept per camera.", low=1, high=10000)
+    redis_timeout: float = setting(
+        2.0, "Seconds to connect to Redis and for each Redis command.", **SECONDS
+    )
+    token: str = setting("", "Bearer token sent with every HTTP frame.", secret=True)
+    metrics_bind: str = setting(
+        "0.0.0.0:9100", "HOST:PORT for /metrics; empty disables it.", check="bind"
+    )
+
+    def check(self) -> None:
+        if not self.http_url and not self.redis_url:
+            raise ConfigError("http_url", "is empty and so is --redis-url: nothing to send to")
 
 
 @dataclass(frozen=True)
-class ReceiverConfig:
-    """Settings shared by both receivers (plus each one's own)."""
+class ReceiverConfig(_Validated):
+    """Settings of both receivers (`transport` says which; each reads its own extras)."""
 
     transport: str = "http"
-    bind: str = "0.0.0.0:8001"
-    threads: int = 64
-    processor: str = "none"
-    quality: int = 80
-    default_camera: str = "cam0"
-    max_cameras: int = 16
-    max_viewers: int = 48
-    stale_after: float = 2.0
-    keepalive: float = 1.0
-    graceful_timeout: int = 1
-    forget_after: float = 300.0  # seconds without an accepted frame before a camera is forgotten
-    max_pixels: int = 1920 * 1080  # largest frame accepted, read from the JPEG header
-    request_timeout: float = 5.0  # seconds for a request to arrive in full
-    viewer_timeout: float = 10.0  # seconds a viewer may read nothing before it is dropped
-    peer_url: str = ""  # the other receiver's public URL, for the comparison page
-    grafana_url: str = ""  # linked from the page when set
-    viewer_user: str = ""  # HTTP basic auth for pages, streams and /stats when set
-    viewer_password: str = ""
-    rate_limit: float = 0.0  # requests per second per client on viewer routes (0: off)
+    bind: str = setting("0.0.0.0:8001", "HOST:PORT to serve.", check="bind")
+    threads: int = setting(64, "gunicorn threads: viewers plus ingest.", low=8, high=1000)
+    processor: str = setting("none", "Processing step: none, motion, or module:attribute.")
+    quality: int = setting(80, "JPEG quality of the annotated stream.", low=1, high=100)
+    default_camera: str = setting(
+        "cam0", "Camera shown by the bare /stream.mjpg and /snapshot.jpg.", check="camera"
+    )
+    max_cameras: int = setting(16, "Cameras served at once.", low=1, high=1000)
+    max_viewers: int = setting(48, "Open MJPEG streams allowed at once.", low=1, high=10000)
+    stale_after: float = setting(
+        2.0, "Seconds after which the newest frame is too old: not ready, no signal.", **SECONDS
+    )
+    keepalive: float = setting(
+        1.0, "Seconds between re-sends of the last frame on a still scene.", **SECONDS
+    )
+    forget_after: float = setting(
+        300.0, "Seconds without an accepted frame after which a camera is forgotten.", **SECONDS
+    )
+    max_pixels: int = setting(
+        1920 * 1080,
+        "Largest frame accepted (width x height, read from the JPEG header).",
+        low=64,
+        high=7680 * 4320,
+    )
+    request_timeout: float = setting(
+        5.0, "Seconds a request may take to arrive in full before it is dropped.", **SECONDS
+    )
+    viewer_timeout: float = setting(
+        10.0, "Seconds an MJPEG viewer may read nothing before it is dropped.", **SECONDS
+    )
+    peer_url: str = setting(
+        "",
+        "The other receiver's public URL: the comparison page shows both streams.",
+        check="web_url",
+    )
+    grafana_url: str = setting("", "Grafana's public URL, linked from the page.", check="web_url")
+    viewer_user: str = setting(
+        "", "With --viewer-password: HTTP basic auth on pages, streams and snapshots."
+    )
+    viewer_password: str = setting("", "Password for --viewer-user.", secret=True)
+    rate_limit: float = setting(
+        0.0, "Requests per second per client on viewer routes (0: no limit).", low=0, high=10000
+    )
+    graceful_timeout: int = setting(
+        1, "Seconds gunicorn lets requests finish after SIGTERM.", low=0, high=300
+    )
     # http-receiver
-    max_body: int = 8 * 1024 * 1024
-    token: str = ""
+    max_body: int = setting(
+        8 * 1024 * 1024, "Largest frame accepted, in bytes (413 above it).", low=1024, high=2**30
+    )
+    token: str = setting(
+        "", "Bearer token POST /frames must carry; empty accepts any sender.", secret=True
+    )
     # redis-receiver
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_mode: str = "stream"
-    redis_ca_cert: str = ""
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        "Redis to read the frames from. Password and ACL user go in the URL; rediss:// for TLS.",
+        check="redis_url",
+        secret=True,
+    )
+    redis_mode: str = setting(
+        "stream",
+        "XADD to a stream (default), or PUBLISH / the article's SET + PUBLISH.",
+        choices=REDIS_MODES,
+    )
+    redis_ca_cert: str = setting(
+        "", "CA certificate file to verify a rediss:// (TLS) server.", path=True
+    )
+
+    def check(self) -> None:
+        if bool(self.viewer_user) != bool(self.viewer_password):
+            raise ConfigError("viewer_user", "and --viewer-password must be set together")
+        if self.max_viewers > self.threads - 4:
+            raise ConfigError(
+                "max_viewers", f"must leave 4 of the {self.threads} --threads for ingest and pages"
+            )
+        if self.transport == "redis" and not self.redis_url:
+            raise ConfigError("redis_url", "must not be empty")

@@ -1,9 +1,10 @@
-"""The frame envelope and the wire contract both transports speak.
+"""The frame envelope both transports carry, and the checks every frame passes.
 
-A frame on the wire is raw JPEG bytes plus three pieces of metadata: the
-camera id, a sequence number and the capture time in integer nanoseconds
-since the Unix epoch. HTTP carries the metadata in headers, Redis in stream
-fields beside the bytes. The README's "Wire contract" section is the reference.
+A frame is raw JPEG bytes plus three pieces of metadata: the camera id, a
+sequence number and the capture time in integer nanoseconds since the Unix
+epoch. How each transport puts them on the wire lives with the transport
+(transports/http.py, transports/redis.py); the README's "Wire contract"
+section is the reference.
 """
 
 from __future__ import annotations
@@ -12,32 +13,10 @@ import base64
 import binascii
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 CAMERA_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_INT64 = 2**63 - 1
-
-# HTTP: POST /frames, body = JPEG, these headers.
-CONTENT_TYPE = "image/jpeg"
-HEADER_CAMERA = "X-Framewire-Camera"
-HEADER_SEQ = "X-Framewire-Seq"
-HEADER_CAPTURED_NS = "X-Framewire-Captured-Ns"
-
-# Redis: one stream per camera, entries with these fields.
-STREAM_PREFIX = "framewire:frames:"
-FIELD_JPEG = b"jpeg"
-FIELD_SEQ = b"seq"
-FIELD_CAPTURED_NS = b"captured_ns"
-
-# Comparison modes, for the benchmark and to reproduce the original article.
-HTTP_MODES = ("raw", "form-base64")
-REDIS_MODES = ("stream", "pubsub", "set-publish")
-FORM_TYPE = "application/x-www-form-urlencoded"  # HTTP form-base64: fields below
-FORM_IMAGE = "image"  # base64 JPEG; camera, seq and captured_ns ride as form fields too
-PUBSUB_PREFIX = "framewire:pubsub:"  # Redis pubsub: PUBLISH "<seq> <captured_ns>\n" + JPEG
-LATEST_PREFIX = "framewire:latest:"  # Redis set-publish: SET "<seq> <captured_ns> <base64>"
-NOTIFY_PREFIX = "framewire:notify:"  # ... then PUBLISH the key's name here
 
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
@@ -64,53 +43,6 @@ class Frame:
     def age_seconds(self, now_ns: int | None = None) -> float:
         """Seconds since capture, on this host's clock."""
         return ((now_ns if now_ns is not None else time.time_ns()) - self.captured_ns) / 1e9
-
-    def http_headers(self) -> dict[str, str]:
-        """The HTTP headers that carry this frame's metadata."""
-        return {
-            "Content-Type": CONTENT_TYPE,
-            HEADER_CAMERA: self.camera,
-            HEADER_SEQ: str(self.seq),
-            HEADER_CAPTURED_NS: str(self.captured_ns),
-        }
-
-    def stream_fields(self) -> dict[bytes, bytes]:
-        """The Redis stream fields for this frame."""
-        return {
-            FIELD_JPEG: self.jpeg,
-            FIELD_SEQ: str(self.seq).encode(),
-            FIELD_CAPTURED_NS: str(self.captured_ns).encode(),
-        }
-
-    def form_fields(self) -> dict[str, str]:
-        """The article's HTTP form: base64 JPEG plus metadata fields."""
-        return {
-            FORM_IMAGE: base64.b64encode(self.jpeg).decode(),
-            "camera": self.camera,
-            "seq": str(self.seq),
-            "captured_ns": str(self.captured_ns),
-        }
-
-    def pubsub_message(self) -> bytes:
-        """One PUBLISH payload: a metadata line, then the raw JPEG."""
-        return b"%d %d\n" % (self.seq, self.captured_ns) + self.jpeg
-
-    def latest_value(self) -> bytes:
-        """The article's SET value: metadata, then the base64 JPEG."""
-        return b"%d %d " % (self.seq, self.captured_ns) + base64.b64encode(self.jpeg)
-
-
-def stream_key(camera: str) -> str:
-    """The Redis stream that carries one camera's frames."""
-    return STREAM_PREFIX + camera
-
-
-def camera_from_key(key: bytes | str) -> str:
-    """The camera id of a stream key; raises WireError for a foreign key."""
-    text = key.decode(errors="replace") if isinstance(key, bytes) else key
-    if not text.startswith(STREAM_PREFIX):
-        raise WireError("bad_camera", f"stream key {text[:80]!r} lacks {STREAM_PREFIX!r}")
-    return parse_camera(text[len(STREAM_PREFIX) :])
 
 
 def parse_camera(value: str | None) -> str:
@@ -168,60 +100,9 @@ def jpeg_pixels(data: bytes) -> int | None:
     return None
 
 
-def frame_from_http(headers: Mapping[str, str], body: bytes) -> Frame:
-    """Build a Frame from a `POST /frames` request; raises WireError."""
-    camera = parse_camera(headers.get(HEADER_CAMERA))
-    seq = parse_int("seq", headers.get(HEADER_SEQ))
-    captured_ns = parse_int("captured_ns", headers.get(HEADER_CAPTURED_NS))
-    check_jpeg(body)
-    return Frame(camera, seq, captured_ns, body)
-
-
-def frame_from_form(form: Mapping[str, str]) -> Frame:
-    """Build a Frame from the article's form post; raises WireError."""
-    camera = parse_camera(form.get("camera"))
-    seq = parse_int("seq", form.get("seq"))
-    captured_ns = parse_int("captured_ns", form.get("captured_ns"))
-    jpeg = _b64decode(form.get(FORM_IMAGE, "").encode())
-    check_jpeg(jpeg)
-    return Frame(camera, seq, captured_ns, jpeg)
-
-
-def frame_from_pubsub(camera: str, data: bytes) -> Frame:
-    """Build a Frame from a pubsub payload; raises WireError."""
-    head, newline, jpeg = data.partition(b"\n")
-    if not newline:
-        raise WireError("bad_message", "message lacks its metadata line")
-    seq, _, captured_ns = head.partition(b" ")
-    frame = Frame(camera, parse_int("seq", seq), parse_int("captured_ns", captured_ns), jpeg)
-    check_jpeg(jpeg)
-    return frame
-
-
-def frame_from_latest(camera: str, value: bytes) -> Frame:
-    """Build a Frame from a set-publish value; raises WireError."""
-    parts = value.split(b" ", 2)
-    if len(parts) != 3:
-        raise WireError("bad_message", "value is not '<seq> <captured_ns> <base64>'")
-    seq, captured_ns = parse_int("seq", parts[0]), parse_int("captured_ns", parts[1])
-    jpeg = _b64decode(parts[2])
-    check_jpeg(jpeg)
-    return Frame(camera, seq, captured_ns, jpeg)
-
-
-def _b64decode(data: bytes) -> bytes:
+def b64decode(data: bytes) -> bytes:
+    """Strict base64 (the article's formats); raises WireError."""
     try:
         return base64.b64decode(data, validate=True)
     except binascii.Error as exc:
         raise WireError("bad_base64", "image is not valid base64") from exc
-
-
-def frame_from_stream(camera: str, fields: Mapping[bytes, bytes]) -> Frame:
-    """Build a Frame from a Redis stream entry; raises WireError."""
-    jpeg = fields.get(FIELD_JPEG)
-    if not isinstance(jpeg, bytes):
-        raise WireError("missing_jpeg", "entry has no jpeg field")
-    seq = parse_int("seq", fields.get(FIELD_SEQ))
-    captured_ns = parse_int("captured_ns", fields.get(FIELD_CAPTURED_NS))
-    check_jpeg(jpeg)
-    return Frame(camera, seq, captured_ns, jpeg)

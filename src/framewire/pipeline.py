@@ -127,7 +127,7 @@ class Pipeline:
         self._workers: dict[str, _CameraWorker] = {}
         self._lock = threading.Lock()
 
-    def ingest(self, frame: Frame) -> None:
+    def ingest(self, frame: Frame, skipped: int = 0) -> None:
         """Decode `frame` and queue it for processing; raises WireError for a bad frame."""
         channel = self.hub.channel(frame.camera)
         labels = (frame.camera, self.transport)
@@ -138,10 +138,16 @@ class Pipeline:
         self.metrics.frame_bytes.labels(*labels).observe(len(frame.jpeg))
         self.metrics.frame_latency.labels(*labels, "received").observe(frame.age_seconds())
         self._worker(channel).mailbox.put((frame, image))
+        if skipped:
+            self.metrics.frames_dropped.labels(*labels, "receive").inc(skipped)
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refused frames."""
         self.metrics.frames_rejected.labels(self.transport, reason).inc(count)
+
+    def receive_error(self, reason: str) -> None:
+        """Count a transport failure."""
+        self.metrics.receive_errors.labels(self.transport, reason).inc()
 
     def _worker(self, channel: Channel) -> _CameraWorker:
         worker = self._workers.get(channel.camera)

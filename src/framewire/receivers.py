@@ -22,7 +22,7 @@ from framewire.config import ReceiverConfig
 from framewire.metrics import ReceiverMetrics
 from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
-from framewire.transports.http import ingest_blueprint
+from framewire.transports.http_ingest import ingest_blueprint
 from framewire.transports.redis import consumer
 from framewire.viewer import Hub, viewer_blueprint
 

@@ -40,7 +40,9 @@ class UpDown:
         if up:
             self._log.info("%s up: %s", self.what, self.target)
         else:
-            self._log.warning("%s down: %s (%s); retrying with backoff", self.what, self.target, why)
+            self._log.warning(
+                "%s down: %s (%s); retrying with backoff", self.what, self.target, why
+            )
         if self._on_change is not None:
             self._on_change(up)
         return True
@@ -71,9 +73,7 @@ class Worker:
     mailbox that `wake` closes). A thread that overstays is logged once.
     """
 
-    def __init__(
-        self, name: str, target: Callable[[], None], join_timeout: float = 5.0
-    ) -> None:
+    def __init__(self, name: str, target: Callable[[], None], join_timeout: float = 5.0) -> None:
         self.name = name
         self.stopping = threading.Event()
         self.join_timeout = join_timeout

@@ -42,7 +42,7 @@ def quiet_native_logs(verbose: bool = False) -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     import cv2
 
-    cv2.setLogLevel(2)  # errors only (the env var is read at import; this covers a late call)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # cv2 may be loaded already
 
 
 Handler = Callable[[int, FrameType | None], Any]
@@ -51,7 +51,7 @@ Handler = Callable[[int, FrameType | None], Any]
 def on_stop_signals(
     callback: Callable[[], None], signals: Iterable[int] = STOP_SIGNALS, chain: bool = False
 ) -> None:
-    """Call `callback` on each of `signals` (SIGTERM, SIGINT); with `chain`, then the old handler."""
+    """Call `callback` on each of `signals`; with `chain`, then the handler it replaced."""
     for signum in signals:
         previous = signal.getsignal(signum)
 

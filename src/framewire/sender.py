@@ -19,45 +19,67 @@ from framewire.config import SenderConfig
 from framewire.frame import Frame
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
+from framewire.resilience import Backoff, UpDown, Worker
 from framewire.sources import Grabber, Source
 from framewire.transports import Publisher, PublishError
+from framewire.transports.http import HttpPublisher
+from framewire.transports.redis import RedisPublisher
 
 log = logging.getLogger(__name__)
 
 
-class TransportWorker:
-    """Sends the newest frame through one publisher; backs off while it fails."""
+def publishers(config: SenderConfig) -> list[Publisher]:
+    """The publishers `config` asks for: HTTP unless its URL is empty, Redis likewise."""
+    found: list[Publisher] = []
+    if config.http_url:
+        found.append(
+            HttpPublisher(
+                config.http_url,
+                config.http_connect_timeout,
+                config.http_read_timeout,
+                token=config.token,
+                mode=config.http_mode,
+            )
+        )
+    if config.redis_url:
+        found.append(
+            RedisPublisher(
+                config.redis_url,
+                config.redis_maxlen,
+                config.redis_timeout,
+                mode=config.redis_mode,
+                ca_cert=config.redis_ca_cert,
+            )
+        )
+    return found
 
-    def __init__(
-        self, publisher: Publisher, camera: str, metrics: SenderMetrics, backoff_max: float = 2.0
-    ) -> None:
+
+class TransportWorker:
+    """Sends the newest frame through one publisher on its own thread; backs off while it fails."""
+
+    def __init__(self, publisher: Publisher, camera: str, metrics: SenderMetrics) -> None:
         self.publisher = publisher
-        self._camera = camera
-        self._metrics = metrics
         labels = (camera, publisher.name)
         dropped = metrics.frames_dropped.labels(*labels, "send")
         self.mailbox: Mailbox[Frame] = Mailbox(lambda _: dropped.inc())
         self._sent = metrics.frames_sent.labels(*labels)
         self._send_seconds = metrics.send_seconds.labels(*labels)
-        self._backoff_max = backoff_max
-        self._up: bool | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"send-{publisher.name}", daemon=True
-        )
+        self._errors = metrics.send_errors
+        self._labels = labels
+        self._state = UpDown(f"{publisher.name} transport", publisher.target, logger=log)
+        self._worker = Worker(f"send-{publisher.name}", self._run)
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.mailbox.close()
-        self._thread.join(timeout=3.0)
+        """Join the thread (a send in progress ends within its timeout), then close."""
+        self._worker.stop(wake=self.mailbox.close)
         self.publisher.close()
 
     def _run(self) -> None:
-        backoff = 0.05
-        while not self.mailbox.closed:
+        backoff, stopping = Backoff(0.05, 2.0), self._worker.stopping
+        while not stopping.is_set():
             frame = self.mailbox.get(timeout=0.5)
             if frame is None:
                 continue
@@ -65,28 +87,15 @@ class TransportWorker:
             try:
                 self.publisher.send(frame)
             except PublishError as exc:
-                self._metrics.send_errors.labels(
-                    self._camera, self.publisher.name, exc.reason
-                ).inc()
-                self._set_up(False, f"{exc.reason}: {exc}")
+                self._errors.labels(*self._labels, exc.reason).inc()
+                self._state.set(False, f"{exc.reason}: {exc}")
                 # Frames that arrive while we wait replace each other and are counted as drops.
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
+                backoff.wait(stopping)
                 continue
             self._send_seconds.observe(time.perf_counter() - started)
             self._sent.inc()
-            self._set_up(True)
-            backoff = 0.05
-
-    def _set_up(self, up: bool, why: str = "") -> None:
-        if up == self._up:
-            return
-        self._up = up
-        name, target = self.publisher.name, self.publisher.target
-        if up:
-            log.info("%s transport up: %s", name, target)
-        else:
-            log.warning("%s transport down: %s (%s); retrying with backoff", name, target, why)
+            self._state.set(True)
+            backoff.reset()
 
 
 class Sender:

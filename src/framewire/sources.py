@@ -23,6 +23,7 @@ import numpy as np
 
 from framewire.config import redact
 from framewire.mailbox import Mailbox
+from framewire.resilience import Backoff, UpDown, Worker
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +235,8 @@ class Grabber:
     """Drains a source on its own thread into a one-slot mailbox.
 
     Opens the source, reads until it fails, then releases it and reopens with
-    exponential backoff. `on_state(up)` is called once per state change;
-    `on_reconnect()` each time a reopen is attempted.
+    capped exponential backoff. `on_state(up)` is called once per state
+    change; `on_reconnect()` each time a reopen is attempted.
     """
 
     def __init__(
@@ -251,75 +252,61 @@ class Grabber:
         self.stale_after = stale_after
         self.frames: Mailbox[Captured] = Mailbox(on_drop)
         self.last_frame_at = 0.0  # monotonic time of the last good frame
-        self._on_state = on_state
+        self.state = UpDown("source", source.description, on_state, logger=log)
         self._on_reconnect = on_reconnect
-        self._backoff_max = backoff_max
-        self._stop = threading.Event()
-        self._up: bool | None = None
-        self._state_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="grabber", daemon=True)
+        self._backoff = Backoff(0.25, backoff_max)
+        # A blocked read ends within the source's own read timeout.
+        self._worker = Worker("grabber", self._run, join_timeout=stale_after + 2.0)
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.frames.close()
-        self._thread.join(timeout=2.0)
-
-    def set_state(self, up: bool, why: str = "") -> None:
-        """Record source up/down; logs and reports only when it changes."""
-        with self._state_lock:
-            if up == self._up:
-                return
-            self._up = up
-            if up:
-                log.info("source up: %s", self.source.description)
-            else:
-                log.warning("source down: %s (%s)", self.source.description, why)
-            self._on_state(up)
+        self._worker.stop(wake=self.frames.close)
 
     def check_stale(self) -> None:
         """Mark the source down when no frame came for `stale_after` s (a read may still block)."""
         age = time.monotonic() - self.last_frame_at
-        if self._up and age > self.stale_after:
-            self.set_state(False, f"no frame for {age:.1f} s")
+        if self.state.up and age > self.stale_after:
+            self.state.set(False, f"no frame for {age:.1f} s")
 
     def _run(self) -> None:
-        backoff, first = 0.25, True
-        while not self._stop.is_set():
+        stopping, first = self._worker.stopping, True
+        while not stopping.is_set():
             if not first:
                 self._on_reconnect()
             first = False
             try:
                 self.source.open()
             except Exception as exc:  # OpenCV raises cv2.error as well as SourceError
-                self.set_state(False, str(exc))
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
+                self.state.set(False, str(exc))
+                self._backoff.wait(stopping)
                 continue
             try:
-                while not self._stop.is_set():
-                    started = time.monotonic()
-                    try:
-                        image = self.source.read()
-                    except Exception as exc:  # a backend error is a failed read, not a crash
-                        log.debug("read raised %s", type(exc).__name__)
-                        image = None
-                    if image is None:
-                        self.set_state(False, "read failed")
-                        break
-                    if time.monotonic() - started >= self.stale_after:
-                        # FFmpeg hands back the last picture when its read timeout fires.
-                        self.set_state(False, f"no new frame for {self.stale_after:g} s")
-                        break
-                    self.last_frame_at = time.monotonic()
-                    self.set_state(True)
-                    backoff = 0.25
-                    self.frames.put(Captured(image, time.time_ns()))
-                    if not self.source.live:
-                        self.frames.wait_taken(timeout=1.0)
+                self._drain(stopping)
             finally:
                 self.source.close()
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self._backoff_max)
+            self._backoff.wait(stopping)
+
+    def _drain(self, stopping: threading.Event) -> None:
+        """Read frames until the source fails or the thread is asked to stop."""
+        while not stopping.is_set():
+            started = time.monotonic()
+            try:
+                image = self.source.read()
+            except Exception as exc:  # a backend error is a failed read, not a crash
+                log.debug("read raised %s", type(exc).__name__)
+                image = None
+            if image is None:
+                self.state.set(False, "read failed")
+                return
+            if time.monotonic() - started >= self.stale_after:
+                # FFmpeg hands back the last picture when its read timeout fires.
+                self.state.set(False, f"no new frame for {self.stale_after:g} s")
+                return
+            self.last_frame_at = time.monotonic()
+            self.state.set(True)
+            self._backoff.reset()
+            self.frames.put(Captured(image, time.time_ns()))
+            if not self.source.live:
+                self.frames.wait_taken(timeout=1.0)

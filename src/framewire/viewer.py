@@ -28,7 +28,8 @@ import numpy as np
 from flask import Blueprint, Response, abort, jsonify, make_response, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from framewire.frame import HEADER_CAPTURED_NS, HEADER_SEQ, WireError, parse_camera
+from framewire.frame import WireError, parse_camera
+from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 from framewire.metrics import RateMeter, ReceiverMetrics
 from framewire.overlay import no_signal
 

@@ -1,32 +1,28 @@
-"""The HTTP transport: raw JPEG bytes in `POST /frames`, metadata in headers.
+"""The HTTP transport's wire codec and sending side: raw JPEG in `POST /frames`.
 
-Sending side: `HttpPublisher`, one keep-alive `requests` session with connect
-and read timeouts. Receiving side: `ingest_blueprint`, which validates,
-refuses bad input with a 4xx and a JSON reason (counted), and hands good
-frames to the pipeline.
-
-Mode `form-base64` reproduces the original article for comparison: the JPEG
-base64-encoded in a form post. The receiver accepts both, by Content-Type.
+The body is the JPEG; the metadata rides in headers. Mode `form-base64`
+reproduces the original article for comparison: the JPEG base64-encoded in
+a form post. The receiving side (a Flask blueprint) is in http_ingest.py,
+so the sender never loads Flask.
 """
 
 from __future__ import annotations
 
-import hmac
+import base64
+from collections.abc import Mapping
 
 import requests
-from flask import Blueprint, Response, jsonify, request
 
 from framewire.config import redact
-from framewire.frame import (
-    CONTENT_TYPE,
-    FORM_TYPE,
-    Frame,
-    WireError,
-    frame_from_form,
-    frame_from_http,
-)
-from framewire.pipeline import Pipeline
+from framewire.frame import Frame, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.transports import PublishError
+
+CONTENT_TYPE = "image/jpeg"
+HEADER_CAMERA = "X-Framewire-Camera"
+HEADER_SEQ = "X-Framewire-Seq"
+HEADER_CAPTURED_NS = "X-Framewire-Captured-Ns"
+FORM_TYPE = "application/x-www-form-urlencoded"  # form-base64: the fields below
+FORM_IMAGE = "image"  # base64 JPEG; camera, seq and captured_ns ride as form fields too
 
 # HTTP status for each reason a frame is refused; anything else is a 400.
 STATUS = {
@@ -39,8 +35,48 @@ STATUS = {
     "truncated_jpeg": 422,
     "undecodable": 422,
     "too_many_pixels": 422,
+    "implausible_size": 422,
     "bad_base64": 422,
 }
+
+
+def headers(frame: Frame) -> dict[str, str]:
+    """The HTTP headers that carry a frame's metadata."""
+    return {
+        "Content-Type": CONTENT_TYPE,
+        HEADER_CAMERA: frame.camera,
+        HEADER_SEQ: str(frame.seq),
+        HEADER_CAPTURED_NS: str(frame.captured_ns),
+    }
+
+
+def form_fields(frame: Frame) -> dict[str, str]:
+    """The article's HTTP form: base64 JPEG plus metadata fields."""
+    return {
+        FORM_IMAGE: base64.b64encode(frame.jpeg).decode(),
+        "camera": frame.camera,
+        "seq": str(frame.seq),
+        "captured_ns": str(frame.captured_ns),
+    }
+
+
+def from_headers(fields: Mapping[str, str], body: bytes) -> Frame:
+    """Build a Frame from a `POST /frames` request; raises WireError."""
+    camera = parse_camera(fields.get(HEADER_CAMERA))
+    seq = parse_int("seq", fields.get(HEADER_SEQ))
+    captured_ns = parse_int("captured_ns", fields.get(HEADER_CAPTURED_NS))
+    check_jpeg(body)
+    return Frame(camera, seq, captured_ns, body)
+
+
+def from_form(form: Mapping[str, str]) -> Frame:
+    """Build a Frame from the article's form post; raises WireError."""
+    camera = parse_camera(form.get("camera"))
+    seq = parse_int("seq", form.get("seq"))
+    captured_ns = parse_int("captured_ns", form.get("captured_ns"))
+    jpeg = b64decode(form.get(FORM_IMAGE, "").encode())
+    check_jpeg(jpeg)
+    return Frame(camera, seq, captured_ns, jpeg)
 
 
 class HttpPublisher:
@@ -51,8 +87,8 @@ class HttpPublisher:
     def __init__(
         self,
         url: str,
-        connect_timeout: float = 1.0,
-        read_timeout: float = 2.0,
+        connect_timeout: float,
+        read_timeout: float,
         token: str = "",
         mode: str = "raw",
     ) -> None:
@@ -66,13 +102,11 @@ class HttpPublisher:
 
     def send(self, frame: Frame) -> None:
         if self.mode == "raw":
-            data, headers = frame.jpeg, frame.http_headers()
+            data, extra = frame.jpeg, headers(frame)
         else:
-            data, headers = frame.form_fields(), None
+            data, extra = form_fields(frame), None
         try:
-            response = self._session.post(
-                self.url, data=data, headers=headers, timeout=self._timeout
-            )
+            response = self._session.post(self.url, data=data, headers=extra, timeout=self._timeout)
         except requests.Timeout as exc:
             raise PublishError("timeout", "receiver did not answer in time") from exc
         except requests.ConnectionError as exc:
@@ -92,51 +126,3 @@ def _reason(response: requests.Response) -> str:
         return str(response.json().get("error", response.reason))
     except ValueError:
         return response.reason or str(response.status_code)
-
-
-def _read_body(max_body: int) -> bytes | None:
-    """The request body, or None when it is over `max_body` bytes (sized or chunked)."""
-    if request.content_length is not None:
-        if request.content_length > max_body:
-            return None
-        return request.get_data(cache=False)
-    # Chunked: gunicorn terminates the stream itself; read one byte past the cap to tell.
-    body = request.environ["wsgi.input"].read(max_body + 1)
-    return body if len(body) <= max_body else None
-
-
-def ingest_blueprint(pipeline: Pipeline, max_body: int, token: str = "") -> Blueprint:
-    """`POST /frames`: the HTTP receiving side."""
-    bp = Blueprint("ingest", __name__)
-    # Form posts are parsed in memory by Werkzeug; allow them the same size as raw bodies.
-    bp.record_once(lambda state: state.app.config.update(MAX_FORM_MEMORY_SIZE=max_body))
-    expected = f"Bearer {token}".encode() if token else b""
-
-    def refuse(reason: str, detail: str) -> tuple[Response, int]:
-        pipeline.reject(reason)
-        return jsonify(error=reason, detail=detail), STATUS.get(reason, 400)
-
-    @bp.post("/frames")
-    def frames() -> tuple[Response | str, int]:
-        if expected:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return refuse("unauthorized", "a valid bearer token is required")
-        try:
-            if request.mimetype == CONTENT_TYPE:
-                body = _read_body(max_body)
-                if body is None:
-                    return refuse("too_large", f"body is over {max_body} bytes")
-                frame = frame_from_http(request.headers, body)
-            elif request.mimetype == FORM_TYPE:  # the article's way, for comparison
-                if request.content_length is None or request.content_length > max_body:
-                    return refuse("too_large", f"form is over {max_body} bytes or unsized")
-                frame = frame_from_form(request.form)
-            else:
-                return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")
-            pipeline.ingest(frame)
-        except WireError as exc:
-            return refuse(exc.reason, exc.detail)
-        return "", 204
-
-    return bp

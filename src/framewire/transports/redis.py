@@ -1,64 +1,126 @@
-"""The Redis transport: one stream per camera, `XADD ... MAXLEN ~ N`, newest entry wins.
+"""The Redis transport: its wire codec, its sending side and its receiving side.
 
-Sending side: `RedisPublisher` adds each frame to `framewire:frames:<camera>`
-with fields `jpeg`, `seq` and `captured_ns`, trimmed to about `maxlen`
-entries. Receiving side: `StreamConsumer`, a thread inside the receiver's
-worker that discovers the camera streams, blocks in `XREAD` for new entries,
-keeps only the newest entry per stream (the older ones it skips are counted
-as dropped), and hands it to the pipeline. A malformed entry is counted and
-logged once per reason; a lost connection is retried with backoff and logged
-once per state change.
+Default mode `stream`: one stream per camera, `framewire:frames:<camera>`,
+entries with fields `jpeg`, `seq` and `captured_ns`, trimmed with
+`XADD ... MAXLEN ~ N`. The receiving side is a thread inside the receiver's
+worker that discovers the camera streams, blocks in `XREAD`, keeps only the
+newest entry per stream (the older ones are counted as dropped) and hands it
+to a `FrameSink`. A malformed entry is counted and logged once per reason; a
+lost connection is retried with backoff and logged once per state change.
 
-Both sides speak RESP2 (`protocol=2`): with RESP3, redis-py builds a debug
-string for pushed messages that costs about 1.5 ms per 160 KB frame.
+Two comparison modes exist for the benchmark: `pubsub` (PUBLISH a metadata
+line and the bytes to `framewire:pubsub:<camera>`) and `set-publish`, the
+original article's way (SET `framewire:latest:<camera>` to
+`<seq> <captured_ns> <base64>`, PUBLISH the key's name to
+`framewire:notify:<camera>`; the receiver GETs it). Pub/sub has no backlog
+cap on the server: Redis drops a subscriber about 32 MB behind and redis-py
+reconnects silently, so frames vanish; streams skip old frames instead.
 
-Two comparison modes exist for the benchmark: `pubsub` (PUBLISH the bytes to
-`framewire:pubsub:<camera>`) and `set-publish`, the original article's way
-(SET `framewire:latest:<camera>` to a base64 value, PUBLISH the key's name to
-`framewire:notify:<camera>`, the receiver GETs it). Pub/sub has no backlog
-cap on the server: Redis disconnects a subscriber about 32 MB behind, and
-redis-py reconnects silently, so frames vanish; streams skip old frames
-instead, which is why `stream` is the default.
+Every client speaks RESP2 (`protocol=2`): with RESP3, redis-py builds a debug
+string for each pushed message that costs about 1.5 ms per 160 KB frame.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import redis
 
 from framewire.config import redact
-from framewire.frame import (
-    LATEST_PREFIX,
-    NOTIFY_PREFIX,
-    PUBSUB_PREFIX,
-    STREAM_PREFIX,
-    Frame,
-    WireError,
-    camera_from_key,
-    frame_from_latest,
-    frame_from_pubsub,
-    frame_from_stream,
-    parse_camera,
-)
-from framewire.pipeline import Pipeline
-from framewire.transports import PublishError
+from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
+from framewire.resilience import Backoff, UpDown, Worker
+from framewire.transports import FrameSink, PublishError
 
 log = logging.getLogger(__name__)
 
+PREFIXES = {  # key kind -> prefix; the camera id follows
+    "stream": "framewire:frames:",
+    "pubsub": "framewire:pubsub:",
+    "latest": "framewire:latest:",
+    "notify": "framewire:notify:",
+}
+FIELD_JPEG = b"jpeg"
+FIELD_SEQ = b"seq"
+FIELD_CAPTURED_NS = b"captured_ns"
 BLOCK_MS = 1000
 DISCOVER_EVERY = 2.0
 
 
-def connect(
-    url: str, connect_timeout: float = 2.0, read_timeout: float = 5.0, ca_cert: str = ""
-) -> redis.Redis:
-    """A client for `url` (`redis://`, `rediss://` with an optional CA file, or `unix://`).
+def key(kind: str, camera: str) -> str:
+    """The Redis key (or channel) of `kind` for `camera`."""
+    return PREFIXES[kind] + camera
 
-    RESP2 and timeouts; user and password (an ACL user) come from the URL.
+
+def camera_from_key(name: bytes | str, kind: str) -> str:
+    """The camera id of a key of `kind`; raises WireError for a foreign or bad key."""
+    text = name.decode(errors="replace") if isinstance(name, bytes) else name
+    prefix = PREFIXES[kind]
+    if not text.startswith(prefix):
+        raise WireError("bad_camera", f"key {text[:80]!r} lacks {prefix!r}")
+    return parse_camera(text[len(prefix) :])
+
+
+def stream_fields(frame: Frame) -> dict[bytes, bytes]:
+    """The stream entry of a frame."""
+    return {
+        FIELD_JPEG: frame.jpeg,
+        FIELD_SEQ: str(frame.seq).encode(),
+        FIELD_CAPTURED_NS: str(frame.captured_ns).encode(),
+    }
+
+
+def from_stream(camera: str, fields: Mapping[bytes, bytes]) -> Frame:
+    """A Frame from a stream entry; raises WireError."""
+    jpeg = fields.get(FIELD_JPEG)
+    if not isinstance(jpeg, bytes):
+        raise WireError("missing_jpeg", "entry has no jpeg field")
+    seq = parse_int("seq", fields.get(FIELD_SEQ))
+    captured_ns = parse_int("captured_ns", fields.get(FIELD_CAPTURED_NS))
+    check_jpeg(jpeg)
+    return Frame(camera, seq, captured_ns, jpeg)
+
+
+def pubsub_message(frame: Frame) -> bytes:
+    """One PUBLISH payload: a metadata line, then the raw JPEG."""
+    return b"%d %d\n" % (frame.seq, frame.captured_ns) + frame.jpeg
+
+
+def from_pubsub(camera: str, data: bytes) -> Frame:
+    """A Frame from a pubsub payload; raises WireError."""
+    head, newline, jpeg = data.partition(b"\n")
+    if not newline:
+        raise WireError("bad_message", "message lacks its metadata line")
+    seq, _, captured_ns = head.partition(b" ")
+    frame = Frame(camera, parse_int("seq", seq), parse_int("captured_ns", captured_ns), jpeg)
+    check_jpeg(jpeg)
+    return frame
+
+
+def latest_value(frame: Frame) -> bytes:
+    """The article's SET value: metadata, then the base64 JPEG."""
+    return b"%d %d " % (frame.seq, frame.captured_ns) + base64.b64encode(frame.jpeg)
+
+
+def from_latest(camera: str, value: bytes) -> Frame:
+    """A Frame from a set-publish value; raises WireError."""
+    parts = value.split(b" ", 2)
+    if len(parts) != 3:
+        raise WireError("bad_message", "value is not '<seq> <captured_ns> <base64>'")
+    seq, captured_ns = parse_int("seq", parts[0]), parse_int("captured_ns", parts[1])
+    jpeg = b64decode(parts[2])
+    check_jpeg(jpeg)
+    return Frame(camera, seq, captured_ns, jpeg)
+
+
+def connect(
+    url: str, connect_timeout: float, read_timeout: float, ca_cert: str = ""
+) -> redis.Redis:
+    """A RESP2 client for `url` (`redis://`, `rediss://` with an optional CA file, `unix://`).
+
+    User and password (an ACL user) come from the URL.
     """
     tls = {"ssl_ca_certs": ca_cert} if ca_cert and url.startswith("rediss://") else {}
     return redis.Redis.from_url(
@@ -71,7 +133,8 @@ def connect(
     )
 
 
-def _error_reason(exc: redis.RedisError) -> str:
+def error_reason(exc: redis.RedisError) -> str:
+    """A short metric label for a Redis failure."""
     if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
         return "auth"
     if isinstance(exc, redis.TimeoutError):
@@ -87,36 +150,30 @@ class RedisPublisher:
     name = "redis"
 
     def __init__(
-        self,
-        url: str,
-        maxlen: int = 8,
-        connect_timeout: float = 1.0,
-        read_timeout: float = 2.0,
-        mode: str = "stream",
-        ca_cert: str = "",
+        self, url: str, maxlen: int, timeout: float, mode: str = "stream", ca_cert: str = ""
     ) -> None:
         self.target = redact(url)
         self.mode = mode
-        self._client = connect(url, connect_timeout, read_timeout, ca_cert)
+        self._client = connect(url, timeout, timeout, ca_cert)
         self._maxlen = maxlen
 
     def send(self, frame: Frame) -> None:
         try:
             if self.mode == "stream":
                 self._client.xadd(
-                    STREAM_PREFIX + frame.camera,
-                    frame.stream_fields(),
+                    key("stream", frame.camera),
+                    stream_fields(frame),
                     maxlen=self._maxlen,
                     approximate=True,
                 )
             elif self.mode == "pubsub":
-                self._client.publish(PUBSUB_PREFIX + frame.camera, frame.pubsub_message())
+                self._client.publish(key("pubsub", frame.camera), pubsub_message(frame))
             else:  # set-publish, as in the article
-                key = LATEST_PREFIX + frame.camera
-                self._client.set(key, frame.latest_value())
-                self._client.publish(NOTIFY_PREFIX + frame.camera, key)
+                latest = key("latest", frame.camera)
+                self._client.set(latest, latest_value(frame))
+                self._client.publish(key("notify", frame.camera), latest)
         except redis.RedisError as exc:
-            raise PublishError(_error_reason(exc), type(exc).__name__) from exc
+            raise PublishError(error_reason(exc), type(exc).__name__) from exc
 
     def close(self) -> None:
         self._client.close()
@@ -125,64 +182,56 @@ class RedisPublisher:
 class _Consumer:
     """A thread that polls Redis for frames, retrying with backoff; subclasses poll."""
 
-    def __init__(
-        self, url: str, pipeline: Pipeline, backoff_max: float = 2.0, ca_cert: str = ""
-    ) -> None:
+    def __init__(self, url: str, sink: FrameSink, ca_cert: str = "") -> None:
         self.target = redact(url)
-        self._client = connect(url, read_timeout=BLOCK_MS / 1000 + 5, ca_cert=ca_cert)
-        self._pipeline = pipeline
-        self._backoff_max = backoff_max
-        self._stop = threading.Event()
-        self._up: bool | None = None
+        self._client = connect(url, 2.0, BLOCK_MS / 1000 + 5, ca_cert)
+        self._sink = sink
+        self._state = UpDown("redis", self.target, logger=log)
         self._logged_reasons: set[str] = set()
-        self._thread = threading.Thread(target=self._run, name="redis-consumer", daemon=True)
+        self._worker = Worker("redis-consumer", self._run, join_timeout=BLOCK_MS / 1000 + 3)
 
     def start(self) -> None:
-        self._thread.start()
+        self._worker.start()
 
-    def stop(self) -> None:
-        """Ask the thread to end; it does within one XREAD block (it is a daemon thread)."""
-        self._stop.set()
+    def stop(self) -> bool:
+        """End the thread (within one blocking read) and join it; True if it ended."""
+        ended = self._worker.stop()
+        self._client.close()
+        return ended
 
     def _run(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
+        backoff, stopping = Backoff(0.1, 2.0), self._worker.stopping
+        while not stopping.is_set():
             try:
                 self._poll()
             except redis.RedisError as exc:
-                reason = _error_reason(exc)
-                self._pipeline.metrics.receive_errors.labels("redis", reason).inc()
-                self._set_up(False, f"{reason}: {type(exc).__name__}")
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._backoff_max)
+                reason = error_reason(exc)
+                self._sink.receive_error(reason)
+                self._state.set(False, f"{reason}: {type(exc).__name__}")
+                backoff.wait(stopping)
                 continue
             except Exception:  # a bug must not end the thread: count it, log it once, go on
-                self._pipeline.metrics.receive_errors.labels("redis", "internal").inc()
+                self._sink.receive_error("internal")
                 if "internal" not in self._logged_reasons:
                     self._logged_reasons.add("internal")
                     log.exception("unexpected error in the Redis consumer; continuing")
-                self._stop.wait(backoff)
+                backoff.wait(stopping)
                 continue
-            backoff = 0.1
+            backoff.reset()
 
     def _poll(self) -> None:
         raise NotImplementedError
 
-    def _ingest(self, camera: str, parse: Callable[[], Frame], older: int = 0) -> None:
-        """Ingest the newest message of `camera`; `older` ones were skipped (latest wins)."""
+    def _ingest(self, parse: Callable[[], Frame], skipped: int = 0) -> None:
+        """Ingest the newest message of a camera; `skipped` older ones came with it."""
         try:
-            self._pipeline.ingest(parse())
+            self._sink.ingest(parse(), skipped)
         except WireError as exc:
-            if exc.reason == "camera_limit":  # refused with the skipped ones, with no new labels
-                self._reject(exc, 1 + older)
-                return
-            self._reject(exc)
-        if older:
-            self._pipeline.metrics.frames_dropped.labels(camera, "redis", "receive").inc(older)
+            self._reject(exc, 1 + skipped)
 
     def _reject(self, exc: WireError, count: int = 1) -> None:
         """Count refused frames; log the first of each reason only."""
-        self._pipeline.reject(exc.reason, count)
+        self._sink.reject(exc.reason, count)
         if exc.reason not in self._logged_reasons:
             self._logged_reasons.add(exc.reason)
             log.warning(
@@ -191,21 +240,12 @@ class _Consumer:
                 exc.detail,
             )
 
-    def _set_up(self, up: bool, why: str = "") -> None:
-        if up == self._up:
-            return
-        self._up = up
-        if up:
-            log.info("redis up: %s", self.target)
-        else:
-            log.warning("redis down: %s (%s); retrying with backoff", self.target, why)
-
 
 class StreamConsumer(_Consumer):
     """Reads the newest entry of every camera stream (the default mode)."""
 
-    def __init__(self, url: str, pipeline: Pipeline, ca_cert: str = "") -> None:
-        super().__init__(url, pipeline, ca_cert=ca_cert)
+    def __init__(self, url: str, sink: FrameSink, ca_cert: str = "") -> None:
+        super().__init__(url, sink, ca_cert)
         self._ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._discovered_at = 0.0
 
@@ -215,44 +255,49 @@ class StreamConsumer(_Consumer):
             self._discover()
             self._discovered_at = now
         if not self._ids:
-            self._stop.wait(0.25)
+            self._worker.stopping.wait(0.25)
             return
         reply = self._client.xread(dict(self._ids), block=BLOCK_MS)
-        self._set_up(True)
-        for key, entries in reply or []:
-            self._ids[key] = entries[-1][0]
-            self._take(key, entries)
+        self._state.set(True)
+        for name, entries in reply or []:
+            self._ids[name] = entries[-1][0]
+            self._take(name, entries)
 
     def _discover(self) -> None:
-        """Start following every camera stream that appeared (new ones from their next entry)."""
-        for key in self._client.scan_iter(match=STREAM_PREFIX + "*", count=100, _type="stream"):
-            self._ids.setdefault(key, b"$")
-        self._set_up(True)
+        """Follow every camera stream that appeared (new ones from their next entry)."""
+        pattern = key("stream", "*")
+        for name in self._client.scan_iter(match=pattern, count=100, _type="stream"):
+            self._ids.setdefault(name, b"$")
+        self._state.set(True)
 
-    def _take(self, key: bytes, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def _take(self, name: bytes, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         """Ingest the newest entry; the older ones are skipped (latest frame wins)."""
         try:
-            camera = camera_from_key(key)
+            camera = camera_from_key(name, "stream")
         except WireError as exc:  # not a camera stream: every entry in it is refused
             self._reject(exc, len(entries))
             return
-        self._ingest(camera, lambda: frame_from_stream(camera, entries[-1][1]), len(entries) - 1)
+        self._ingest(lambda: from_stream(camera, entries[-1][1]), len(entries) - 1)
 
 
 class SubscriberConsumer(_Consumer):
     """Follows the pub/sub channels of the `pubsub` and `set-publish` comparison modes."""
 
-    def __init__(self, url: str, pipeline: Pipeline, mode: str, ca_cert: str = "") -> None:
-        super().__init__(url, pipeline, ca_cert=ca_cert)
-        self._mode = mode
-        self._prefix = PUBSUB_PREFIX if mode == "pubsub" else NOTIFY_PREFIX
+    def __init__(self, url: str, sink: FrameSink, mode: str, ca_cert: str = "") -> None:
+        super().__init__(url, sink, ca_cert)
+        self._kind = "pubsub" if mode == "pubsub" else "notify"
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+
+    def stop(self) -> bool:
+        ended = super().stop()
+        self._pubsub.close()
+        return ended
 
     def _poll(self) -> None:
         if not self._pubsub.subscribed:
-            self._pubsub.psubscribe(self._prefix + "*")
+            self._pubsub.psubscribe(key(self._kind, "*"))
         message = self._pubsub.get_message(timeout=BLOCK_MS / 1000)
-        self._set_up(True)
+        self._state.set(True)
         newest: dict[bytes, bytes] = {}
         skipped: dict[bytes, int] = {}
         while message is not None:  # drain what has arrived; keep the newest per camera
@@ -264,30 +309,26 @@ class SubscriberConsumer(_Consumer):
         for channel, data in newest.items():
             self._take(channel, data, skipped[channel])
 
-    def _take(self, channel: bytes, data: bytes, older: int) -> None:
+    def _take(self, channel: bytes, data: bytes, skipped: int) -> None:
         try:
-            camera = _camera(channel, self._prefix)
+            camera = camera_from_key(channel, self._kind)
         except WireError as exc:
-            self._reject(exc, 1 + older)
+            self._reject(exc, 1 + skipped)
             return
-        if self._mode == "pubsub":
-            self._ingest(camera, lambda: frame_from_pubsub(camera, data), older)
+        if self._kind == "pubsub":
+            self._ingest(lambda: from_pubsub(camera, data), skipped)
         else:
-            self._ingest(camera, lambda: self._get_latest(camera), older)
+            self._ingest(lambda: self._get_latest(camera), skipped)
 
     def _get_latest(self, camera: str) -> Frame:
-        value = self._client.get(LATEST_PREFIX + camera)
+        value = self._client.get(key("latest", camera))
         if value is None:
             raise WireError("missing_value", "the notified key holds no frame")
-        return frame_from_latest(camera, value)
+        return from_latest(camera, value)
 
 
-def _camera(channel: bytes, prefix: str) -> str:
-    return parse_camera(channel.decode(errors="replace")[len(prefix) :])
-
-
-def consumer(url: str, pipeline: Pipeline, mode: str = "stream", ca_cert: str = "") -> _Consumer:
+def consumer(url: str, sink: FrameSink, mode: str = "stream", ca_cert: str = "") -> _Consumer:
     """The receiving side for `mode`."""
     if mode == "stream":
-        return StreamConsumer(url, pipeline, ca_cert)
-    return SubscriberConsumer(url, pipeline, mode, ca_cert)
+        return StreamConsumer(url, sink, ca_cert)
+    return SubscriberConsumer(url, sink, mode, ca_cert)

@@ -1,0 +1,63 @@
+"""The HTTP transport's receiving side: `POST /frames`, a Flask blueprint.
+
+It validates, refuses bad input with a 4xx and a JSON reason (counted by the
+sink) and hands good frames to a `FrameSink` (the receiver's pipeline).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Response, jsonify, request
+
+from framewire.frame import WireError
+from framewire.transports import FrameSink
+from framewire.transports.http import CONTENT_TYPE, FORM_TYPE, STATUS, from_form, from_headers
+
+
+def _read_body(max_body: int) -> bytes | None:
+    """The request body, or None when it is over `max_body` bytes (sized or chunked)."""
+    if request.content_length is not None:
+        if request.content_length > max_body:
+            return None
+        return request.get_data(cache=False)
+    # Chunked: gunicorn terminates the stream itself; read one byte past the cap to tell.
+    body = request.environ["wsgi.input"].read(max_body + 1)
+    return body if len(body) <= max_body else None
+
+
+def ingest_blueprint(sink: FrameSink, max_body: int, token: str = "") -> Blueprint:
+    """`POST /frames`, with an optional bearer token (compared in constant time)."""
+    bp = Blueprint("ingest", __name__)
+    # Form posts are parsed in memory by Werkzeug; allow them the same size as raw bodies.
+    bp.record_once(lambda state: state.app.config.update(MAX_FORM_MEMORY_SIZE=max_body))
+    expected = f"Bearer {token}".encode() if token else b""
+
+    def refuse(reason: str, detail: str) -> tuple[Response, int]:
+        sink.reject(reason)
+        return jsonify(error=reason, detail=detail), STATUS.get(reason, 400)
+
+    @bp.post("/frames")
+    def frames() -> tuple[Response | str, int]:
+        if expected:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return refuse("unauthorized", "a valid bearer token is required")
+        try:
+            if request.mimetype == CONTENT_TYPE:
+                body = _read_body(max_body)
+                if body is None:
+                    return refuse("too_large", f"body is over {max_body} bytes")
+                frame = from_headers(request.headers, body)
+            elif request.mimetype == FORM_TYPE:  # the article's way, for comparison
+                if request.content_length is None or request.content_length > max_body:
+                    return refuse("too_large", f"form is over {max_body} bytes or unsized")
+                frame = from_form(request.form)
+            else:
+                return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")
+            sink.ingest(frame)
+        except WireError as exc:
+            return refuse(exc.reason, exc.detail)
+        return "", 204
+
+    return bp
