@@ -29,9 +29,9 @@ from flask import Blueprint, Response, abort, jsonify, make_response, render_tem
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from framewire.frame import WireError, parse_camera
-from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 from framewire.metrics import RateMeter, ReceiverMetrics
 from framewire.overlay import no_signal
+from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 
 BOUNDARY = b"framewireframe"
 RING = 300  # samples kept per channel for /stats
