@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 
+import click
 import pytest
+from click.testing import CliRunner
 
 from conftest import FRAMEWIRE
+from framewire.cli import cli, error_line
 
 SECRET = "hunter2-s3cret"
 
@@ -37,19 +40,32 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         (["redis-receiver"], {"FRAMEWIRE_REDIS_URL": f"rediss://u:{SECRET}@"}, ["--redis-url"]),
         (["redis-receiver", "--threads", "1"], {}, ["--threads"]),
         (["http-receiver", "--threads", "16", "--max-viewers", "13"], {}, ["--max-viewers"]),
+        (["http-receiver", "--viewer-user", "ops"], {}, ["--viewer-user"]),
+        (["send", "--http-url", "", "--redis-url", ""], {}, ["--http-url", "--redis-url"]),
+        (["redis-receiver", "--redis-url", ""], {}, ["FRAMEWIRE_REDIS_URL"]),
+        (["send", "--redis-mode", "nosuch"], {}, ["--redis-mode"]),
     ],
 )
 def test_bad_value_is_one_line_naming_the_option(
     args: list[str], env: dict[str, str], names: list[str]
 ) -> None:
-    result = run(args, {"FRAMEWIRE_TOKEN": SECRET, **env})
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("framewire: error:")
+    result = CliRunner().invoke(
+        cli, args, env={"FRAMEWIRE_TOKEN": SECRET, **env}, standalone_mode=False
+    )
+    assert isinstance(result.exception, click.ClickException), result.output
+    line = error_line(result.exception)
+    assert "\n" not in line
     for name in names:
-        assert name in lines[0]
-    assert SECRET not in result.stderr + result.stdout
+        assert name in line
+    assert SECRET not in line + result.output
+
+
+def test_main_prints_one_line_and_exits_2() -> None:
+    result = run(["send", "--fps", "-1"], {"FRAMEWIRE_TOKEN": SECRET})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "framewire: error: Invalid value for '--fps' / 'FRAMEWIRE_FPS': must be from 0 to 1000"
+    ]
 
 
 def test_help_lists_env_vars() -> None:

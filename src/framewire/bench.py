@@ -1037,7 +1037,7 @@ def bench(
     rates: list[float],
 ) -> None:
     """Run the real services locally and measure HTTP against Redis."""
-    from framewire.cli import tune_malloc
+    from framewire.runtime import tune_malloc
 
     # SIGTERM unwinds like Ctrl-C, so every service started is stopped on the way out.
     if threading.current_thread() is threading.main_thread():

@@ -191,12 +191,17 @@ def redis_receiver(context: click.Context, **values: Any) -> None:
 cli.add_command(bench)
 
 
+def error_line(exc: click.ClickException) -> str:
+    """How a usage error is reported: one line."""
+    return f"framewire: error: {exc.format_message()}"
+
+
 def main() -> None:
     """Entry point: click, but every usage error is a single line."""
     try:
         cli.main(standalone_mode=False, prog_name="framewire")
     except click.ClickException as exc:
-        click.echo(f"framewire: error: {exc.format_message()}", err=True)
+        click.echo(error_line(exc), err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         sys.exit(130)

@@ -1,0 +1,93 @@
+"""The package's structure: imports run one way, and the sender never loads the receivers."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import framewire
+
+SRC = Path(framewire.__file__).parent
+# Lowest first; a module may import only from its own layer or below.
+LAYERS = [
+    {"frame", "metrics", "config", "mailbox", "runtime", "resilience"},
+    {"sources", "transports", "transports.http", "transports.redis", "overlay", "processing"},
+    {"transports.http_ingest", "pipeline", "hub", "mjpeg"},
+    {"viewer", "ops", "access", "app", "worker", "receivers", "sender"},
+    {"bench", "cli"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """Every module of the package and the package modules it imports (anywhere in it)."""
+    found: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            targets |= {n.removeprefix("framewire.") for n in names if n.startswith("framewire.")}
+        found[module_name(path)] = targets
+    return {m: {t for t in ts if t in found and t != m} for m, ts in found.items() if m}
+
+
+def layer(module: str) -> int:
+    """The layer of a module; a subpackage's modules share the layer of its package."""
+    for candidate in (module, module.split(".")[0]):
+        for index, members in enumerate(LAYERS):
+            if candidate in members:
+                return index
+    raise AssertionError(f"module {module} has no layer: add it to LAYERS in {__file__}")
+
+
+def test_no_import_cycle() -> None:
+    graph = imports()
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(module: str) -> None:
+        if module in done:
+            return
+        assert module not in visiting, "import cycle: " + " -> ".join([*visiting, module])
+        visiting.append(module)
+        for target in sorted(graph[module]):
+            visit(target)
+        visiting.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def test_imports_run_downwards() -> None:
+    upward = [
+        f"{module} (layer {layer(module)}) imports {target} (layer {layer(target)})"
+        for module, targets in imports().items()
+        for target in targets
+        if layer(target) > layer(module) and target.split(".")[0] != module.split(".")[0]
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_sender_does_not_load_flask() -> None:
+    code = (
+        "import sys, framewire.cli, framewire.sender, framewire.sources, "
+        "framewire.transports.http, framewire.transports.redis; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug')"
+        " or m in ('framewire.pipeline', 'framewire.viewer', 'framewire.hub')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
