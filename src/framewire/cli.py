@@ -71,7 +71,7 @@ def _option(f: Field[Any], default: Any) -> Decorator:
         default=default,
         type=kind,
         help=meta["help"],
-        show_default=not meta["secret"] and default != "",
+        show_default=default != "",
         show_envvar=True,
     )
 
@@ -189,6 +189,27 @@ def redis_receiver(context: click.Context, **values: Any) -> None:
 
 
 cli.add_command(bench)
+
+
+def reference() -> str:
+    """Every command's options as Markdown tables (the README's option reference)."""
+    context = click.Context(cli, info_name="framewire")
+    out = ["| global option | env | default | what |", "|---|---|---|---|"]
+    out += [_row(p) for p in cli.params if isinstance(p, click.Option) and p.name != "help"]
+    for name, command in cli.commands.items():
+        out += ["", f"`framewire {name}`: {command.get_short_help_str(limit=200)}", ""]
+        out += ["| option | env | default | what |", "|---|---|---|---|"]
+        params = command.get_params(context)
+        out += [_row(p) for p in params if isinstance(p, click.Option) and p.name != "help"]
+    return "\n".join(out) + "\n"
+
+
+def _row(param: click.Option) -> str:
+    shown = param.show_default and param.default is not None and param.default != ""
+    default = f"`{param.default}`" if shown else ""
+    env = f"`{param.envvar}`" if isinstance(param.envvar, str) else ""
+    what = (param.help or "").replace("|", "\\|")
+    return f"| `{param.opts[-1]}` | {env} | {default} | {what} |"
 
 
 def error_line(exc: click.ClickException) -> str:

@@ -97,17 +97,15 @@ def setting(
     high: float | None = None,
     choices: tuple[str, ...] = (),
     check: str = "",
-    secret: bool = False,
     path: bool = False,
 ) -> Any:
-    """A config field: its default, help, range or choices, a named `check`, secrecy."""
+    """A config field: its default, help, range or choices, and a named `check`."""
     meta = {
         "help": help,
         "low": low,
         "high": high,
         "choices": choices,
         "check": check,
-        "secret": secret,
         "path": path,
     }
     return field(default=default, metadata=meta)
@@ -195,7 +193,6 @@ class SenderConfig(_Validated):
         "Redis to send frames through; empty disables Redis."
         " Password and ACL user go in the URL; rediss:// for TLS.",
         check="redis_url",
-        secret=True,
     )
     redis_mode: str = setting(
         "stream",
@@ -209,7 +206,7 @@ class SenderConfig(_Validated):
     redis_timeout: float = setting(
         2.0, "Seconds to connect to Redis and for each Redis command.", **SECONDS
     )
-    token: str = setting("", "Bearer token sent with every HTTP frame.", secret=True)
+    token: str = setting("", "Bearer token sent with every HTTP frame.")
     metrics_bind: str = setting(
         "0.0.0.0:9100", "HOST:PORT for /metrics; empty disables it.", check="bind"
     )
@@ -263,7 +260,7 @@ class ReceiverConfig(_Validated):
     viewer_user: str = setting(
         "", "With --viewer-password: HTTP basic auth on pages, streams and snapshots."
     )
-    viewer_password: str = setting("", "Password for --viewer-user.", secret=True)
+    viewer_password: str = setting("", "Password for --viewer-user.")
     rate_limit: float = setting(
         0.0, "Requests per second per client on viewer routes (0: no limit).", low=0, high=10000
     )
@@ -274,15 +271,12 @@ class ReceiverConfig(_Validated):
     max_body: int = setting(
         8 * 1024 * 1024, "Largest frame accepted, in bytes (413 above it).", low=1024, high=2**30
     )
-    token: str = setting(
-        "", "Bearer token POST /frames must carry; empty accepts any sender.", secret=True
-    )
+    token: str = setting("", "Bearer token POST /frames must carry; empty accepts any sender.")
     # redis-receiver
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
         "Redis to read the frames from. Password and ACL user go in the URL; rediss:// for TLS.",
         check="redis_url",
-        secret=True,
     )
     redis_mode: str = setting(
         "stream",

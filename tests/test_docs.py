@@ -1,0 +1,51 @@
+"""README and .env.example agree with the code: every option named, defaults as defined."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from framewire.cli import envvar, reference
+from framewire.config import ReceiverConfig, SenderConfig, default, settings
+
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+START, END = "<!-- options:start -->\n", "<!-- options:end -->\n"
+# .env.example values that differ from the code's defaults on purpose, for compose.
+COMPOSE_DEFAULTS = {
+    "FRAMEWIRE_TOKEN": "compose refuses anonymous frames",
+    "FRAMEWIRE_RATE_LIMIT": "compose limits viewer requests per client",
+}
+
+
+def test_readme_option_reference_is_generated_from_the_cli() -> None:
+    """The README's option tables are the CLI's own (FRAMEWIRE_UPDATE_DOCS=1 rewrites them)."""
+    text = README.read_text()
+    assert START in text and END in text, f"README lacks the {START.strip()} markers"
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    expected = head + START + reference() + END + tail
+    if os.environ.get("FRAMEWIRE_UPDATE_DOCS") == "1":
+        README.write_text(expected)
+    assert text == expected, "README's option reference is stale: FRAMEWIRE_UPDATE_DOCS=1 make test"
+
+
+def test_env_example_names_real_settings_with_their_defaults() -> None:
+    values = dict(
+        re.findall(r"^(FRAMEWIRE_[A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M)
+    )
+    known = {
+        envvar(f.name): (config, f.name)
+        for config in (SenderConfig, ReceiverConfig)
+        for f in settings(config)
+    }
+    for name, value in values.items():
+        if name not in known:
+            continue  # compose-only variables (a second camera's source) are checked by compose
+        if name in COMPOSE_DEFAULTS or value == "":
+            continue
+        config, field = known[name]
+        assert str(default(config, field)) == value or float(default(config, field)) == float(
+            value
+        ), f".env.example sets {name}={value}, the code's default is {default(config, field)}"
