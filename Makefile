@@ -11,7 +11,7 @@ help:
 	@echo "make soak    the soak test for SOAK_SECONDS (600): memory and latency over time"
 	@echo "make bench   framewire bench: HTTP against Redis (BENCH_ARGS=--quick: about a minute)"
 	@echo "make up      docker compose up --build (the product); make down, make logs"
-	@echo "make lint    ruff, hadolint, compose schema check, docker compose config"
+	@echo "make lint    ruff (check and format), hadolint, compose schema check, docker compose config"
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	python3 -m venv $(VENV)
