@@ -151,6 +151,18 @@ def _check_field(f: Field[Any], value: Any) -> None:
             raise ConfigError(f.name, str(exc)) from None
 
 
+def _redis_mode() -> Any:
+    return setting(
+        "stream",
+        "XADD to a stream (default), or PUBLISH / the article's SET + PUBLISH.",
+        choices=REDIS_MODES,
+    )
+
+
+def _redis_ca_cert() -> Any:
+    return setting("", "CA certificate file to verify a rediss:// (TLS) server.", path=True)
+
+
 @dataclass(frozen=True)
 class SenderConfig(_Validated):
     """Settings of `framewire send`."""
@@ -194,14 +206,8 @@ class SenderConfig(_Validated):
         " Password and ACL user go in the URL; rediss:// for TLS.",
         check="redis_url",
     )
-    redis_mode: str = setting(
-        "stream",
-        "XADD to a stream (default), or PUBLISH / the article's SET + PUBLISH.",
-        choices=REDIS_MODES,
-    )
-    redis_ca_cert: str = setting(
-        "", "CA certificate file to verify a rediss:// (TLS) server.", path=True
-    )
+    redis_mode: str = _redis_mode()
+    redis_ca_cert: str = _redis_ca_cert()
     redis_maxlen: int = setting(8, "Approximate stream length kept per camera.", low=1, high=10000)
     redis_timeout: float = setting(
         2.0, "Seconds to connect to Redis and for each Redis command.", **SECONDS
@@ -278,14 +284,8 @@ class ReceiverConfig(_Validated):
         "Redis to read the frames from. Password and ACL user go in the URL; rediss:// for TLS.",
         check="redis_url",
     )
-    redis_mode: str = setting(
-        "stream",
-        "XADD to a stream (default), or PUBLISH / the article's SET + PUBLISH.",
-        choices=REDIS_MODES,
-    )
-    redis_ca_cert: str = setting(
-        "", "CA certificate file to verify a rediss:// (TLS) server.", path=True
-    )
+    redis_mode: str = _redis_mode()
+    redis_ca_cert: str = _redis_ca_cert()
 
     def check(self) -> None:
         if bool(self.viewer_user) != bool(self.viewer_password):

@@ -140,26 +140,17 @@ class SyntheticSource(Source):
         stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
         for text, row in ((stamp, 0.9), (f"frame {n}", 0.97)):
             org = (int(20 * scale), int(h * row))
-            cv2.putText(
-                image,
-                text,
-                org,
-                cv2.FONT_HERSHEY_SIMPLEX,
-                1.4 * scale,
-                (0, 0, 0),
-                int(6 * scale) + 1,
-                cv2.LINE_AA,
-            )
-            cv2.putText(
-                image,
-                text,
-                org,
-                cv2.FONT_HERSHEY_SIMPLEX,
-                1.4 * scale,
-                (255, 255, 255),
-                int(2 * scale) + 1,
-                cv2.LINE_AA,
-            )
+            for color, thickness in (((0, 0, 0), 6), ((255, 255, 255), 2)):  # outline, fill
+                cv2.putText(
+                    image,
+                    text,
+                    org,
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    1.4 * scale,
+                    color,
+                    int(thickness * scale) + 1,
+                    cv2.LINE_AA,
+                )
         return image
 
 
