@@ -46,6 +46,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
+    server = RedisServer()
+    server.start()
     yield server
     server.stop()

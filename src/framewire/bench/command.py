@@ -166,7 +166,8 @@ def run_all(plan: list[Scenario], duration: float, log_dir: Path) -> list[dict[s
     """Run every scenario against one redis-server, with a progress bar."""
     results = []
     try:
-        redis = RedisServer(log_path=log_dir / "redis-server.log").start()
+        redis = RedisServer(log_path=log_dir / "redis-server.log")
+        redis.start()
     except StackError as exc:
         raise click.ClickException(str(exc)) from None
     try:

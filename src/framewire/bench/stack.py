@@ -243,12 +243,12 @@ class RedisServer:
             "127.0.0.1", self.port, protocol=2, password=self.password or None, socket_timeout=5
         )
 
-    def start(self) -> RedisServer:
-        self.service = Service.start("redis-server", self.command, self.log_path)
+    def start(self) -> Service:
+        """Start redis-server; return once it answers PING."""
+        service = self.service = Service.start("redis-server", self.command, self.log_path)
 
         def pong() -> bool:
-            assert self.service is not None
-            self.service.check()
+            service.check()
             return bool(self.client().ping())
 
         try:
@@ -256,15 +256,11 @@ class RedisServer:
         except BaseException:
             self.stop()
             raise
-        return self
+        return service
 
     def stop(self) -> None:
         if self.service:
             self.service.stop()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class MjpegStream:
