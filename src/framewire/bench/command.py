@@ -16,9 +16,11 @@ sender) at every resolution and rate: 36 scenarios of 8 s, about 6.5 minutes
 on 2 cores. `--quick` (about a minute) keeps one resolution (1280x720) and
 runs the comparison modes only unthrottled; 3 s windows.
 
-Outputs in `--out`: `results.json`, `results.md` (tables of figures and ratios) and
-`chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`);
-each service's log is in `--out/logs`.
+Outputs in `--out`: `results.json`, `results.md` (figures and ratios, no
+verdicts: `make bench-check` holds results against docs/bench/targets.json)
+and `chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`);
+each scenario's service logs are in `--out/logs/<scenario>/`.
+
 The package: `scenarios` (what runs), `stack` (processes and readers, shared
 with `make run` and the tests), `measure` (deltas, quantiles, CPU), `report`
 (the outputs) and `command` (this CLI).
