@@ -3,13 +3,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install system-deps test soak bench run up down logs lint format clean
+.PHONY: help install system-deps test soak bench bench-check run up down logs lint format clean
 
 help:
 	@echo "make run     redis + sender + both receivers on this machine (Ctrl-C stops)"
 	@echo "make test    install what the tests need, then run them"
 	@echo "make soak    the soak test for SOAK_SECONDS (600): memory and latency over time"
 	@echo "make bench   framewire bench: HTTP against Redis (BENCH_ARGS=--quick: about a minute)"
+	@echo "make bench-check  hold bench-results/results.json against docs/bench/targets.json"
 	@echo "make up      docker compose up --build (the product); make down, make logs"
 	@echo "make lint    ruff (check and format), hadolint, compose schema check, docker compose config"
 
@@ -33,8 +34,14 @@ soak: install system-deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -s tests/test_soak.py
 
 # HTTP against Redis on this machine: BENCH_ARGS=--quick for about a minute.
+BENCH_OUT ?= bench-results
 bench: install system-deps
-	$(BIN)/framewire bench $(BENCH_ARGS)
+	$(BIN)/framewire bench --out $(BENCH_OUT) $(BENCH_ARGS)
+
+# Pass/fail lives here, not in the bench's report: results against the checked-in targets.
+BENCH_TARGETS ?= docs/bench/targets.json
+bench-check: install
+	$(BIN)/python scripts/bench_check.py $(BENCH_OUT)/results.json --targets $(BENCH_TARGETS)
 
 run: install
 	$(BIN)/python scripts/run_local.py

@@ -1,4 +1,4 @@
-"""`make run`: redis plus the framewire services on this machine, until Ctrl-C.
+"""`make run`: redis plus the framewire services on this machine, supervised.
 
 Uses the redis given by FRAMEWIRE_REDIS_URL, or starts a redis-server from
 PATH on a free port. Ports: FRAMEWIRE_HTTP_PORT (8001), FRAMEWIRE_REDIS_PORT
@@ -6,77 +6,79 @@ PATH on a free port. Ports: FRAMEWIRE_HTTP_PORT (8001), FRAMEWIRE_REDIS_PORT
 synthetic cameras, cam0 .. cam<N-1>, each a sender with its metrics on
 FRAMEWIRE_METRICS_PORT + its number. Each receiver's page compares with the
 other receiver (--peer-url).
+
+Like a service manager: a port already in use stops it before anything
+starts; Ctrl-C, SIGTERM or SIGHUP stop every process it started (exit 0); a
+service that exits on its own stops the rest and makes it exit 1. Each
+service's output goes to a log file in a fresh directory, named at start.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from framewire.bench.stack import (
+    RedisServer,
+    Service,
+    StackError,
+    framewire_command,
+    port_is_free,
+)
+from framewire.runtime import on_stop_signals
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PORTS = {"FRAMEWIRE_HTTP_PORT": 8001, "FRAMEWIRE_REDIS_PORT": 8002, "FRAMEWIRE_METRICS_PORT": 9100}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Stopped(Exception):
+    """A stop signal arrived."""
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
-
-
-def camera_count() -> int:
-    value = os.environ.get("FRAMEWIRE_CAMERAS", "1")
-    if not value.isdigit() or not 1 <= int(value) <= 16:
-        raise SystemExit(f"FRAMEWIRE_CAMERAS={value!r}: must be a number from 1 to 16")
+def setting(name: str, default: int, low: int, high: int) -> int:
+    """An integer environment variable in [low, high]; one-line exit otherwise."""
+    value = os.environ.get(name, str(default))
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise SystemExit(f"{name}={value!r}: must be a number from {low} to {high}")
     return int(value)
 
 
-def start_redis(procs: list[subprocess.Popen[bytes]]) -> str:
-    """FRAMEWIRE_REDIS_URL, or a redis-server of our own on a free port."""
-    redis_url = os.environ.get("FRAMEWIRE_REDIS_URL", "")
-    if redis_url:
-        return redis_url
-    server = shutil.which("redis-server")
-    if not server:
-        raise SystemExit("no redis-server on PATH: install it or set FRAMEWIRE_REDIS_URL")
-    port = free_port()
-    procs.append(
-        subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches this script only; it stops the rest
-        )
-    )  # fmt: skip
-    wait_for_port(port)
-    return f"redis://127.0.0.1:{port}/0"
+def check_ports(http_port: int, redis_port: int, metrics_port: int, cameras: int) -> None:
+    """Exit with one line if a port we would listen on is taken."""
+    wanted = {http_port: "FRAMEWIRE_HTTP_PORT", redis_port: "FRAMEWIRE_REDIS_PORT"}
+    for n in range(cameras):
+        wanted.setdefault(metrics_port + n, f"FRAMEWIRE_METRICS_PORT (+{n})")
+    if len(wanted) < cameras + 2:
+        raise SystemExit("FRAMEWIRE_HTTP_PORT, FRAMEWIRE_REDIS_PORT and the metrics ports overlap")
+    for port, name in wanted.items():
+        if not port_is_free(port):
+            raise SystemExit(
+                f"port {port} ({name}) is already in use: stop what uses it or set {name}"
+            )
 
 
-def commands(http_port: int, redis_port: int, metrics_port: int, cameras: int) -> list[list[str]]:
-    """The receivers (each comparing with the other), then one sender per camera."""
-    framewire = str(BIN / "framewire")
+def services(
+    http_port: int, redis_port: int, metrics_port: int, cameras: int
+) -> list[tuple[str, list[str], str, str]]:
+    """(name, command, URL, readiness path): the receivers, then one sender per camera."""
+    framewire = framewire_command()
     http_url, redis_url = f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{redis_port}"
     receivers = [
-        [framewire, "http-receiver", "--bind", f"127.0.0.1:{http_port}", "--peer-url", redis_url],
-        [framewire, "redis-receiver", "--bind", f"127.0.0.1:{redis_port}", "--peer-url", http_url],
-    ]
+        ("http-receiver", [*framewire, "http-receiver", "--bind", f"127.0.0.1:{http_port}",
+                           "--peer-url", redis_url], http_url, "/healthz"),
+        ("redis-receiver", [*framewire, "redis-receiver", "--bind", f"127.0.0.1:{redis_port}",
+                            "--peer-url", http_url], redis_url, "/healthz"),
+    ]  # fmt: skip
     senders = [
-        [framewire, "send", "--camera", f"cam{n}", "--http-url", f"{http_url}/frames",
-         "--metrics-bind", f"127.0.0.1:{metrics_port + n}"]
+        (f"sender-cam{n}", [*framewire, "send", "--camera", f"cam{n}",
+                            "--http-url", f"{http_url}/frames",
+                            "--metrics-bind", f"127.0.0.1:{metrics_port + n}"],
+         f"http://127.0.0.1:{metrics_port + n}", "/metrics")
         for n in range(cameras)
     ]  # fmt: skip
     return receivers + senders
@@ -102,39 +104,88 @@ def urls(http_port: int, redis_port: int, metrics_port: int, cameras: int) -> st
     return "\n".join(lines)
 
 
-def main() -> None:
-    http_port = int(os.environ.get("FRAMEWIRE_HTTP_PORT", "8001"))
-    redis_port = int(os.environ.get("FRAMEWIRE_REDIS_PORT", "8002"))
-    metrics_port = int(os.environ.get("FRAMEWIRE_METRICS_PORT", "9100"))
-    cameras = camera_count()
-    procs: list[subprocess.Popen[bytes]] = []
+class Supervisor:
+    """The services we started; a stop signal unwinds the main loop, never a start half-done."""
+
+    def __init__(self) -> None:
+        self.started: list[Service] = []
+        self.stopping = False
+        self.starting = False
+
+    def on_signal(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            if not self.starting:  # else `launch` raises once the process is on our list
+                raise Stopped
+
+    def launch(self, start: Callable[[], Service]) -> Service:
+        """Run `start` with stop signals deferred, so every process started gets stopped."""
+        self.starting = True
+        try:
+            self.started.append(start())
+        finally:
+            self.starting = False
+        if self.stopping:
+            raise Stopped
+        return self.started[-1]
+
+    def check(self) -> None:
+        """StackError if any service has exited."""
+        for service in self.started:
+            service.check()
+
+    def stop_all(self) -> None:
+        """SIGTERM each service, newest first (SIGKILL after 10 s)."""
+        self.stopping = True  # a second signal must not interrupt the clean-up
+        for service in reversed(self.started):
+            try:
+                service.stop()
+            except StackError as exc:
+                print(f"make run: {exc}", file=sys.stderr)
+
+
+def main() -> int:
+    ports = [setting(name, default, 1, 65535) for name, default in PORTS.items()]
+    cameras = setting("FRAMEWIRE_CAMERAS", 1, 1, 16)
+    check_ports(*ports, cameras)
+    supervisor = Supervisor()
+    on_stop_signals(supervisor.on_signal, STOP_SIGNALS)
+    log_dir = Path(tempfile.mkdtemp(prefix="framewire-run-"))
     try:
-        env = {**os.environ, "FRAMEWIRE_REDIS_URL": start_redis(procs)}
-        for command in commands(http_port, redis_port, metrics_port, cameras):
-            procs.append(subprocess.Popen(command, env=env, start_new_session=True))
-        for port in (http_port, redis_port, *range(metrics_port, metrics_port + cameras)):
-            wait_for_port(port)
+        redis_url = os.environ.get("FRAMEWIRE_REDIS_URL", "")
+        if not redis_url:
+            redis = RedisServer(log_path=log_dir / "redis-server.log")
+            supervisor.launch(redis.start)
+            redis_url = redis.url
+        env = {**os.environ, "FRAMEWIRE_REDIS_URL": redis_url}
+        plan = services(*ports, cameras)
+        launched = [
+            supervisor.launch(
+                lambda name=name, command=command, url=url: Service.start(
+                    name, command, log_dir / f"{name}.log", url, env
+                )
+            )
+            for name, command, url, _ in plan
+        ]
+        for service, (*_, ready) in zip(launched, plan, strict=True):
+            service.wait_ready(ready)
         print(
-            "\nframewire is running:\n"
-            + urls(http_port, redis_port, metrics_port, cameras)
-            + "\nCtrl-C stops everything.\n",
+            "\nframewire is running:\n" + urls(*ports, cameras) + f"\n  logs in {log_dir}\n"
+            "Ctrl-C (or SIGTERM, SIGHUP) stops everything.\n",
             flush=True,
         )
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-        print("a service exited; stopping the rest", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
+        while True:
+            supervisor.check()
+            time.sleep(0.2)
+    except Stopped:
+        print("make run: stopping every service", file=sys.stderr, flush=True)
+        return 0
+    except StackError as exc:
+        print(f"make run: {exc}; stopping the rest (logs in {log_dir})", file=sys.stderr)
+        return 1
     finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        supervisor.stop_all()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,10 +1,11 @@
-"""`framewire bench`: its own logic (quantiles, CPU, scenarios, report) and one quick real run."""
+"""`framewire bench`: its logic (quantiles, CPU, scenarios, report), bench-check, a quick run."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from conftest import FRAMEWIRE, wait_until
-from framewire import bench
+from framewire.bench import command, measure, report, scenarios
+from framewire.bench.stack import Samples, parse_metrics, total
 from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
 
 INF = math.inf
@@ -26,44 +28,44 @@ INF = math.inf
 def test_quantile_interpolates_inside_the_bucket() -> None:
     # 10 in (0, 1], 10 in (1, 2], none above: the median is the top of the first bucket.
     cumulative = [(1.0, 10.0), (2.0, 20.0), (INF, 20.0)]
-    assert bench.histogram_quantile(0.5, cumulative) == pytest.approx(1.0)
-    assert bench.histogram_quantile(0.75, cumulative) == pytest.approx(1.5)
-    assert bench.histogram_quantile(0.25, cumulative) == pytest.approx(0.5)  # first starts at 0
-    assert bench.histogram_quantile(1.0, cumulative) == pytest.approx(2.0)
+    assert measure.histogram_quantile(0.5, cumulative) == pytest.approx(1.0)
+    assert measure.histogram_quantile(0.75, cumulative) == pytest.approx(1.5)
+    assert measure.histogram_quantile(0.25, cumulative) == pytest.approx(0.5)  # first starts at 0
+    assert measure.histogram_quantile(1.0, cumulative) == pytest.approx(2.0)
 
 
 def test_quantile_skips_empty_buckets() -> None:
     cumulative = [(0.001, 0.0), (0.002, 0.0), (0.003, 4.0), (0.004, 4.0), (INF, 4.0)]
-    assert bench.histogram_quantile(0.5, cumulative) == pytest.approx(0.0025)
-    assert bench.histogram_quantile(0.0, cumulative) == pytest.approx(0.002)
+    assert measure.histogram_quantile(0.5, cumulative) == pytest.approx(0.0025)
+    assert measure.histogram_quantile(0.0, cumulative) == pytest.approx(0.002)
 
 
 def test_quantile_in_the_inf_bucket_is_the_highest_finite_bound() -> None:
     cumulative = [(0.1, 1.0), (0.5, 2.0), (INF, 10.0)]
-    assert bench.histogram_quantile(0.99, cumulative) == 0.5
+    assert measure.histogram_quantile(0.99, cumulative) == 0.5
 
 
 def test_quantile_without_data_is_none() -> None:
-    assert bench.histogram_quantile(0.5, []) is None
-    assert bench.histogram_quantile(0.5, [(INF, 5.0)]) is None  # one bucket: nothing to go on
-    assert bench.histogram_quantile(0.5, [(1.0, 0.0), (INF, 0.0)]) is None  # no observations
-    assert bench.histogram_quantile(0.5, [(1.0, 3.0), (2.0, 5.0)]) is None  # no +Inf bucket
+    assert measure.histogram_quantile(0.5, []) is None
+    assert measure.histogram_quantile(0.5, [(INF, 5.0)]) is None  # one bucket: nothing to go on
+    assert measure.histogram_quantile(0.5, [(1.0, 0.0), (INF, 0.0)]) is None  # no observations
+    assert measure.histogram_quantile(0.5, [(1.0, 3.0), (2.0, 5.0)]) is None  # no +Inf bucket
 
 
 def test_quantile_makes_counts_monotonic() -> None:
     # A scrape racing an observation can show a lower count in a higher bucket.
     cumulative = [(1.0, 10.0), (2.0, 9.0), (3.0, 20.0), (INF, 20.0)]
-    assert bench.histogram_quantile(0.5, cumulative) == pytest.approx(1.0)
-    assert bench.histogram_quantile(0.75, cumulative) == pytest.approx(2.5)
+    assert measure.histogram_quantile(0.5, cumulative) == pytest.approx(1.0)
+    assert measure.histogram_quantile(0.75, cumulative) == pytest.approx(2.5)
 
 
 def test_quantile_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError):
-        bench.histogram_quantile(1.5, [(1.0, 1.0), (INF, 1.0)])
+        measure.histogram_quantile(1.5, [(1.0, 1.0), (INF, 1.0)])
 
 
-def _scrape(registry: CollectorRegistry) -> bench.Samples:
-    return bench.parse_metrics(generate_latest(registry).decode())
+def _scrape(registry: CollectorRegistry) -> Samples:
+    return parse_metrics(generate_latest(registry).decode())
 
 
 def test_latency_comes_from_the_delta_of_two_scrapes() -> None:
@@ -86,13 +88,13 @@ def test_latency_comes_from_the_delta_of_two_scrapes() -> None:
         latency.labels("cam1", "http", "received").observe(value)  # summed over cameras
         latency.labels("cam0", "redis", "received").observe(1.0)  # another transport
         received.labels("cam0", "http").inc()
-    change = bench.delta(before, _scrape(registry))
+    change = measure.delta(before, _scrape(registry))
 
-    figures = bench.latency_ms(change, "http", "received")
+    figures = measure.latency_ms(change, "http", "received")
     assert figures["p50"] == pytest.approx(4.0)
     assert 4.0 < figures["p95"] <= 5.0
-    assert bench.latency_ms(change, "http", "served") == {"p50": None, "p95": None, "p99": None}
-    assert bench.total(change, "framewire_frames_received_total", transport="http") == 100
+    assert measure.latency_ms(change, "http", "served") == {"p50": None, "p95": None, "p99": None}
+    assert total(change, "framewire_frames_received_total", transport="http") == 100
 
 
 def test_summary_of_a_window_uses_the_services_own_metrics() -> None:
@@ -110,9 +112,9 @@ def test_summary_of_a_window_uses_the_services_own_metrics() -> None:
     sender.frames_dropped.labels("cam0", "http", "send").inc(2)
     receiver.frames_dropped.labels("cam0", "http", "process").inc(1)
     after = {"http-receiver": _scrape(receiver.registry), "sender": _scrape(sender.registry)}
-    changes = {name: bench.delta(before[name], after[name]) for name in before}
+    changes = {name: measure.delta(before[name], after[name]) for name in before}
 
-    summary = bench.summarize(changes, 2.0, {"sender": 10.0, "http-receiver": 20.0})
+    summary = measure.summarize(changes, 2.0, {"sender": 10.0, "http-receiver": 20.0})
     (path,) = summary["paths"]
     assert path["transport"] == "http"
     assert path["fps"] == path["sent_fps"] == summary["captured_fps"] == 30.0
@@ -127,36 +129,32 @@ def test_summary_of_a_window_uses_the_services_own_metrics() -> None:
 # --- CPU ----------------------------------------------------------------------------------------
 
 
-def test_stat_parsing_survives_odd_command_names() -> None:
-    fields = ["S"] + ["0"] * 10 + ["150", "25"] + ["0"] * 30  # utime, stime: fields 14, 15
-    stat = "4242 (gunicorn: (worker) x) " + " ".join(fields)
-    assert bench.parse_stat_ticks(stat) == 175
-
-
 def test_cpu_percent_of_one_core() -> None:
-    before = {10: 100, 11: 50}
-    after = {10: 150, 11: 100, 12: 50}  # a child that appeared counts from 0
-    assert bench.cpu_percent(before, after, seconds=2.0, hertz=100) == pytest.approx(75.0)
-    assert bench.cpu_percent(before, before, seconds=0.0, hertz=100) == 0.0
+    before = {10: 1.0, 11: 0.5}
+    after = {10: 1.5, 11: 1.0, 12: 0.5}  # a child that appeared counts from 0
+    assert measure.cpu_percent(before, after, seconds=2.0) == pytest.approx(75.0)
+    assert measure.cpu_percent(before, before, seconds=0.0) == 0.0
 
 
-def test_machine_ticks_and_the_share_of_other_processes() -> None:
-    stat = "cpu  100 5 50 9000 20 3 2 7 0 0\ncpu0 50 2 25 4500 10 1 1 3 0 0\n"
-    assert bench.parse_machine_ticks(stat) == {"busy": 160, "steal": 7}
-    live = bench.parse_machine_ticks(Path("/proc/stat").read_text())
+def test_machine_cpu_and_the_share_of_other_processes() -> None:
+    live = measure.machine_seconds()
     assert live["busy"] > 0 and live["steal"] >= 0
+    before, after = {"busy": 10.0, "steal": 1.0}, {"busy": 12.0, "steal": 1.5}
+    use = measure.machine_percent(before, after, seconds=2.0, ours=60.0)
+    assert use == pytest.approx({"busy": 100.0, "steal": 25.0, "other": 40.0})
 
 
-def test_cpu_ticks_include_the_child_of_a_process() -> None:
+def test_cpu_seconds_include_the_child_of_a_process() -> None:
     parent = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & wait"])
     try:
-        wait_until(lambda: len(bench.process_tree(parent.pid)) == 2, what="the child")
-        ticks = bench.cpu_ticks(parent.pid)
-        assert set(ticks) == set(bench.process_tree(parent.pid))
-        assert all(value >= 0 for value in ticks.values())
+        wait_until(lambda: len(measure.cpu_seconds(parent.pid)) == 2, what="the child")
+        used = measure.cpu_seconds(parent.pid)
+        assert parent.pid in used and all(value >= 0 for value in used.values())
+        assert list(measure.cpu_seconds(parent.pid, children=False)) == [parent.pid]
     finally:
-        for pid in bench.process_tree(parent.pid)[1:]:
-            subprocess.run(["kill", str(pid)], check=False)
+        for pid in measure.cpu_seconds(parent.pid):
+            if pid != parent.pid:
+                os.kill(pid, 15)
         parent.terminate()
         parent.wait(timeout=10)
 
@@ -165,16 +163,16 @@ def test_cpu_ticks_include_the_child_of_a_process() -> None:
 
 
 def test_full_matrix_and_quick_subset() -> None:
-    sizes = bench.parse_resolutions("640x480,1280x720,1920x1080")
-    full = bench.scenarios(list(bench.MODES), sizes, [30.0, 0.0])
-    assert len(full) == len(bench.MODES) * 3 * 2
+    sizes = scenarios.parse_resolutions("640x480,1280x720,1920x1080")
+    full = scenarios.scenarios(list(scenarios.MODES), sizes, [30.0, 0.0])
+    assert len(full) == len(scenarios.MODES) * 3 * 2
     both = next(s for s in full if s.mode == "both")
     assert both.paths == [("http", "raw"), ("redis", "stream")]
 
-    quick = bench.scenarios(list(bench.MODES), sizes, [30.0, 0.0], quick=True)
+    quick = scenarios.scenarios(list(scenarios.MODES), sizes, [30.0, 0.0], quick=True)
     assert {s.resolution for s in quick} == {"1280x720"}
     assert {s.mode for s in quick if s.fps == 30} == {"raw", "stream", "both"}
-    assert {s.mode for s in quick if s.fps == 0} == set(bench.MODES)
+    assert {s.mode for s in quick if s.fps == 0} == set(scenarios.MODES)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +184,7 @@ def test_full_matrix_and_quick_subset() -> None:
     ],
 )
 def test_bad_options_are_one_line_errors(env: str, value: str, message: str) -> None:
-    result = CliRunner().invoke(bench.bench, [], env={f"FRAMEWIRE_BENCH_{env}": value})
+    result = CliRunner().invoke(command.bench, [], env={f"FRAMEWIRE_BENCH_{env}": value})
     assert result.exit_code == 2
     assert message in result.output
 
@@ -209,7 +207,7 @@ def _path(transport: str, fps: float, p50: float, p95: float) -> dict:
 
 
 def _result(mode: str, fps: float, *paths: dict, error: str = "") -> dict:
-    scenario = bench.Scenario(mode, 1280, 720, fps)
+    scenario = scenarios.Scenario(mode, 1280, 720, fps)
     result = {
         "scenario": mode,
         "name": scenario.name,
@@ -231,7 +229,7 @@ def test_report_flags_scenarios_disturbed_by_other_processes(tmp_path: Path) -> 
     busy = _result("raw", 30.0, _path("http", 29.9, 6.0, 9.0))
     busy["machine_cpu_percent"]["other"] = 80.0
     results = [busy, _result("stream", 30.0, _path("redis", 30.0, 5.0, 7.0))]
-    text = bench.write_report(tmp_path, _report(results))
+    text = report.write_report(tmp_path, _report(results))
     assert "during 1 of 2 scenarios" in text
     assert "raw 1280x720 30 fps (80 %)" in text
 
@@ -253,18 +251,11 @@ def _report(results: list[dict]) -> dict:
     }
 
 
-def test_report_writes_json_markdown_and_targets(tmp_path: Path) -> None:
-    results = [
-        _result("raw", 30.0, _path("http", 29.9, 6.0, 9.0)),
-        _result("stream", 30.0, _path("redis", 29.0, 4.0, 7.0)),  # too slow: missed
-        _result("raw", 0.0, _path("http", 160.0, 7.0, 12.0)),
-        _result("form-base64", 0.0, _path("http", 20.0, 25.0, 30.0)),
-        _result("stream", 0.0, error="redis-receiver exited with status 1"),
-    ]
-    text = bench.write_report(tmp_path, _report(results))
+def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path) -> None:
+    text = report.write_report(tmp_path, _report(RESULTS))
 
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["results"] == results
+    assert saved["results"] == RESULTS
     assert saved["machine"]["cpu_model"] == "Test CPU"
     assert (tmp_path / "results.md").read_text() == text
     assert (
@@ -273,16 +264,15 @@ def test_report_writes_json_markdown_and_targets(tmp_path: Path) -> None:
     assert "80.0 KiB | capture 3 | sender 40, http-receiver 20, other 11, steal 0 | 1.5x |" in text
     assert "failed: redis-receiver exited with status 1" in text
 
-    verdicts = {t["target"]: t["met"] for t in saved["targets"]}
-    assert verdicts["30 fps 1280x720, http in `raw`: >= 29.5 fps, p50 <= 8 ms, p95 <= 15 ms"]
-    assert not verdicts[
-        "30 fps 1280x720, redis in `stream`: >= 29.5 fps, p50 <= 8 ms, p95 <= 15 ms"
-    ]
-    assert verdicts["unthrottled 1280x720, http `raw` alone: >= 150 fps"]
-    assert verdicts["unthrottled 1280x720, redis `stream` alone: >= 200 fps"] is None
-    against = "unthrottled 1280x720, http `raw` against the article's `form-base64`"
-    assert next(met for name, met in verdicts.items() if name.startswith(against))
-    assert "**MISSED**" in text and "**met**" in text and "**not measured**" in text
+    (compared,) = saved["comparisons"]  # stream against set-publish: set-publish not measured
+    assert compared["ours"] == "raw" and compared["theirs"] == "form-base64"
+    assert compared["fps_ratio"] == pytest.approx(8.0)
+    assert compared["p50_ratio"] == pytest.approx(7.0 / 25.0)
+    assert "| http | `raw` against `form-base64` | 1280x720 | unthrottled |" in text
+    assert "160.0 against 20.0 | 8.00x | 7.0 against 25.0 | 0.28x |" in text
+    for verdict in ("**met**", "MISSED", "not measured", "## Targets"):
+        assert verdict not in text  # verdicts belong to bench-check
+    assert "targets" not in saved
     assert "**Noisy**" not in text  # others used 11 % of a core: below the threshold
 
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
@@ -290,28 +280,64 @@ def test_report_writes_json_markdown_and_targets(tmp_path: Path) -> None:
     assert ("skipped: matplotlib is not installed" in text) != has_matplotlib
 
 
+RESULTS = [
+    _result("raw", 30.0, _path("http", 29.9, 6.0, 9.0)),
+    _result("stream", 30.0, _path("redis", 29.0, 4.0, 7.0)),  # too slow for the target
+    _result("raw", 0.0, _path("http", 160.0, 7.0, 12.0)),
+    _result("form-base64", 0.0, _path("http", 20.0, 25.0, 30.0)),
+    _result("stream", 0.0, error="redis-receiver exited with status 1"),
+]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_check(results: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`make bench-check` without make: scripts/bench_check.py on `results`."""
+    script = str(ROOT / "scripts" / "bench_check.py")
+    return subprocess.run(
+        [sys.executable, script, str(results), *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_bench_check_holds_results_against_the_checked_in_targets(tmp_path: Path) -> None:
+    report.write_report(tmp_path, _report(RESULTS))
+    done = bench_check(tmp_path / "results.json")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert "met: 1280x720 30 fps, http in `raw`: fps >= 29.5, p50 ms <= 8, p95 ms <= 15" in lines[0]
+    assert "MISSED: 1280x720 30 fps, redis in `stream`" in lines[1]
+    verdicts = {line.split(": ")[1]: line.split(":")[0].strip() for line in lines[:-1]}
+    assert verdicts["1280x720 unthrottled, http in `raw`"] == "met"
+    assert verdicts["1280x720 unthrottled, redis in `stream`"] == "not measured"
+    against = "1280x720 unthrottled, http `raw` against `form-base64`"
+    assert verdicts[against] == "met"  # 8x the fps, 0.28x the p50
+    assert lines[-1].startswith("bench-check: 3 of 8 targets met")
+
+
+def test_bench_check_passes_when_every_target_is_met(tmp_path: Path) -> None:
+    report.write_report(tmp_path, _report(RESULTS))
+    targets = tmp_path / "targets.json"
+    target = {"scenario": "raw", "transport": "http", "resolution": "1280x720", "rate_fps": 0}
+    targets.write_text(json.dumps({"paths": [{**target, "min_fps": 100, "max_p95_ms": 12}]}))
+    done = bench_check(tmp_path / "results.json", "--targets", str(targets))
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines()[-1].startswith("bench-check: 1 of 1 targets met")
+    assert bench_check(tmp_path / "missing.json").returncode == 2
+
+
 # --- a real quick run ---------------------------------------------------------------------------
-
-
-def _bench_command() -> list[str]:
-    """`framewire bench` once it is registered in the CLI, else the module itself."""
-    from framewire.cli import cli
-
-    if "bench" in cli.commands:
-        return [FRAMEWIRE, "bench"]
-    return [sys.executable, "-m", "framewire.bench"]
 
 
 def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     out = tmp_path / "results"
     args = ["--quick", "--resolutions", "160x120", "--duration", "1.5", "--out", str(out)]
-    done = subprocess.run([*_bench_command(), *args], capture_output=True, text=True, timeout=240)
+    command = [FRAMEWIRE, "bench", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    report = json.loads((out / "results.json").read_text())
-    expected = bench.scenarios(list(bench.MODES), [(160, 120)], [30.0, 0.0], quick=True)
-    assert [r["name"] for r in report["results"]] == [s.name for s in expected]
-    for result in report["results"]:
+    saved = json.loads((out / "results.json").read_text())
+    expected = scenarios.scenarios(list(scenarios.MODES), [(160, 120)], [30.0, 0.0], quick=True)
+    assert [r["name"] for r in saved["results"]] == [s.name for s in expected]
+    for result in saved["results"]:
         assert "error" not in result, result
         assert [p["transport"] for p in result["paths"]] == list(result["modes"])
         assert result["cpu_percent"]["sender"] > 0
@@ -321,6 +347,24 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
             assert path["bytes_per_frame"] > 0, result["name"]
             for stage in ("received_ms", "served_ms"):
                 assert all(v is not None for v in path[stage].values()), (result["name"], stage)
-    assert report["codec"]["160x120"]["total_ms"] > 0
+    assert saved["codec"]["160x120"]["total_ms"] > 0
+    assert {(c["transport"], c["rate_fps"]) for c in saved["comparisons"]} == {
+        ("http", 0.0),
+        ("redis", 0.0),
+    }
     assert (out / "results.md").exists()
     assert "| scenario | mode |" in done.stdout  # the table is printed too
+    assert "MISSED" not in done.stdout and "Targets" not in done.stdout
+
+    # The same run against lenient targets at its own size: bench-check passes.
+    targets = tmp_path / "targets.json"
+    path = {"scenario": "both", "resolution": "160x120", "rate_fps": 30, "min_fps": 1}
+    compare = {"transport": "redis", "ours": "stream", "theirs": "set-publish"}
+    compare |= {"resolution": "160x120", "rate_fps": 0, "min_fps_ratio": 0.01}
+    lenient = {
+        "paths": [{**path, "transport": "http"}, {**path, "transport": "redis"}],
+        "comparisons": [{**compare, "max_p50_ratio": 100}],
+    }
+    targets.write_text(json.dumps(lenient))
+    checked = bench_check(out / "results.json", "--targets", str(targets))
+    assert checked.returncode == 0, checked.stdout + checked.stderr

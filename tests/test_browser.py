@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import RedisServer, Service, Services, wait_until
+from framewire.bench.stack import read_metrics, total
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -96,13 +96,8 @@ def start_stack(
 
 def viewers(receiver: Service, camera: str | None = None) -> float:
     """Open MJPEG streams on `receiver` (of one camera, or all)."""
-    text = requests.get(f"{receiver.url}/metrics", timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "framewire_viewers" and camera in (None, sample.labels["camera"])
-    )
+    labels = {"camera": camera} if camera else {}
+    return total(read_metrics(receiver.url), "framewire_viewers", **labels)
 
 
 def open_page(chromium: Browser, url: str) -> Page:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import RedisServer, Service, Services, metric_value, wait_until
+from framewire.bench.stack import read_metrics, total
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
@@ -53,24 +54,14 @@ HEADERS = st.fixed_dictionaries(
 
 
 def counters(receiver: Service, transport: str) -> dict[str, float]:
-    text = requests.get(f"{receiver.url}/metrics", timeout=5).text
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals = {"received": 0.0, "rejected": 0.0, "dropped": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.labels.get("transport") != transport:
-                continue
-            if sample.name == "framewire_frames_received_total":
-                totals["received"] += sample.value
-            elif sample.name == "framewire_frames_rejected_total":
-                totals["rejected"] += sample.value
-            elif (
-                sample.name == "framewire_frames_dropped_total"
-                and sample.labels["stage"] == "receive"
-            ):
-                totals["dropped"] += sample.value
-    return totals
+    samples = read_metrics(receiver.url)
+    return {
+        "received": total(samples, "framewire_frames_received_total", transport=transport),
+        "rejected": total(samples, "framewire_frames_rejected_total", transport=transport),
+        "dropped": total(
+            samples, "framewire_frames_dropped_total", transport=transport, stage="receive"
+        ),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import math
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import requests
 
 from conftest import RedisServer, Services, free_port, wait_until
 from framewire.metrics import ReceiverMetrics, SenderMetrics
+from helpers import Viewer
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -274,39 +274,13 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[dict[str, list[str]]], str]
             proc.wait()
 
 
-class Viewer:
-    """An MJPEG client reading in a thread, so the receiver serves (and times) frames."""
-
-    def __init__(self, url: str) -> None:
-        self.response = requests.get(f"{url}/stream.mjpg", stream=True, timeout=10)
-        self.response.raise_for_status()
-        self.bytes_read = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for chunk in self.response.iter_content(chunk_size=65536):
-                self.bytes_read += len(chunk)
-                if self._stop.is_set():
-                    return
-        except requests.RequestException:
-            return
-
-    def close(self) -> None:
-        # Frames (or the keepalive) arrive at least every second: the reader sees the stop.
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.response.close()
-
-
 @pytest.fixture
 def viewers() -> Iterator[Callable[[str], Viewer]]:
     opened: list[Viewer] = []
 
     def open_viewer(url: str) -> Viewer:
-        opened.append(Viewer(url))
+        opened.append(Viewer(f"{url}/stream.mjpg"))
+        opened[-1].start()
         return opened[-1]
 
     yield open_viewer
@@ -375,7 +349,7 @@ def test_dashboard_queries_return_data_from_real_services(
         )
         # An open MJPEG stream: `served` latency and the viewer gauge get data.
         viewer = viewers(receiver.url)
-        wait_until(lambda v=viewer: v.bytes_read > 0, what=f"{receiver.name} MJPEG bytes")
+        wait_until(lambda v=viewer: v.bytes > 0, what=f"{receiver.name} MJPEG bytes")
     # A bad frame, so the rejects panel has data.
     refused = requests.post(
         f"{http.url}/frames",

@@ -1,0 +1,199 @@
+"""`framewire bench`: run the real services locally and measure HTTP against Redis.
+
+For each scenario (a transport mode, a resolution, a source rate) the bench
+starts the receiver(s) and a sender as subprocesses against its own
+`redis-server`, keeps one MJPEG viewer open on each receiver, and scrapes
+every `/metrics` before and after a measurement window. From the deltas it
+computes delivered fps, latency quantiles (capture to received and to served,
+interpolated inside histogram buckets like PromQL's `histogram_quantile`),
+bytes per frame, drops and CPU per process. It also times the bare JPEG
+encode + decode of the same frames in-process, so each transport's latency
+can be read as a multiple of the codec cost.
+
+The full run is the whole matrix: every mode (HTTP `raw`, `form-base64`;
+Redis `stream`, `pubsub`, `set-publish`; and `both`, raw + stream from one
+sender) at every resolution and rate: 36 scenarios of 8 s, about 6.5 minutes
+on 2 cores. `--quick` (about a minute) keeps one resolution (1280x720) and
+runs the comparison modes only unthrottled; 3 s windows.
+
+Outputs in `--out`: `results.json`, `results.md` (figures and ratios, no
+verdicts: `make bench-check` holds results against docs/bench/targets.json)
+and `chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`);
+each scenario's service logs are in `--out/logs/<scenario>/`.
+
+The package: `scenarios` (what runs), `stack` (processes and readers, shared
+with `make run` and the tests), `measure` (deltas, quantiles, CPU), `report`
+(the outputs) and `command` (this CLI).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from framewire.bench.measure import WARMUP_SECONDS, codec_cost, run_scenario
+from framewire.bench.report import fmt_ms, machine_info, write_report
+from framewire.bench.scenarios import (
+    MODES,
+    Scenario,
+    parse_list,
+    parse_rates,
+    parse_resolutions,
+    scenarios,
+)
+from framewire.bench.stack import RedisServer, StackError
+from framewire.runtime import on_stop_signals, tune_malloc
+
+
+def _convert(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str], Any]:
+    def callback(_: click.Context, __: click.Parameter, value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
+def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
+    kwargs.setdefault("show_default", True)
+    return click.option(name, envvar=f"FRAMEWIRE_BENCH_{envvar}", show_envvar=True, **kwargs)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@_option(
+    "--quick",
+    "QUICK",
+    is_flag=True,
+    help="About a minute: one resolution (1280x720 if listed), comparison modes only "
+    "unthrottled, 3 s windows.",
+)
+@_option(
+    "--duration",
+    "DURATION",
+    type=click.FloatRange(0.5, 600),
+    default=None,
+    show_default="8 s; 3 s with --quick",
+    help="Seconds measured per scenario.",
+)
+@_option(
+    "--out",
+    "OUT",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="bench-results",
+    help="Directory for results.json, results.md, chart.png and logs/.",
+)
+@_option(
+    "--resolutions",
+    "RESOLUTIONS",
+    default="640x480,1280x720,1920x1080",
+    callback=_convert(parse_resolutions),
+    help="Comma-separated WIDTHxHEIGHT.",
+)
+@_option(
+    "--modes",
+    "MODES",
+    default=",".join(MODES),
+    callback=_convert(lambda text: parse_list(text, MODES)),
+    help="Scenarios: each mode alone; `both` is raw and stream together.",
+)
+@_option(
+    "--rates",
+    "RATES",
+    default="30,0",
+    callback=_convert(parse_rates),
+    help="Source frame rates (0: unthrottled).",
+)
+def bench(
+    quick: bool,
+    duration: float | None,
+    out: Path,
+    resolutions: list[tuple[int, int]],
+    modes: list[str],
+    rates: list[float],
+) -> None:
+    """Run the real services locally and measure HTTP against Redis."""
+    # SIGTERM unwinds like Ctrl-C, so every service started is stopped on the way out.
+    if threading.current_thread() is threading.main_thread():
+        on_stop_signals(_exit_on_sigterm, signals=(signal.SIGTERM,))
+    tune_malloc()  # as the services do, so the codec baseline is comparable
+    duration = duration or (3.0 if quick else 8.0)
+    plan = scenarios(modes, resolutions, rates, quick)
+    if not plan:
+        raise click.UsageError("no scenario matches --modes, --resolutions and --rates")
+    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(
+        f"framewire bench: {len(plan)} scenarios of {duration:g} s, logs in {log_dir}", err=True
+    )
+    sizes = dict.fromkeys((s.width, s.height) for s in plan)
+    codec = {f"{w}x{h}": codec_cost(w, h) for w, h in sizes}
+    results = run_all(plan, duration, log_dir)
+    report = {
+        "started": started,
+        "elapsed_seconds": time.monotonic() - clock,
+        "machine": machine_info(),
+        "options": {
+            "quick": quick,
+            "duration": duration,
+            "warmup": WARMUP_SECONDS,
+            "resolutions": [f"{w}x{h}" for w, h in resolutions],
+            "modes": modes,
+            "rates": rates,
+        },
+        "codec": codec,
+        "results": results,
+    }
+    text = write_report(out, report)
+    click.echo(text)
+    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
+    failed = [result["name"] for result in results if "error" in result]
+    if failed:
+        raise click.ClickException(f"{len(failed)} scenario(s) failed: {', '.join(failed)}")
+
+
+def _exit_on_sigterm() -> None:
+    raise SystemExit(128 + signal.SIGTERM)
+
+
+def run_all(plan: list[Scenario], duration: float, log_dir: Path) -> list[dict[str, Any]]:
+    """Run every scenario against one redis-server, with a progress bar."""
+    results = []
+    try:
+        redis = RedisServer(log_path=log_dir / "redis-server.log")
+        redis.start()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        with click.progressbar(
+            plan,
+            label="bench",
+            item_show_func=lambda s: s.name if s else "",
+            file=sys.stderr,
+            show_pos=True,
+        ) as bar:
+            for index, scenario in enumerate(bar, 1):
+                tag = f"{index:02d}-{scenario.mode}-{scenario.resolution}-{scenario.fps:g}"
+                results.append(run_scenario(scenario, redis, duration, log_dir / tag))
+                if not sys.stderr.isatty():
+                    click.echo(f"  {scenario.name}: {_short(results[-1])}", err=True)
+    finally:
+        redis.stop()
+    return results
+
+
+def _short(result: Mapping[str, Any]) -> str:
+    if "error" in result:
+        return f"failed: {result['error']}"
+    return ", ".join(
+        f"{p['transport']} {p['fps']:.1f} fps p50 {fmt_ms(p['received_ms']['p50'])} ms"
+        for p in result["paths"]
+    )

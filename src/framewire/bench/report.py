@@ -1,0 +1,310 @@
+"""The bench's outputs: results.json, results.md (figures and ratios) and chart.png.
+
+Pass/fail targets are not part of the product's output: they live in
+docs/bench/targets.json and `make bench-check` (scripts/bench_check.py)
+holds a results.json against them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from framewire.bench.measure import WARMUP_SECONDS
+
+NOISE_PERCENT = 25.0  # other processes' CPU (% of a core) above which a scenario is flagged
+# framewire's default mode against the article's way, per transport.
+ARTICLE_PAIRS = (("http", "raw", "form-base64"), ("redis", "stream", "set-publish"))
+
+
+def redis_server_version() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return "not installed"
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    version = next((part for part in output.split() if part.startswith("v=")), "v=?")
+    return version[2:]
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores and the versions the figures depend on."""
+    import cv2
+
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "redis_server": redis_server_version(),
+    }
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _triple(values: Mapping[str, float | None] | None) -> str:
+    values = values or {}
+    return " / ".join(fmt_ms(values.get(key)) for key in ("p50", "p95", "p99"))
+
+
+def _drops(by_stage: Mapping[str, float]) -> str:
+    """`capture 120, send 3`: the nonzero stages, in pipeline order."""
+    order = ["capture", "send", "receive", "process"]
+    stages = sorted(by_stage, key=lambda s: order.index(s) if s in order else len(order))
+    return ", ".join(f"{s} {by_stage[s]:.0f}" for s in stages if by_stage[s]) or "0"
+
+
+def fmt_rate(fps: float) -> str:
+    return f"{fps:g} fps" if fps else "unthrottled"
+
+
+def table_rows(results: list[dict[str, Any]], codec: Mapping[str, Any]) -> list[list[str]]:
+    """One row per transport of each scenario."""
+    rows = []
+    for result in results:
+        head = [result["scenario"], "", result["resolution"], fmt_rate(result["rate_fps"])]
+        if "error" in result:
+            modes = ", ".join(f"{t} {m}" for t, m in result["modes"].items())
+            rows.append([head[0], modes, *head[2:], f"failed: {result['error']}"])
+            rows[-1] += [""] * (11 - len(rows[-1]))
+            continue
+        cpu = ", ".join(f"{name} {value:.0f}" for name, value in result["cpu_percent"].items())
+        machine = result.get("machine_cpu_percent", {})
+        cpu += "".join(
+            f", {key} {machine[key]:.0f}" for key in ("other", "steal") if key in machine
+        )
+        cost = codec.get(result["resolution"], {}).get("total_ms")
+        for path in result["paths"]:
+            p50 = path["received_ms"].get("p50")
+            ratio = f"{p50 / cost:.1f}x" if p50 is not None and cost else "-"
+            size = path["bytes_per_frame"]
+            rows.append(
+                [
+                    head[0],
+                    f"{path['transport']} {result['modes'][path['transport']]}",
+                    *head[2:],
+                    f"{path['fps']:.1f}",
+                    _triple(path["received_ms"]),
+                    _triple(path["served_ms"]),
+                    "-" if size is None else f"{size / 1024:.1f} KiB",
+                    _drops(path["drops"]),
+                    cpu,
+                    ratio,
+                ]
+            )
+    return rows
+
+
+HEADER = [
+    "scenario",
+    "mode",
+    "resolution",
+    "rate",
+    "delivered fps",
+    "received p50 / p95 / p99 ms",
+    "served p50 / p95 / p99 ms",
+    "bytes/frame",
+    "drops",
+    "CPU % of one core",
+    "p50 / codec",
+]
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def find_path(
+    results: list[dict[str, Any]], mode: str, resolution: str, fps: float, transport: str
+) -> dict[str, Any] | None:
+    """The figures of `transport` in scenario `mode` at `resolution` and `fps`, if measured."""
+    for result in results:
+        if (
+            result["scenario"] == mode
+            and result["resolution"] == resolution
+            and result["rate_fps"] == fps
+            and "error" not in result
+        ):
+            for path in result["paths"]:
+                if path["transport"] == transport:
+                    return path
+    return None
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or theirs is None:
+        return None
+    return ours / theirs if theirs else None
+
+
+def comparisons(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """framewire's default mode against the article's way, wherever both were measured alike."""
+    found = []
+    settings = dict.fromkeys((r["resolution"], r["rate_fps"]) for r in results)
+    for resolution, fps in settings:
+        for transport, ours_mode, theirs_mode in ARTICLE_PAIRS:
+            ours = find_path(results, ours_mode, resolution, fps, transport)
+            theirs = find_path(results, theirs_mode, resolution, fps, transport)
+            if ours is None or theirs is None:
+                continue
+            ours_p50, theirs_p50 = ours["received_ms"]["p50"], theirs["received_ms"]["p50"]
+            found.append(
+                {
+                    "transport": transport,
+                    "ours": ours_mode,
+                    "theirs": theirs_mode,
+                    "resolution": resolution,
+                    "rate_fps": fps,
+                    "fps": [ours["fps"], theirs["fps"]],
+                    "fps_ratio": _ratio(ours["fps"], theirs["fps"]),
+                    "p50_ms": [ours_p50, theirs_p50],
+                    "p50_ratio": _ratio(ours_p50, theirs_p50),
+                }
+            )
+    return found
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def comparison_table(found: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows: fps and p50 of ours against theirs, with the ratios."""
+    lines = [
+        "| transport | ours against the article's | resolution | rate | fps | fps ratio "
+        "| p50 ms | p50 ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for item in found:
+        fps, p50 = item["fps"], item["p50_ms"]
+        lines.append(
+            f"| {item['transport']} | `{item['ours']}` against `{item['theirs']}` "
+            f"| {item['resolution']} | {fmt_rate(item['rate_fps'])} "
+            f"| {fps[0]:.1f} against {fps[1]:.1f} | {_times(item['fps_ratio'])} "
+            f"| {fmt_ms(p50[0])} against {fmt_ms(p50[1])} | {_times(item['p50_ratio'])} |"
+        )
+    return lines
+
+
+def noisy(results: list[dict[str, Any]], threshold: float = NOISE_PERCENT) -> list[str]:
+    """Scenarios during which other processes used more than `threshold` % of a core."""
+    return [
+        f"{result['name']} ({result['machine_cpu_percent']['other']:.0f} %)"
+        for result in results
+        if result.get("machine_cpu_percent", {}).get("other", 0.0) > threshold
+    ]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """results.md: machine, method, the table and the comparison with the article's way."""
+    machine, options = report["machine"], report["options"]
+    codec = report["codec"]
+    lines = [
+        "# framewire bench",
+        "",
+        f"{report['started']}, {report['elapsed_seconds']:.0f} s in total. "
+        f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
+        f"OpenCV {machine['opencv']}, redis-server {machine['redis_server']}.",
+        "",
+        f"Each scenario: {options['duration']:g} s measured after {WARMUP_SECONDS:g} s of "
+        "warm-up, one MJPEG viewer open on each receiver, synthetic frames, JPEG quality 80, "
+        "`--processor none`. Latency is capture to received (decoded) and capture to served "
+        "(annotated and encoded for the viewer), interpolated inside histogram buckets. "
+        "Drops are per stage: `capture` at the sender (shared by both transports; "
+        "the source outruns the encoder), then `send`, `receive` and `process` of that "
+        "transport; unthrottled runs drop by design, the latest frame wins. "
+        "CPU is per process in % of one core (receivers include their gunicorn worker; "
+        "`bench` is this process, running the viewers; `other` is what the rest of the "
+        "machine used meanwhile, `steal` what the hypervisor took: high values mean noise). "
+        "`p50 / codec` is received p50 over the in-process JPEG encode + decode time.",
+        "",
+        "## Codec cost (in-process, median of 50 frames)",
+        "",
+        "| resolution | encode ms | decode ms | encode + decode ms | bytes/frame |",
+        "|---|---|---|---|---|",
+    ]
+    for resolution, cost in codec.items():
+        lines.append(
+            f"| {resolution} | {cost['encode_ms']:.2f} | {cost['decode_ms']:.2f} | "
+            f"{cost['total_ms']:.2f} | {cost['bytes'] / 1024:.1f} KiB |"
+        )
+    lines += ["", "## Results", "", markdown_table(table_rows(report["results"], codec)), ""]
+    if report["comparisons"]:
+        lines += ["## Against the article's way", "", *comparison_table(report["comparisons"])]
+    disturbed = noisy(report["results"])
+    if disturbed:
+        lines += [
+            "",
+            f"**Noisy**: other processes used more than {NOISE_PERCENT:g} % of a core during "
+            f"{len(disturbed)} of {len(report['results'])} scenarios, so those figures "
+            "understate what framewire does on an idle machine: " + ", ".join(disturbed) + ".",
+        ]
+    lines += ["", f"Chart: {report['chart']}", ""]
+    return "\n".join(lines)
+
+
+def write_chart(path: Path, results: list[dict[str, Any]]) -> str:
+    """chart.png of delivered fps and p50 latency per row; a note when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "skipped: matplotlib is not installed (pip install 'framewire[bench]')"
+    labels, fps, p50 = [], [], []
+    for result in results:
+        for item in result.get("paths", []):
+            mode = result["modes"][item["transport"]]
+            both = " (both)" if result["scenario"] == "both" else ""
+            rate = f"{result['rate_fps']:g}" if result["rate_fps"] else "max"
+            labels.append(f"{item['transport']} {mode}{both} {result['resolution']} @{rate}")
+            fps.append(item["fps"])
+            p50.append(item["received_ms"]["p50"] or 0.0)
+    if not labels:
+        return "skipped: no figures"
+    height = max(3.0, 0.28 * len(labels) + 1.2)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, height), sharey=True)
+    left.set_ylim(len(labels) - 0.5, -0.5)  # top to bottom, no empty margins
+    positions = range(len(labels))
+    left.barh(positions, fps, color="tab:blue")
+    left.set_xlabel("delivered fps")
+    right.barh(positions, p50, color="tab:orange")
+    right.set_xlabel("p50 latency, capture to received (ms)")
+    left.set_yticks(list(positions), labels, fontsize=8)
+    for axis in (left, right):
+        axis.grid(axis="x", alpha=0.3)
+    figure.suptitle("framewire bench: HTTP against Redis")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return f"`{path.name}`"
+
+
+def write_report(out: Path, report: dict[str, Any]) -> str:
+    """Write results.json, chart.png and results.md into `out`; return the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    report["chart"] = write_chart(out / "chart.png", report["results"])
+    report["comparisons"] = comparisons(report["results"])
+    (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    text = render_markdown(report)
+    (out / "results.md").write_text(text)
+    return text
