@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import numpy as np
 import simplejpeg
@@ -35,7 +36,7 @@ from framewire.resilience import Worker
 log = logging.getLogger(__name__)
 
 MIN_BYTES_PER_PIXEL = 1 / 2000  # a real JPEG carries far more (a black 1080p frame: 1/170)
-DECODE_SLOTS = 2  # decodes at once: bounds the decoded images request threads can hold
+DECODE_THREADS = 2  # decodes at once; their own threads, so freed images stay in 2 malloc arenas
 JOIN_TIMEOUT = 2.0  # seconds a camera worker may take to finish its frame when stopped
 
 
@@ -151,7 +152,9 @@ class Pipeline:
         self.forget_after = config.forget_after
         self._cameras: dict[str, _Camera] = {}
         self._lock = threading.Lock()
-        self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+        # Decoding on request threads would spread decoded images over one malloc arena per
+        # thread, each keeping what it freed (runtime.tune_malloc): 8 threads, +50 MB.
+        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="framewire-decode")
         self._sweeper = Worker("forget", self._sweep_loop, JOIN_TIMEOUT)
         self._sweeper.start()
 
@@ -164,8 +167,14 @@ class Pipeline:
         if self.hub.find(frame.camera) is None and self.hub.full():
             raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")
         started = time.perf_counter()
-        with self._decode_slots:
-            image = decode(frame.jpeg, self.max_pixels)
+        try:
+            decoding = self._decoder.submit(decode, frame.jpeg, self.max_pixels)
+        except RuntimeError:  # shut down: the receiver is stopping
+            raise WireError("stopping", "the receiver is stopping") from None
+        try:
+            image = decoding.result()
+        except CancelledError:
+            raise WireError("stopping", "the receiver is stopping") from None
         decode_seconds = time.perf_counter() - started
         with self._lock:  # the sweeper cannot forget the camera between these lines
             camera = self._cameras.get(frame.camera)
@@ -235,8 +244,9 @@ class Pipeline:
             metric.remove_by_labels({"camera": camera, "transport": self.transport})
 
     def close(self) -> None:
-        """Stop the sweeper and every camera worker, joining each within a bound."""
+        """Stop the sweeper, the decoders and every camera worker, joining each within a bound."""
         self._sweeper.stop()
+        self._decoder.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             cameras = list(self._cameras.values())
             self._cameras.clear()
