@@ -147,6 +147,17 @@ def test_viewer_limit_is_json() -> None:
         capped.application.extensions["framewire.shutdown"]()
 
 
+def test_internal_error_is_json() -> None:
+    app = create_app(ReceiverConfig())
+    try:
+        app.add_url_rule("/boom", "boom", lambda: 1 / 0)
+        response = app.test_client().get("/boom")
+        assert response.status_code == 500
+        assert response.json["error"] == "internal_server_error" and response.json["detail"]
+    finally:
+        app.extensions["framewire.shutdown"]()
+
+
 def test_redis_receiver_has_no_frames_route(redis_server: RedisServer) -> None:
     app = create_app(ReceiverConfig(transport="redis", redis_url=redis_server.url))
     try:

@@ -206,18 +206,21 @@ class Pipeline:
             idle = [c for c in self._cameras.values() if now - c.last_accepted >= self.forget_after]
             for camera in idle:
                 del self._cameras[camera.channel.camera]
-                if camera.channel.camera == self.hub.default_camera:
-                    camera.channel.release_image()
-                else:
+                if camera.channel.camera != self.hub.default_camera:
                     self.hub.remove(camera.channel.camera)  # its streams end
         for camera in idle:
             camera.signal_stop()
         for camera in idle:
             camera.stop()
-        with self._lock:  # unless a frame brought it back meanwhile, drop its series
+        with self._lock:  # its worker ended; unless a frame brought it back meanwhile:
             for camera in idle:
                 name = camera.channel.camera
-                if name != self.hub.default_camera and self.hub.find(name) is None:
+                if name in self._cameras:
+                    continue
+                if name == self.hub.default_camera:  # known from start: only its image goes
+                    camera.channel.release_image()
+                    self.metrics.receive_fps.labels(*camera.labels).set(0)
+                else:
                     self._remove_series(name)
         if idle:
             log.info("forgot idle cameras: %s", ", ".join(c.channel.camera for c in idle))
