@@ -148,6 +148,36 @@ def test_served_frame_is_encoded_once_and_its_latency_annotates_the_next(make_pi
     assert pipeline.hub.stats()["cameras"]["cam0"]["latency_ms"]["samples"] == 1
 
 
+class Flaky:
+    """Fails on odd frames: the frame is shown unprocessed, the failure counted."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, image):
+        self.calls += 1
+        if self.calls % 2:
+            raise RuntimeError("flaky")
+        return image
+
+
+def unbuildable():
+    raise RuntimeError("cannot build")
+
+
+@pytest.mark.parametrize("factory", [Flaky, unbuildable])
+def test_processor_failures_are_counted_and_frames_still_shown(make_pipeline, factory) -> None:
+    pipeline = make_pipeline()
+    pipeline.processor_factory = factory
+    for seq in (1, 2, 3):
+        pipeline.ingest(frame("cam0", seq))
+        published(pipeline, "cam0", seq)
+    errors = metric_value(
+        scrape(pipeline), "framewire_receive_errors_total", transport="http", reason="processor"
+    )
+    assert errors == (2 if factory is Flaky else 1)
+
+
 def test_close_joins_every_thread(make_pipeline) -> None:
     pipeline = make_pipeline()
     for n in range(3):

@@ -30,7 +30,7 @@ from framewire.hub import Channel, Hub
 from framewire.mailbox import Mailbox
 from framewire.metrics import ReceiverMetrics
 from framewire.overlay import annotate
-from framewire.processing import ProcessorFactory
+from framewire.processing import Processor, ProcessorFactory, passthrough
 from framewire.resilience import Worker
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ def decode(jpeg: bytes, max_pixels: int) -> np.ndarray:
         raise WireError("undecodable", f"JPEG could not be decoded: {exc}") from None
 
 
+def _decode_timed(jpeg: bytes, max_pixels: int) -> tuple[np.ndarray, float]:
+    """`decode`, and the seconds it took (on a decoder thread, without the wait for one)."""
+    started = time.perf_counter()
+    return decode(jpeg, max_pixels), time.perf_counter() - started
+
+
 class _Camera:
     """One camera's mailbox and the worker thread that processes its newest frame."""
 
@@ -76,12 +82,12 @@ class _Camera:
             lambda _: channel.count_drop("process")
         )
         self.last_accepted = time.monotonic()
-        self._processor = pipeline.processor_factory()
         self._failing = False
         self.worker = Worker(f"process-{channel.camera}", self._run, JOIN_TIMEOUT)
         self.worker.start()
 
     def _run(self) -> None:
+        processor = self._make_processor()
         metrics = self.pipeline.metrics
         fps_gauge = metrics.receive_fps.labels(*self.labels)
         process_seconds = metrics.process_seconds.labels(*self.labels)
@@ -94,7 +100,7 @@ class _Camera:
                 continue
             seq, captured_ns, image = item
             started = time.perf_counter()
-            image = self._process(image)
+            image = self._process(processor, image)
             fps = self.channel.fps()
             annotate(
                 image,
@@ -108,9 +114,18 @@ class _Camera:
             fps_gauge.set(fps)
             self.channel.publish(image, seq, captured_ns)
 
-    def _process(self, image: np.ndarray) -> np.ndarray:
+    def _make_processor(self) -> Processor:
+        """The camera's processor, made on its own thread; passthrough if it cannot be made."""
         try:
-            result = self._processor(image)
+            return self.pipeline.processor_factory()
+        except Exception:
+            self.pipeline.receive_error("processor")
+            log.exception("cannot make the processor of camera %s", self.channel.camera)
+            return passthrough
+
+    def _process(self, processor: Processor, image: np.ndarray) -> np.ndarray:
+        try:
+            result = processor(image)
         except Exception:
             self.pipeline.receive_error("processor")
             if not self._failing:
@@ -152,6 +167,7 @@ class Pipeline:
         self.forget_after = config.forget_after
         self._cameras: dict[str, _Camera] = {}
         self._lock = threading.Lock()
+        self._closed = False
         # Decoding on request threads would spread decoded images over one malloc arena per
         # thread, each keeping what it freed (runtime.tune_malloc): 8 threads, +50 MB.
         self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="framewire-decode")
@@ -166,17 +182,17 @@ class Pipeline:
         """
         if self.hub.find(frame.camera) is None and self.hub.full():
             raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")
-        started = time.perf_counter()
         try:
-            decoding = self._decoder.submit(decode, frame.jpeg, self.max_pixels)
-        except RuntimeError:  # shut down: the receiver is stopping
+            decoding = self._decoder.submit(_decode_timed, frame.jpeg, self.max_pixels)
+        except RuntimeError:  # the decoders are shut down: the receiver is stopping
             raise WireError("stopping", "the receiver is stopping") from None
         try:
-            image = decoding.result()
+            image, decode_seconds = decoding.result()
         except CancelledError:
             raise WireError("stopping", "the receiver is stopping") from None
-        decode_seconds = time.perf_counter() - started
         with self._lock:  # the sweeper cannot forget the camera between these lines
+            if self._closed:
+                raise WireError("stopping", "the receiver is stopping")
             camera = self._cameras.get(frame.camera)
             if camera is None:
                 channel = self.hub.add(frame.camera)  # WireError camera_limit if it filled up
@@ -251,6 +267,7 @@ class Pipeline:
         self._sweeper.stop()
         self._decoder.shutdown(wait=True, cancel_futures=True)
         with self._lock:
+            self._closed = True
             cameras = list(self._cameras.values())
             self._cameras.clear()
         for camera in cameras:
