@@ -178,7 +178,9 @@ class Pipeline:
         """Decode `frame` and queue it for processing; WireError refuses it.
 
         `skipped` older frames of the same camera arrived with it; they are
-        counted as dropped at stage `receive` once this one is accepted.
+        counted as dropped at stage `receive` once this one is accepted. A
+        refusal counts nothing here: the caller then calls `reject(reason,
+        1 + skipped)`, which names no camera (the camera may not exist).
         """
         if self.hub.find(frame.camera) is None and self.hub.full():
             raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")
