@@ -77,29 +77,6 @@ def check_jpeg(data: bytes) -> None:
         raise WireError("truncated_jpeg", "JPEG is truncated (no EOI marker at the end)")
 
 
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def jpeg_pixels(data: bytes) -> int | None:
-    """Width x height from the JPEG's frame header, read without decoding; None if absent."""
-    pos = 2
-    while pos + 9 <= len(data):
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _SOF_MARKERS:
-            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return width * height
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return None
-
-
 def b64decode(data: bytes) -> bytes:
     """Strict base64 (the article's formats); raises WireError."""
     try:

@@ -1,11 +1,17 @@
 """What both receivers do with a frame: decode, process, annotate, publish to the hub.
 
-`Pipeline.ingest` runs on the thread that received the frame (an HTTP request
-thread or the Redis consumer): it decodes, so a bad JPEG is refused at once,
-and hands the image to the camera's one-slot mailbox. A worker thread per
+`Pipeline` is the transports' `FrameSink`. `ingest` runs on the thread that
+received the frame (an HTTP request thread or the Redis consumer): it checks
+the JPEG header (size limits) and decodes, so a bad frame is refused at once,
+then hands the image to the camera's one-slot mailbox. A worker thread per
 camera takes the newest image, runs the processing step and the overlay, and
 publishes to the hub. A slow processing step therefore drops frames (counted)
 instead of queueing them: frame age stays bounded.
+
+A camera exists only once a frame of it is accepted: a refused frame never
+takes a camera slot. A camera that sends nothing for `forget_after` seconds
+is forgotten: its worker stops, its channel closes, its metric series go. The
+default camera is never forgotten, only its image is released.
 """
 
 from __future__ import annotations
@@ -13,91 +19,115 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
-import cv2
 import numpy as np
+import simplejpeg
 
-from framewire.frame import Frame, WireError, jpeg_pixels
+from framewire.config import ReceiverConfig
+from framewire.frame import Frame, WireError
+from framewire.hub import Channel, Hub
 from framewire.mailbox import Mailbox
-from framewire.metrics import RateMeter, ReceiverMetrics
+from framewire.metrics import ReceiverMetrics
 from framewire.overlay import annotate
-from framewire.processing import ProcessorFactory
-from framewire.viewer import Channel, Hub
+from framewire.processing import Processor, ProcessorFactory, passthrough
+from framewire.resilience import Worker
 
 log = logging.getLogger(__name__)
 
+MIN_BYTES_PER_PIXEL = 1 / 2000  # a real JPEG carries far more (a black 1080p frame: 1/170)
+DECODE_THREADS = 2  # decodes at once; their own threads, so freed images stay in 2 malloc arenas
+JOIN_TIMEOUT = 2.0  # seconds a camera worker may take to finish its frame when stopped
 
-MAX_PIXELS = 7680 * 4320  # 8K
 
+def decode(jpeg: bytes, max_pixels: int) -> np.ndarray:
+    """Decode JPEG bytes to a BGR image; WireError if they must not or cannot be decoded.
 
-def decode(jpeg: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode JPEG bytes to a BGR image; WireError if they do not decode.
-
-    The frame header is checked first, so a small JPEG that claims enormous
-    dimensions (a decompression bomb) is refused before any pixel is decoded.
+    The frame header is read first, so a JPEG over `max_pixels`, or claiming
+    more pixels than its size could plausibly carry (a decompression bomb),
+    is refused before any pixel is decoded. Decoding is strict: data cut short
+    or corrupt is refused, never shown half grey.
     """
-    pixels = jpeg_pixels(jpeg)
-    if pixels is None:
-        raise WireError("undecodable", "JPEG has no frame header")
-    if pixels > max_pixels:
-        raise WireError("too_many_pixels", f"JPEG claims {pixels} pixels, over {max_pixels}")
     try:
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        image = None
-    if image is None:
-        raise WireError("undecodable", "JPEG could not be decoded")
-    return image
+        height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
+    except ValueError:
+        raise WireError("undecodable", "JPEG has no readable frame header") from None
+    pixels = width * height
+    if pixels > max_pixels:
+        raise WireError("too_many_pixels", f"JPEG is {width}x{height}, over {max_pixels} pixels")
+    if pixels * MIN_BYTES_PER_PIXEL > len(jpeg):
+        raise WireError(
+            "implausible_size", f"{len(jpeg)} bytes cannot carry a {width}x{height} JPEG"
+        )
+    try:
+        return simplejpeg.decode_jpeg(jpeg, colorspace="BGR", strict=True)
+    except ValueError as exc:
+        raise WireError("undecodable", f"JPEG could not be decoded: {exc}") from None
 
 
-class _CameraWorker:
-    """Processes one camera's newest frame on its own thread."""
+def _decode_timed(jpeg: bytes, max_pixels: int) -> tuple[np.ndarray, float]:
+    """`decode`, and the seconds it took (on a decoder thread, without the wait for one)."""
+    started = time.perf_counter()
+    return decode(jpeg, max_pixels), time.perf_counter() - started
+
+
+class _Camera:
+    """One camera's mailbox and the worker thread that processes its newest frame."""
 
     def __init__(self, pipeline: Pipeline, channel: Channel) -> None:
         self.pipeline = pipeline
         self.channel = channel
-        labels = (channel.camera, pipeline.transport)
-        metrics = pipeline.metrics
-        dropped = metrics.frames_dropped.labels(*labels, "process")
-        self.mailbox: Mailbox[tuple[Frame, np.ndarray]] = Mailbox(lambda _: dropped.inc())
-        self._process_seconds = metrics.process_seconds.labels(*labels)
-        self._fps = metrics.receive_fps.labels(*labels)
-        self._rate = RateMeter()
-        self._processor = pipeline.processor_factory()
-        self._failing = False
-        self.thread = threading.Thread(
-            target=self._run, name=f"process-{channel.camera}", daemon=True
+        self.labels = (channel.camera, pipeline.transport)
+        self.mailbox: Mailbox[tuple[int, int, np.ndarray]] = Mailbox(
+            lambda _: channel.count_drop("process")
         )
-        self.thread.start()
+        self.last_accepted = time.monotonic()
+        self._failing = False
+        self.worker = Worker(f"process-{channel.camera}", self._run, JOIN_TIMEOUT)
+        self.worker.start()
 
     def _run(self) -> None:
-        while not self.mailbox.closed:
+        processor = self._make_processor()
+        metrics = self.pipeline.metrics
+        fps_gauge = metrics.receive_fps.labels(*self.labels)
+        process_seconds = metrics.process_seconds.labels(*self.labels)
+        while not self.worker.stopping.is_set():
             item = self.mailbox.get(timeout=1.0)
+            if self.worker.stopping.is_set():
+                return
             if item is None:
-                self._fps.set(self._rate.rate())
+                fps_gauge.set(self.channel.fps())
                 continue
-            frame, image = item
+            seq, captured_ns, image = item
             started = time.perf_counter()
-            image = self._process(image)
-            self._rate.tick()
-            fps = self._rate.rate()
+            image = self._process(processor, image)
+            fps = self.channel.fps()
             annotate(
                 image,
                 self.pipeline.transport,
-                frame.camera,
-                frame.seq,
+                self.channel.camera,
+                seq,
                 fps,
-                self.channel.served_latency_ms,
+                self.channel.served_latency_ms(),
             )
-            self._process_seconds.observe(time.perf_counter() - started)
-            self._fps.set(fps)
-            self.channel.publish(image, frame.seq, frame.captured_ns)
+            process_seconds.observe(time.perf_counter() - started)
+            fps_gauge.set(fps)
+            self.channel.publish(image, seq, captured_ns)
 
-    def _process(self, image: np.ndarray) -> np.ndarray:
+    def _make_processor(self) -> Processor:
+        """The camera's processor, made on its own thread; passthrough if it cannot be made."""
         try:
-            result = self._processor(image)
+            return self.pipeline.processor_factory()
         except Exception:
-            self.pipeline.metrics.receive_errors.labels(self.pipeline.transport, "processor").inc()
+            self.pipeline.receive_error("processor")
+            log.exception("cannot make the processor of camera %s", self.channel.camera)
+            return passthrough
+
+    def _process(self, processor: Processor, image: np.ndarray) -> np.ndarray:
+        try:
+            result = processor(image)
+        except Exception:
+            self.pipeline.receive_error("processor")
             if not self._failing:
                 log.exception(
                     "processor failed on camera %s; showing frames unprocessed", self.channel.camera
@@ -109,55 +139,140 @@ class _CameraWorker:
         self._failing = False
         return result if isinstance(result, np.ndarray) else image
 
+    def signal_stop(self) -> None:
+        """Ask the worker to end without waiting (so several can be joined in parallel)."""
+        self.worker.stopping.set()
+        self.mailbox.close()
+
+    def stop(self) -> bool:
+        """End the worker and join it within JOIN_TIMEOUT; True if it ended."""
+        return self.worker.stop(self.mailbox.close)
+
 
 class Pipeline:
-    """Decode on ingest, then process and publish per camera, latest frame wins."""
+    """Decode on ingest, then process and publish per camera, latest frame wins (a FrameSink)."""
 
     def __init__(
         self,
         hub: Hub,
         metrics: ReceiverMetrics,
-        transport: str,
+        config: ReceiverConfig,
         processor_factory: ProcessorFactory,
     ) -> None:
         self.hub = hub
         self.metrics = metrics
-        self.transport = transport
+        self.transport = config.transport
         self.processor_factory = processor_factory
-        self._workers: dict[str, _CameraWorker] = {}
+        self.max_pixels = config.max_pixels
+        self.forget_after = config.forget_after
+        self._cameras: dict[str, _Camera] = {}
         self._lock = threading.Lock()
+        self._closed = False
+        # Decoding on request threads would spread decoded images over one malloc arena per
+        # thread, each keeping what it freed (runtime.tune_malloc): 8 threads, +50 MB.
+        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="framewire-decode")
+        self._sweeper = Worker("forget", self._sweep_loop, JOIN_TIMEOUT)
+        self._sweeper.start()
 
     def ingest(self, frame: Frame, skipped: int = 0) -> None:
-        """Decode `frame` and queue it for processing; raises WireError for a bad frame."""
-        channel = self.hub.channel(frame.camera)
-        labels = (frame.camera, self.transport)
-        started = time.perf_counter()
-        image = decode(frame.jpeg)
-        self.metrics.decode_seconds.labels(*labels).observe(time.perf_counter() - started)
-        self.metrics.frames_received.labels(*labels).inc()
-        self.metrics.frame_bytes.labels(*labels).observe(len(frame.jpeg))
-        self.metrics.frame_latency.labels(*labels, "received").observe(frame.age_seconds())
-        self._worker(channel).mailbox.put((frame, image))
-        if skipped:
-            self.metrics.frames_dropped.labels(*labels, "receive").inc(skipped)
+        """Decode `frame` and queue it for processing; WireError refuses it.
+
+        `skipped` older frames of the same camera arrived with it; they are
+        counted as dropped at stage `receive` once this one is accepted. A
+        refusal counts nothing here: the caller then calls `reject(reason,
+        1 + skipped)`, which names no camera (the camera may not exist).
+        """
+        if self.hub.find(frame.camera) is None and self.hub.full():
+            raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")
+        try:
+            decoding = self._decoder.submit(_decode_timed, frame.jpeg, self.max_pixels)
+        except RuntimeError:  # the decoders are shut down: the receiver is stopping
+            raise WireError("stopping", "the receiver is stopping") from None
+        try:
+            image, decode_seconds = decoding.result()
+        except CancelledError:
+            raise WireError("stopping", "the receiver is stopping") from None
+        with self._lock:  # the sweeper cannot forget the camera between these lines
+            if self._closed:
+                raise WireError("stopping", "the receiver is stopping")
+            camera = self._cameras.get(frame.camera)
+            if camera is None:
+                channel = self.hub.add(frame.camera)  # WireError camera_limit if it filled up
+                camera = self._cameras[frame.camera] = _Camera(self, channel)
+            camera.last_accepted = time.monotonic()
+            labels = camera.labels
+            self.metrics.decode_seconds.labels(*labels).observe(decode_seconds)
+            self.metrics.frames_received.labels(*labels).inc()
+            self.metrics.frame_bytes.labels(*labels).observe(len(frame.jpeg))
+            self.metrics.frame_latency.labels(*labels, "received").observe(frame.age_seconds())
+            if skipped:
+                camera.channel.count_drop("receive", skipped)
+            camera.mailbox.put((frame.seq, frame.captured_ns, image))
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refused frames."""
         self.metrics.frames_rejected.labels(self.transport, reason).inc(count)
 
     def receive_error(self, reason: str) -> None:
-        """Count a transport failure."""
+        """Count a failure of the transport itself (or of the processing step)."""
         self.metrics.receive_errors.labels(self.transport, reason).inc()
 
-    def _worker(self, channel: Channel) -> _CameraWorker:
-        worker = self._workers.get(channel.camera)
-        if worker is None:
-            with self._lock:
-                worker = self._workers.get(channel.camera)
-                if worker is None:
-                    worker = self._workers[channel.camera] = _CameraWorker(self, channel)
-        return worker
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Forget every camera idle for `forget_after` seconds; returns their ids."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [c for c in self._cameras.values() if now - c.last_accepted >= self.forget_after]
+            for camera in idle:
+                del self._cameras[camera.channel.camera]
+                if camera.channel.camera != self.hub.default_camera:
+                    self.hub.remove(camera.channel.camera)  # its streams end
+        for camera in idle:
+            camera.signal_stop()
+        for camera in idle:
+            camera.stop()
+        with self._lock:  # its worker ended; unless a frame brought it back meanwhile:
+            for camera in idle:
+                name = camera.channel.camera
+                if name in self._cameras:
+                    continue
+                if name == self.hub.default_camera:  # known from start: only its image goes
+                    camera.channel.release_image()
+                    self.metrics.receive_fps.labels(*camera.labels).set(0)
+                else:
+                    self._remove_series(name)
+        if idle:
+            log.info("forgot idle cameras: %s", ", ".join(c.channel.camera for c in idle))
+        return [c.channel.camera for c in idle]
+
+    def _sweep_loop(self) -> None:
+        interval = min(1.0, self.forget_after / 4)
+        while not self._sweeper.stopping.wait(interval):
+            self.sweep()
+
+    def _remove_series(self, camera: str) -> None:
+        """Remove every metric series labelled with `camera`."""
+        m = self.metrics
+        for metric in (
+            m.frames_dropped,
+            m.frames_received,
+            m.receive_fps,
+            m.viewers,
+            m.decode_seconds,
+            m.process_seconds,
+            m.frame_bytes,
+            m.frame_latency,
+        ):
+            metric.remove_by_labels({"camera": camera, "transport": self.transport})
 
     def close(self) -> None:
-        for worker in list(self._workers.values()):
-            worker.mailbox.close()
+        """Stop the sweeper, the decoders and every camera worker, joining each within a bound."""
+        self._sweeper.stop()
+        self._decoder.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            cameras = list(self._cameras.values())
+            self._cameras.clear()
+        for camera in cameras:
+            camera.signal_stop()
+        for camera in cameras:
+            camera.stop()

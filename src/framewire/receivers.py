@@ -11,65 +11,15 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from framewire import access
+from framewire.app import create_app
 from framewire.config import ReceiverConfig
-from framewire.metrics import ReceiverMetrics
-from framewire.pipeline import Pipeline
-from framewire.processing import load_processor
-from framewire.transports.http_ingest import ingest_blueprint
-from framewire.transports.redis import consumer
-from framewire.viewer import Hub, viewer_blueprint
 
 log = logging.getLogger(__name__)
-
-
-def create_app(config: ReceiverConfig) -> Flask:
-    """The receiver app for `config.transport` (`http` or `redis`), with its threads started."""
-    metrics = ReceiverMetrics()
-    hub = Hub(
-        metrics,
-        config.transport,
-        quality=config.quality,
-        max_cameras=config.max_cameras,
-        max_viewers=config.max_viewers,
-        stale_after=config.stale_after,
-        keepalive=config.keepalive,
-    )
-    pipeline = Pipeline(hub, metrics, config.transport, load_processor(config.processor))
-    app = Flask(__name__)
-    app.register_blueprint(
-        viewer_blueprint(
-            hub, config.default_camera, peer_url=config.peer_url, grafana_url=config.grafana_url
-        )
-    )
-    refused = metrics.requests_refused
-    access.install(
-        app,
-        lambda reason: refused.labels(config.transport, reason).inc(),
-        config.viewer_user,
-        config.viewer_password,
-        config.rate_limit,
-    )
-    closers: list[Callable[[], None]] = [hub.close, pipeline.close]
-    if config.transport == "http":
-        app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))
-    else:
-        reader = consumer(config.redis_url, pipeline, config.redis_mode, config.redis_ca_cert)
-        reader.start()
-        closers.insert(0, reader.stop)
-
-    def shutdown() -> None:
-        for close in closers:
-            close()
-
-    app.extensions["framewire.shutdown"] = shutdown
-    return app
 
 
 class ReceiverServer(BaseApplication):

@@ -1,0 +1,75 @@
+"""The receiver's Flask app: hub, pipeline, the transport's receiving side, and the routes.
+
+Both receivers are this app; they differ only in how frames arrive:
+`POST /frames` (HTTP) or a consumer thread reading Redis. Every error any
+route answers is JSON (`{"error": reason, "detail": text}`).
+
+`app.extensions["framewire.shutdown"]` stops everything: the consumer, the
+camera workers (joined within a bound), and open MJPEG streams (they end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from framewire import access
+from framewire.config import ReceiverConfig
+from framewire.hub import CameraNotFound, Hub
+from framewire.metrics import ReceiverMetrics
+from framewire.ops import ops_blueprint
+from framewire.pipeline import Pipeline
+from framewire.processing import load_processor
+from framewire.transports.http_ingest import ingest_blueprint
+from framewire.transports.redis import consumer
+from framewire.viewer import viewer_blueprint
+
+
+def create_app(config: ReceiverConfig) -> Flask:
+    """The receiver app for `config.transport` (`http` or `redis`), with its threads started."""
+    metrics = ReceiverMetrics()
+    hub = Hub(metrics, config)
+    pipeline = Pipeline(hub, metrics, config, load_processor(config.processor))
+    app = Flask(__name__)
+    app.register_blueprint(viewer_blueprint(hub, config.peer_url, config.grafana_url))
+    app.register_blueprint(ops_blueprint(hub))
+    _json_errors(app)
+    refused = metrics.requests_refused
+    access.install(
+        app,
+        lambda reason: refused.labels(config.transport, reason).inc(),
+        config.viewer_user,
+        config.viewer_password,
+        config.rate_limit,
+    )
+    closers: list[Callable[[], None]] = [hub.close, pipeline.close]
+    if config.transport == "http":
+        app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))
+    else:
+        reader = consumer(config.redis_url, pipeline, config.redis_mode, config.redis_ca_cert)
+        reader.start()
+        closers.insert(0, reader.stop)  # first: no frame arrives while the rest stops
+
+    def shutdown() -> None:
+        for close in closers:
+            close()
+
+    app.extensions["framewire.shutdown"] = shutdown
+    return app
+
+
+def _json_errors(app: Flask) -> None:
+    """Answer 404, 405, 500 (every HTTP error) and unknown cameras in JSON."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response | tuple[Response, int]:
+        if exc.response is not None:  # a route's own response
+            return exc.response
+        reason = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify(error=reason, detail=exc.description), exc.code or 500
+
+    @app.errorhandler(CameraNotFound)
+    def camera_not_found(exc: CameraNotFound) -> tuple[Response, int]:
+        return jsonify(error=exc.reason, detail=exc.detail), 404

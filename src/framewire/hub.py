@@ -1,0 +1,297 @@
+"""The hub: per camera, the newest annotated frame, shared by every viewer.
+
+A camera's channel holds its newest frame. The frame is JPEG-encoded at most
+once, when the first viewer (or snapshot) asks for it, and that encoding is
+shared by every viewer; nothing is encoded while nobody watches. Viewers wait
+on the channel's condition for the next frame; a frame older than
+`stale_after` is replaced by a "no signal" picture.
+
+Each channel also counts what /stats reports when it happens: frames
+published (one rate meter, also shown on the frame), frames dropped by stage,
+open viewers, and the recent capture-to-served latencies. Nothing here reads
+Prometheus back.
+
+The configured default camera has a channel from the start; every other
+camera is added by the pipeline after its first accepted frame and removed
+when it is forgotten (its open streams then end).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from framewire.config import ReceiverConfig
+from framewire.frame import WireError, parse_camera
+from framewire.metrics import RateMeter, ReceiverMetrics
+from framewire.overlay import no_signal
+
+RING = 300  # latency samples kept per channel for /stats
+LATENCY_WINDOW = 5.0  # seconds of served latencies behind p50 and p95
+FPS_WINDOW = 2.0  # seconds of published frames behind the fps figure
+DROP_STAGES = ("receive", "process")
+
+
+class CameraNotFound(Exception):
+    """A route named a camera the hub does not know (or an invalid camera id)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The `q` quantile (0..1) of sorted, non-empty `ordered`, linearly interpolated."""
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """An encoded picture ready for viewers."""
+
+    jpeg: bytes
+    seq: int | None  # None for the "no signal" picture
+    captured_ns: int
+    version: int
+
+
+class Channel:
+    """One camera's newest annotated frame, its figures, and the viewers waiting for it."""
+
+    def __init__(self, hub: Hub, camera: str) -> None:
+        self.hub = hub
+        self.camera = camera
+        self._cond = threading.Condition()
+        self._image: np.ndarray | None = None
+        self._seq = 0
+        self._captured_ns = 0
+        self._received_at = 0.0  # monotonic
+        self._version = 0
+        self._served: Served | None = None
+        self._published = RateMeter(FPS_WINDOW)
+        self._latencies: deque[tuple[float, float]] = deque(maxlen=RING)  # (monotonic, ms)
+        self._drops = dict.fromkeys(DROP_STAGES, 0)
+        self.viewers = 0
+        self.closed = False
+
+    def publish(self, image: np.ndarray, seq: int, captured_ns: int) -> None:
+        """Make `image` the newest frame and wake every waiting viewer."""
+        with self._cond:
+            if self.closed:
+                return
+            self._image, self._seq, self._captured_ns = image, seq, captured_ns
+            self._received_at = time.monotonic()
+            self._published.tick(self._received_at)
+            self._version += 1
+            self._cond.notify_all()
+
+    def count_drop(self, stage: str, count: int = 1) -> None:
+        """Count `count` frames replaced unused at `stage` (`receive` or `process`)."""
+        with self._cond:
+            if self.closed:
+                return
+            self._drops[stage] += count
+        self.hub.metrics.frames_dropped.labels(self.camera, self.hub.transport, stage).inc(count)
+
+    def fps(self) -> float:
+        """Frames published per second over the last FPS_WINDOW seconds."""
+        return self._published.rate()
+
+    def served_latency_ms(self) -> float | None:
+        """The latest capture-to-served latency, None when nothing was served lately."""
+        with self._cond:
+            if not self._latencies:
+                return None
+            at, ms = self._latencies[-1]
+        return ms if time.monotonic() - at <= LATENCY_WINDOW else None
+
+    def age(self) -> float | None:
+        """Seconds since the newest frame arrived, None without a frame."""
+        return time.monotonic() - self._received_at if self._image is not None else None
+
+    def fresh(self) -> bool:
+        age = self.age()
+        return age is not None and age <= self.hub.stale_after
+
+    def stats(self) -> dict[str, Any]:
+        """Live figures for /stats: cheap copies, no encoding."""
+        with self._cond:
+            latencies = list(self._latencies)
+            seq = self._seq if self._image is not None else None
+            drops = dict(self._drops)
+        now = time.monotonic()
+        recent = sorted(ms for at, ms in latencies if now - at <= LATENCY_WINDOW)
+        age = self.age()
+        return {
+            "state": "live" if self.fresh() else "no signal",
+            "seq": seq,
+            "fps": round(self._published.rate(now), 2),
+            "latency_ms": {
+                "p50": round(percentile(recent, 0.5), 2) if recent else None,
+                "p95": round(percentile(recent, 0.95), 2) if recent else None,
+                "samples": len(recent),
+            },
+            "drops": drops,
+            "viewers": self.viewers,
+            "age_seconds": round(age, 3) if age is not None else None,
+        }
+
+    def wait(self, after_version: int, timeout: float) -> None:
+        """Block until a frame newer than `after_version` arrives, `timeout` passes, or close."""
+        with self._cond:
+            if self._version == after_version and not self.closed:
+                self._cond.wait(timeout)
+
+    def release_image(self) -> None:
+        """Let go of the newest frame (an idle default camera): viewers see "waiting for frames"."""
+        with self._cond:
+            self._image = self._served = None
+            self._version += 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """End the channel: open streams of it end, nothing more is published or counted."""
+        with self._cond:
+            self.closed = True
+            self._image = self._served = None
+            self._cond.notify_all()
+
+    def current(self) -> Served:
+        """The picture to serve now: the newest frame, encoded once, or "no signal"."""
+        with self._cond:
+            cached = self._served
+            if cached and cached.version == self._version and (cached.seq is None or self.fresh()):
+                return cached
+            if self._image is None or not self.fresh():
+                return self._no_signal()
+            ok, buffer = cv2.imencode(".jpg", self._image, self.hub.encode_params)
+            if not ok:  # pragma: no cover - imencode of a valid image does not fail
+                raise RuntimeError("JPEG encode failed")
+            latency = (time.time_ns() - self._captured_ns) / 1e9
+            self._latencies.append((time.monotonic(), latency * 1000))
+            if not self.closed:
+                self.hub.metrics.frame_latency.labels(
+                    self.camera, self.hub.transport, "served"
+                ).observe(latency)
+            self._served = Served(buffer.tobytes(), self._seq, self._captured_ns, self._version)
+            return self._served
+
+    def _no_signal(self) -> Served:
+        if self._served is None or self._served.seq is not None:
+            height, width = self._image.shape[:2] if self._image is not None else (360, 640)
+            detail = "waiting for frames" if self._image is None else "last frame too old"
+            picture = no_signal(width, height, self.camera, detail)
+            _, buffer = cv2.imencode(".jpg", picture, self.hub.encode_params)
+            self._served = Served(buffer.tobytes(), None, self._captured_ns, self._version)
+        return self._served
+
+
+class Hub:
+    """The known cameras' channels, the viewer count and its cap."""
+
+    def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
+        self.metrics = metrics
+        self.transport = config.transport
+        self.encode_params = [cv2.IMWRITE_JPEG_QUALITY, config.quality]
+        self.default_camera = config.default_camera
+        self.max_cameras = config.max_cameras
+        self.max_viewers = config.max_viewers
+        self.stale_after = config.stale_after
+        self.keepalive = config.keepalive
+        self.closed = False
+        self._channels: dict[str, Channel] = {}
+        self._viewers = 0
+        self._lock = threading.Lock()
+        self.add(self.default_camera)
+
+    def find(self, camera: str) -> Channel | None:
+        """The channel of a known camera, else None."""
+        return self._channels.get(camera)
+
+    def full(self) -> bool:
+        """True when no new camera fits (`max_cameras` counts the default camera)."""
+        return len(self._channels) >= self.max_cameras
+
+    def add(self, camera: str) -> Channel:
+        """The channel of `camera`, added if new; WireError `camera_limit` when full."""
+        with self._lock:
+            channel = self._channels.get(camera)
+            if channel is None:
+                if len(self._channels) >= self.max_cameras:
+                    raise WireError("camera_limit", f"at most {self.max_cameras} cameras")
+                channel = self._channels[camera] = Channel(self, camera)
+                self.metrics.viewers.labels(camera, self.transport).set(0)
+            return channel
+
+    def remove(self, camera: str) -> None:
+        """Forget `camera`: its channel closes (its streams end) and its slot frees."""
+        with self._lock:
+            channel = self._channels.pop(camera, None)
+            if channel is None:
+                return
+            channel.close()
+            self._viewers -= channel.viewers
+
+    def lookup(self, camera: str | None) -> Channel:
+        """The channel a route names (None: the default camera); CameraNotFound if unknown."""
+        try:
+            name = parse_camera(camera or self.default_camera)
+        except WireError as exc:
+            raise CameraNotFound(exc.reason, exc.detail) from None
+        channel = self._channels.get(name)
+        if channel is None:
+            raise CameraNotFound("unknown_camera", f"no camera {name}")
+        return channel
+
+    def channels(self) -> list[Channel]:
+        """Every known camera's channel, by camera id."""
+        with self._lock:
+            return [self._channels[c] for c in sorted(self._channels)]
+
+    def acquire_viewer(self, channel: Channel) -> bool:
+        """Count a new viewer of `channel`; False at the cap or once it is closed."""
+        with self._lock:
+            if self._viewers >= self.max_viewers or self.closed or channel.closed:
+                return False
+            self._viewers += 1
+            channel.viewers += 1
+            self.metrics.viewers.labels(channel.camera, self.transport).inc()
+        return True
+
+    def release_viewer(self, channel: Channel) -> None:
+        """A viewer of `channel` left (a forgotten channel's viewers were uncounted already)."""
+        with self._lock:
+            if channel.closed and self._channels.get(channel.camera) is not channel:
+                return
+            self._viewers -= 1
+            channel.viewers -= 1
+            self.metrics.viewers.labels(channel.camera, self.transport).dec()
+
+    def stats(self) -> dict[str, Any]:
+        """The JSON of /stats: every known camera's live figures."""
+        return {
+            "transport": self.transport,
+            "server_time": time.time(),
+            "default_camera": self.default_camera,
+            "stale_after": self.stale_after,
+            "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
+            "cameras": {c.camera: c.stats() for c in self.channels()},
+        }
+
+    def close(self) -> None:
+        """End every open stream (at shutdown)."""
+        with self._lock:
+            self.closed = True
+            channels = list(self._channels.values())
+        for channel in channels:
+            channel.close()

@@ -1,0 +1,168 @@
+"""Every route of the receiver app in-process (Flask's test client), with real JPEGs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from conftest import RedisServer, metric_value, wait_until
+from framewire.app import create_app
+from framewire.config import ReceiverConfig
+from framewire.frame import Frame
+from helpers import claiming, decode, make_jpeg
+
+JPEG = make_jpeg(320, 240, seed=7)
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    app = create_app(ReceiverConfig(transport="http", stale_after=30.0, max_cameras=4))
+    yield app
+    app.extensions["framewire.shutdown"]()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(client: FlaskClient, camera: str, seq: int, jpeg: bytes = JPEG):
+    return client.post(
+        "/frames", data=jpeg, headers=Frame(camera, seq, time.time_ns(), jpeg).http_headers()
+    )
+
+
+def served(client: FlaskClient, camera: str, seq: int) -> None:
+    wait_until(
+        lambda: client.get(f"/snapshot/{camera}.jpg").headers.get("X-Framewire-Seq") == str(seq),
+        what=f"frame {seq} of {camera} served",
+    )
+
+
+def test_errors_are_json(client: FlaskClient) -> None:
+    cases = [
+        ("GET", "/nowhere", 404, "not_found"),
+        ("POST", "/stats", 405, "method_not_allowed"),
+        ("GET", "/frames", 405, "method_not_allowed"),
+        ("GET", "/stream/ghost.mjpg", 404, "unknown_camera"),
+        ("GET", "/snapshot/ghost.jpg", 404, "unknown_camera"),
+        ("GET", "/readyz?camera=ghost", 404, "unknown_camera"),
+        ("GET", "/readyz?camera=a%2Fb", 404, "bad_camera"),
+    ]
+    for method, path, status, reason in cases:
+        response = client.open(path, method=method)
+        assert response.status_code == status, (path, response.data)
+        assert response.json["error"] == reason and response.json["detail"], path
+
+
+def test_metrics_has_one_charset(client: FlaskClient) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].count("charset") == 1
+
+
+def test_default_camera_is_known_from_start(client: FlaskClient) -> None:
+    assert list(client.get("/stats").json["cameras"]) == ["cam0"]
+    response = client.get("/snapshot.jpg")
+    assert response.status_code == 503 and "X-Framewire-Seq" not in response.headers
+    assert decode(response.data).shape == (360, 640, 3)  # the "no signal" picture
+    assert client.get("/readyz").status_code == 503
+
+
+def test_posted_frame_is_served_everywhere(client: FlaskClient) -> None:
+    assert post(client, "cam1", 42).status_code == 204
+    served(client, "cam1", 42)
+    snapshot = client.get("/snapshot/cam1.jpg")
+    assert decode(snapshot.data).shape == (240, 320, 3)
+    assert sorted(client.get("/stats").json["cameras"]) == ["cam0", "cam1"]
+    ready = client.get("/readyz?camera=cam1")
+    assert ready.status_code == 200 and ready.json["ready"]
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/").status_code == 200
+
+
+def test_refused_frames_leave_no_camera(client: FlaskClient) -> None:
+    bodies = {
+        "undecodable": JPEG[: len(JPEG) // 2] + b"\xff\xd9",  # cut short, EOI re-added
+        "too_many_pixels": claiming(JPEG, 7680, 4320),
+        "implausible_size": claiming(make_jpeg(16, 16), 1920, 1080),  # 666 bytes
+    }
+    for n, (reason, body) in enumerate(bodies.items()):
+        response = post(client, f"ghost{n}", 1, body)
+        assert response.status_code // 100 == 4 and response.json["error"] == reason
+    assert list(client.get("/stats").json["cameras"]) == ["cam0"]
+    assert "ghost" not in client.get("/metrics").text
+    assert client.get("/snapshot/ghost0.jpg").status_code == 404
+
+
+def test_stream_counts_its_viewer_and_ends_at_shutdown(app: Flask, client: FlaskClient) -> None:
+    post(client, "cam0", 1)
+    served(client, "cam0", 1)
+
+    def viewers() -> float:
+        text = client.get("/metrics").text
+        return metric_value(text, "framewire_viewers", camera="cam0", transport="http")
+
+    response = client.get("/stream.mjpg")
+    assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace; boundary=")
+    parts = iter(response.response)
+    assert next(parts).startswith(b"--framewireframe")
+    assert next(parts).startswith(b"Content-Type: image/jpeg")
+    assert viewers() == 1
+    response.close()
+    assert viewers() == 0
+    unread = client.get("/stream.mjpg")  # a client that leaves before reading a byte
+    unread.close()
+    assert viewers() == 0
+
+    response = client.get("/stream.mjpg")
+    parts = iter(response.response)
+    next(parts)
+    ended = threading.Event()
+
+    def drain() -> None:
+        for _ in parts:
+            pass
+        ended.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    app.extensions["framewire.shutdown"]()
+    assert ended.wait(5), "the stream did not end at shutdown"
+    response.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("framewire-process")]
+
+
+def test_viewer_limit_is_json() -> None:
+    capped = create_app(ReceiverConfig(max_viewers=1)).test_client()
+    try:
+        first = capped.get("/stream.mjpg")
+        second = capped.get("/stream.mjpg")
+        assert second.status_code == 503 and second.json["error"] == "viewer_limit"
+        first.close()
+    finally:
+        capped.application.extensions["framewire.shutdown"]()
+
+
+def test_internal_error_is_json() -> None:
+    app = create_app(ReceiverConfig())
+    try:
+        app.add_url_rule("/boom", "boom", lambda: 1 / 0)
+        response = app.test_client().get("/boom")
+        assert response.status_code == 500
+        assert response.json["error"] == "internal_server_error" and response.json["detail"]
+    finally:
+        app.extensions["framewire.shutdown"]()
+
+
+def test_redis_receiver_has_no_frames_route(redis_server: RedisServer) -> None:
+    app = create_app(ReceiverConfig(transport="redis", redis_url=redis_server.url))
+    try:
+        response = app.test_client().post("/frames", data=JPEG)
+        assert response.status_code == 404 and response.json["error"] == "not_found"
+    finally:
+        app.extensions["framewire.shutdown"]()
