@@ -14,6 +14,7 @@ from conftest import RedisServer, metric_value, wait_until
 from framewire.app import create_app
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame
+from framewire.transports import http as http_wire
 from helpers import claiming, decode, make_jpeg
 
 JPEG = make_jpeg(320, 240, seed=7)
@@ -33,7 +34,7 @@ def client(app: Flask) -> FlaskClient:
 
 def post(client: FlaskClient, camera: str, seq: int, jpeg: bytes = JPEG):
     return client.post(
-        "/frames", data=jpeg, headers=Frame(camera, seq, time.time_ns(), jpeg).http_headers()
+        "/frames", data=jpeg, headers=http_wire.headers(Frame(camera, seq, time.time_ns(), jpeg))
     )
 
 

@@ -264,10 +264,16 @@ class StreamConsumer(_Consumer):
             self._take(name, entries)
 
     def _discover(self) -> None:
-        """Follow every camera stream that appeared (new ones from their next entry)."""
+        """Follow every camera stream that appeared, from the entry after its newest one.
+
+        A real id, not `$`: XREAD resolves `$` afresh at every call, so entries
+        added between two calls would be missed.
+        """
         pattern = key("stream", "*")
         for name in self._client.scan_iter(match=pattern, count=100, _type="stream"):
-            self._ids.setdefault(name, b"$")
+            if name not in self._ids:
+                newest = self._client.xrevrange(name, count=1)
+                self._ids[name] = newest[0][0] if newest else b"0-0"
         self._state.set(True)
 
     def _take(self, name: bytes, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
