@@ -195,18 +195,22 @@ def reference() -> str:
     """Every command's options as Markdown tables (the README's option reference)."""
     context = click.Context(cli, info_name="framewire")
     out = ["| global option | env | default | what |", "|---|---|---|---|"]
-    out += [_row(p) for p in cli.params if isinstance(p, click.Option) and p.name != "help"]
+    out += [_row(p) for p in cli.params if isinstance(p, click.Option)]
     for name, command in cli.commands.items():
         out += ["", f"`framewire {name}`: {command.get_short_help_str(limit=200)}", ""]
         out += ["| option | env | default | what |", "|---|---|---|---|"]
-        params = command.get_params(context)
-        out += [_row(p) for p in params if isinstance(p, click.Option) and p.name != "help"]
+        options = [p for p in command.get_params(context) if isinstance(p, click.Option)]
+        out += [_row(p) for p in options if "--help" not in p.opts]
     return "\n".join(out) + "\n"
 
 
 def _row(param: click.Option) -> str:
-    shown = param.show_default and param.default is not None and param.default != ""
-    default = f"`{param.default}`" if shown else ""
+    if isinstance(param.show_default, str):  # a description of the default
+        default = param.show_default
+    elif param.is_flag or param.default is None or param.default == "":
+        default = ""
+    else:
+        default = f"`{param.default}`"
     env = f"`{param.envvar}`" if isinstance(param.envvar, str) else ""
     what = (param.help or "").replace("|", "\\|")
     return f"| `{param.opts[-1]}` | {env} | {default} | {what} |"
