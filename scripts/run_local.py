@@ -1,10 +1,10 @@
 """`make run`: redis plus the framewire services on this machine, supervised.
 
 Uses the redis given by FRAMEWIRE_REDIS_URL, or starts a redis-server from
-PATH on a free port. Ports: FRAMEWIRE_HTTP_PORT (8001), FRAMEWIRE_REDIS_PORT
-(8002), FRAMEWIRE_METRICS_PORT (9100). FRAMEWIRE_CAMERAS=N (1) starts N
+PATH on a free port. Ports: HTTP_RECEIVER_PORT (8001), REDIS_RECEIVER_PORT
+(8002), SENDER_METRICS_PORT (9100). FRAMEWIRE_CAMERAS=N (1) starts N
 synthetic cameras, cam0 .. cam<N-1>, each a sender with its metrics on
-FRAMEWIRE_METRICS_PORT + its number. Each receiver's page compares with the
+SENDER_METRICS_PORT + its number. Each receiver's page compares with the
 other receiver (--peer-url).
 
 Like a service manager: a port already in use stops it before anything
@@ -33,7 +33,7 @@ from framewire.bench.stack import (
 from framewire.runtime import on_stop_signals
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-PORTS = {"FRAMEWIRE_HTTP_PORT": 8001, "FRAMEWIRE_REDIS_PORT": 8002, "FRAMEWIRE_METRICS_PORT": 9100}
+PORTS = {"HTTP_RECEIVER_PORT": 8001, "REDIS_RECEIVER_PORT": 8002, "SENDER_METRICS_PORT": 9100}
 
 
 class Stopped(Exception):
@@ -50,11 +50,11 @@ def setting(name: str, default: int, low: int, high: int) -> int:
 
 def check_ports(http_port: int, redis_port: int, metrics_port: int, cameras: int) -> None:
     """Exit with one line if a port we would listen on is taken."""
-    wanted = {http_port: "FRAMEWIRE_HTTP_PORT", redis_port: "FRAMEWIRE_REDIS_PORT"}
+    wanted = {http_port: "HTTP_RECEIVER_PORT", redis_port: "REDIS_RECEIVER_PORT"}
     for n in range(cameras):
-        wanted.setdefault(metrics_port + n, f"FRAMEWIRE_METRICS_PORT (+{n})")
+        wanted.setdefault(metrics_port + n, f"SENDER_METRICS_PORT (+{n})")
     if len(wanted) < cameras + 2:
-        raise SystemExit("FRAMEWIRE_HTTP_PORT, FRAMEWIRE_REDIS_PORT and the metrics ports overlap")
+        raise SystemExit("HTTP_RECEIVER_PORT, REDIS_RECEIVER_PORT and the metrics ports overlap")
     for port, name in wanted.items():
         if not port_is_free(port):
             raise SystemExit(

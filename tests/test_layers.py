@@ -11,11 +11,12 @@ import framewire
 
 SRC = Path(framewire.__file__).parent
 # Lowest first; a module may import only from its own layer or below.
-LAYERS = [
-    {"frame", "metrics", "config", "mailbox", "runtime", "resilience"},
-    {"sources", "transports", "transports.http", "transports.redis", "overlay", "processing"},
-    {"transports.http_ingest", "pipeline", "hub", "mjpeg"},
-    {"viewer", "ops", "access", "app", "worker", "receivers", "sender"},
+LAYERS = [  # as the README's "Architecture" section shows them
+    {"frame", "metrics", "config", "mailbox", "runtime", "resilience"}
+    | {"processing", "overlay", "access"},
+    {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
+    {"pipeline", "hub", "mjpeg"},
+    {"viewer", "ops", "app", "receivers", "worker", "sender"},
     {"bench", "cli"},
 ]
 

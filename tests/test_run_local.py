@@ -55,9 +55,9 @@ def run_local(tmp_path: Path) -> Iterator[Callable[..., RunLocal]]:
 
     def start(**env: str) -> RunLocal:
         ports = {
-            "FRAMEWIRE_HTTP_PORT": free_port(),
-            "FRAMEWIRE_REDIS_PORT": free_port(),
-            "FRAMEWIRE_METRICS_PORT": free_port(),
+            "HTTP_RECEIVER_PORT": free_port(),
+            "REDIS_RECEIVER_PORT": free_port(),
+            "SENDER_METRICS_PORT": free_port(),
         }
         clean = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWIRE_")}
         full_env = {**clean, **{k: str(v) for k, v in ports.items()}, **env}
@@ -88,7 +88,7 @@ def test_a_stop_signal_stops_every_process_it_started(
     names = " ".join(" ".join(child.cmdline()) for child in children)
     assert "redis-server" in names and "http-receiver" in names and "redis-receiver" in names
     assert " send " in names and len(children) >= 6, names  # gunicorn masters and workers
-    http = run.ports["FRAMEWIRE_HTTP_PORT"]
+    http = run.ports["HTTP_RECEIVER_PORT"]
     assert requests.get(f"http://127.0.0.1:{http}/healthz", timeout=5).ok
 
     run.proc.send_signal(sig)
@@ -126,11 +126,11 @@ def test_a_port_in_use_is_one_line_before_anything_starts(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        run = run_local(FRAMEWIRE_REDIS_PORT=str(port))
+        run = run_local(REDIS_RECEIVER_PORT=str(port))
         assert run.proc.wait(timeout=30) == 1
     out, err = run.output()
     assert out == ""
     assert err.strip().splitlines() == [
-        f"port {port} (FRAMEWIRE_REDIS_PORT) is already in use: "
-        "stop what uses it or set FRAMEWIRE_REDIS_PORT"
+        f"port {port} (REDIS_RECEIVER_PORT) is already in use: "
+        "stop what uses it or set REDIS_RECEIVER_PORT"
     ]
