@@ -4,7 +4,10 @@ Both share the pipeline and the viewer; they differ only in how frames
 arrive: `POST /frames` (HTTP) or a consumer thread reading Redis streams.
 gunicorn runs ONE gthread worker (the newest frames live in that process)
 with enough threads for viewers and ingest; the app, and so the Redis
-consumer thread, is created inside the worker after the fork.
+consumer thread, is created inside the worker after the fork. The worker is
+`framewire.worker.BufferingWorker`: slow or silent clients wait on its event
+loop, never in a thread, and the app is stopped (threads joined) before the
+worker exits; the master exits 1 if a worker died of a signal.
 """
 
 from __future__ import annotations
