@@ -19,7 +19,14 @@ from helpers import Viewer
 
 ROUNDS = 30
 STOP_BOUND = 5.0  # seconds from SIGTERM to exit, with a loaded 2-core machine to spare
-ABORT_SIGNS = ("SIGABRT", "terminate called", "was sent", "did not stop within", "Traceback")
+ABORT_SIGNS = (
+    "SIGABRT",
+    "terminate called",
+    "was sent",
+    "did not stop within",
+    "still running",
+    "Traceback",
+)
 
 
 @pytest.mark.parametrize("kind", ["http", "redis"])

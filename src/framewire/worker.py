@@ -20,7 +20,8 @@ request:
   closed, which frees the thread and the viewer slot, and the drop is counted;
 - when the worker stops (SIGTERM, SIGQUIT/SIGINT, or any other end of its
   loop) the app's `extensions["framewire.shutdown"]` is called on the main
-  thread, and the process exits only after it returned.
+  thread, and the process exits only after it returned; a `framewire-*`
+  thread still alive after it is logged.
 
 Plain HTTP/1.x only (no TLS, no HTTP/2): the receivers serve neither.
 The app may expose `extensions["framewire.dropped"]`, called with a reason
@@ -34,6 +35,7 @@ import errno
 import resource
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -47,6 +49,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 SHUTDOWN = "framewire.shutdown"
 DROPPED = "framewire.dropped"
+APP_THREADS = "framewire-"  # the app names every thread it starts so; all must end in `SHUTDOWN`
 RECV_SIZE = 256 * 1024
 CLOSE_LINGER = 2.0  # seconds a closing connection may still send before it is cut (RFC 9112 9.6)
 MAX_CHUNK_LINE = 1024
@@ -221,7 +224,7 @@ class BufferingWorker(ThreadWorker):
         conn.send_timeout = self.limits.send_timeout
         self._wait_for_request(conn)
 
-    def finish_request(self, conn: BufferedConn, fs: Future[Any]) -> None:  # type: ignore[override]
+    def finish_request(self, conn: BufferedConn, fs: Future[Any]) -> None:
         """Back from a pool thread: wait for the next request on the loop, or close."""
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False
@@ -237,7 +240,7 @@ class BufferingWorker(ThreadWorker):
             return bool(super().handle_request(req, conn))
         except TimeoutError:
             self.log.info(
-                "dropped %s: read nothing for %g s", conn.client[0], self.limits.send_timeout
+                "dropped %s: read nothing for %g s", conn.client, self.limits.send_timeout
             )
             self._count("send_timeout")
             return False
@@ -332,10 +335,17 @@ class BufferingWorker(ThreadWorker):
             return
         self._app_stopped = True
         stop = self._extension(SHUTDOWN)
-        if stop is not None:
-            started = time.monotonic()
+        if stop is None:
+            return
+        started = time.monotonic()
+        try:
             stop()
-            self.log.info("app stopped in %.2f s", time.monotonic() - started)
+        except Exception:
+            self.log.exception("stopping the app failed")
+        self.log.info("app stopped in %.2f s", time.monotonic() - started)
+        left = [t.name for t in threading.enumerate() if t.name.startswith(APP_THREADS)]
+        if left:
+            self.log.warning("threads still running after the app stopped: %s", ", ".join(left))
 
     def _count(self, reason: str) -> None:
         dropped = self._extension(DROPPED)
