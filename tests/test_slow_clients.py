@@ -120,6 +120,7 @@ def test_half_sent_connections_starve_nothing(services: Services) -> None:
         what="the half-sent requests to be dropped",
     )
     trickling.set()
+    assert scrape(receiver.url, dropped, reason="request_timeout") == HALF_SENT + 1
     print(f"dropped after {time.monotonic() - opened:.1f} s")
     assert all(closed_by_server(sock) for sock in held)
     assert closed_by_server(trickler)
@@ -150,3 +151,20 @@ def test_viewer_reading_nothing_is_dropped(services: Services) -> None:
     reader.close()
     wait_until(lambda: scrape(receiver.url, viewers) == 0, what="no viewer left")
     stalled.close()
+
+
+def test_expect_100_continue_is_answered_before_the_body(services: Services) -> None:
+    receiver = services.receiver("http")
+    sock = socket.create_connection(("127.0.0.1", int(receiver.url.rsplit(":", 1)[1])))
+    sock.settimeout(5)
+    sock.sendall(
+        b"POST /frames HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        b"Content-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+    assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+    sock.sendall(b"nope")
+    answer = b""
+    while b"\r\n\r\n" not in answer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""):
+        answer += sock.recv(4096)
+    assert b"\r\n\r\nHTTP/1.1 400 " in answer, answer  # refused (no camera id), not stalled
+    sock.close()
