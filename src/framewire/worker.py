@@ -274,10 +274,11 @@ class BufferingWorker(ThreadWorker):
             return
         except OSError:
             data = b""
-        if conn.closing or not data:
-            if not data:
-                self._forget(conn)
-                util.close(conn.sock)
+        if not data:  # the client closed, or is gone
+            self._forget(conn)
+            util.close(conn.sock)
+            return
+        if conn.closing:  # the last bytes of a connection being closed: discarded
             return
         assert conn.buffer is not None
         if conn.idle:
