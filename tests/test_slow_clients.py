@@ -168,3 +168,19 @@ def test_expect_100_continue_is_answered_before_the_body(services: Services) -> 
         answer += sock.recv(4096)
     assert b"\r\n\r\nHTTP/1.1 400 " in answer, answer  # refused (no camera id), not stalled
     sock.close()
+
+
+def test_pipelined_and_kept_alive_requests_are_all_answered(services: Services) -> None:
+    receiver = services.receiver("http")
+    sock = socket.create_connection(("127.0.0.1", int(receiver.url.rsplit(":", 1)[1])))
+    sock.settimeout(5)
+    get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    sock.sendall(get + b"\r\n" + get + b"\r\n" + get[:10])  # two whole, a third begun
+    answers = b""
+    while answers.count(b"HTTP/1.1 200") < 2:
+        answers += sock.recv(4096)
+    sock.sendall(get[10:] + b"Connection: close\r\n\r\n")
+    while chunk := sock.recv(4096):
+        answers += chunk
+    assert answers.count(b"HTTP/1.1 200") == 3, answers
+    sock.close()
