@@ -57,6 +57,10 @@ def create_app(config: ReceiverConfig) -> Flask:
             close()
 
     app.extensions["framewire.shutdown"] = shutdown
+    dropped = metrics.connections_dropped
+    app.extensions["framewire.dropped"] = lambda reason: dropped.labels(
+        config.transport, reason
+    ).inc()
     return app
 
 

@@ -176,6 +176,14 @@ class ReceiverMetrics(_Common):
             ["camera", "transport", "stage"],
             reg,
         )
+        self.connections_dropped = Counter(
+            f"{NS}_connections_dropped_total",
+            "Client connections the server closed, by reason (request_timeout: the request did"
+            " not arrive in full in time; send_timeout: the client read nothing for the viewer"
+            " timeout).",
+            ["transport", "reason"],
+            registry=reg,
+        )
 
 
 class RateMeter:

@@ -45,7 +45,7 @@ PREFIXES = {  # key kind -> prefix; the camera id follows
 FIELD_JPEG = b"jpeg"
 FIELD_SEQ = b"seq"
 FIELD_CAPTURED_NS = b"captured_ns"
-BLOCK_MS = 1000
+BLOCK_MS = 250  # short, so a stop joins the consumer well within the graceful timeout
 DISCOVER_EVERY = 2.0
 
 

@@ -1,0 +1,363 @@
+"""A gunicorn gthread worker that never spends a thread on a request still arriving.
+
+gunicorn's own gthread worker hands a connection to a pool thread as soon as
+its first bytes arrive, and that thread then blocks until the request is
+complete: a few hundred half-sent requests hold every thread, or queue ahead
+of real ones. `BufferingWorker` keeps gunicorn's event loop, thread pool,
+parser and response code, and changes only what happens before and after a
+request:
+
+- the event loop reads each connection without blocking into a
+  `RequestBuffer` until the whole request (head and body) is there, and only
+  then hands it to a pool thread, whose parser reads the buffered bytes
+  (`BufferUnreader`) and never the socket;
+- a request not complete within `Limits.request_timeout` is dropped and
+  counted, idle keep-alive connections are closed after gunicorn's
+  `keepalive`;
+- while a response is written the socket has a send timeout
+  (`Limits.send_timeout`): a client that reads nothing for that long (a
+  stalled MJPEG viewer) makes the write fail, the response iterator is
+  closed, which frees the thread and the viewer slot, and the drop is counted;
+- when the worker stops (SIGTERM, SIGQUIT/SIGINT, or any other end of its
+  loop) the app's `extensions["framewire.shutdown"]` is called on the main
+  thread, and the process exits only after it returned; a `framewire-*`
+  thread still alive after it is logged.
+
+Plain HTTP/1.x only (no TLS, no HTTP/2): the receivers serve neither.
+The app may expose `extensions["framewire.dropped"]`, called with a reason
+(`request_timeout`, `send_timeout`) for every connection the worker drops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import resource
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from gunicorn import http, util
+from gunicorn.http.unreader import Unreader
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+SHUTDOWN = "framewire.shutdown"
+DROPPED = "framewire.dropped"
+APP_THREADS = "framewire-"  # the app names every thread it starts so; all must end in `SHUTDOWN`
+RECV_SIZE = 256 * 1024
+CLOSE_LINGER = 2.0  # seconds a closing connection may still send before it is cut (RFC 9112 9.6)
+MAX_CHUNK_LINE = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a client gets: time to send a request, time to read a response, body size."""
+
+    request_timeout: float = 5.0
+    send_timeout: float = 10.0
+    max_body: int = 8 * 1024 * 1024
+
+
+class RequestBuffer:
+    """The bytes of one request as they arrive; `feed` tells when there is enough to serve it.
+
+    Enough means the whole request, or as much as the parser and the app need
+    to refuse it: a head over `max_head` bytes, a body over `max_body`, or
+    framing that does not parse (gunicorn's parser then answers 4xx).
+    """
+
+    def __init__(self, max_head: int, max_body: int, data: bytes = b"") -> None:
+        self.max_head = max_head
+        self.max_body = max_body
+        self.data = bytearray()
+        self.body_start = -1
+        self.length = 0
+        self.chunked = False
+        self.expect_continue = False
+        self._scan = 0  # where the next chunk-size line starts (chunked bodies)
+        self.ready = self.feed(data)
+
+    def feed(self, chunk: bytes) -> bool:
+        """Add `chunk`; True once the request can be served."""
+        self.data += chunk
+        if self.body_start < 0:
+            end = self.data.find(b"\r\n\r\n")
+            if end < 0:
+                return len(self.data) > self.max_head
+            self.body_start = self._scan = end + 4
+            try:
+                self._framing(bytes(self.data[:end]))
+            except ValueError:
+                return True
+            if self.length > self.max_body:
+                return True
+        if self.chunked:
+            return self._chunks_done()
+        return len(self.data) - self.body_start >= self.length
+
+    @property
+    def waiting_for_body(self) -> bool:
+        return self.body_start >= 0 and len(self.data) == self.body_start
+
+    def _framing(self, head: bytes) -> None:
+        lengths: set[int] = set()
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == b"content-length":
+                if not value.isdigit():
+                    raise ValueError("bad Content-Length")
+                lengths.add(int(value))
+            elif name == b"transfer-encoding":
+                self.chunked = self.chunked or b"chunked" in value
+            elif name == b"expect":
+                self.expect_continue = value == b"100-continue"
+        if len(lengths) > 1 or (lengths and self.chunked):
+            raise ValueError("ambiguous framing")
+        self.length = lengths.pop() if lengths else 0
+
+    def _chunks_done(self) -> bool:
+        data = self.data
+        while True:
+            line_end = data.find(b"\r\n", self._scan)
+            if line_end < 0:
+                return len(data) - self._scan > MAX_CHUNK_LINE
+            try:
+                size = int(bytes(data[self._scan : line_end]).split(b";")[0].strip(), 16)
+            except ValueError:
+                return True
+            if size == 0:  # last chunk: complete once the trailer section ends
+                return data.find(b"\r\n\r\n", line_end) >= 0
+            following = line_end + 2 + size + 2
+            if following - self.body_start > self.max_body:
+                return True
+            if following > len(data):
+                return False
+            self._scan = following
+
+
+class BufferUnreader(Unreader):
+    """gunicorn's unreader over the bytes the event loop buffered; end of data after them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = b""
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        data, self.pending = self.pending, b""
+        return data
+
+
+class BufferedConn(TConn):
+    """A connection whose requests reach the parser only through the loop's buffer."""
+
+    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.parser = http.get_parser(cfg, sock, client)
+        self.unreader = self.parser.unreader = BufferUnreader()
+        self.data_ready = True  # gthread must not wait for data in a pool thread
+        self.buffer: RequestBuffer | None = None
+        self.deadline = 0.0
+        self.idle = False  # a kept-alive connection with no byte of its next request yet
+        self.closing = False
+        self.send_timeout: float | None = None
+
+    def init(self) -> None:
+        super().init()
+        self.sock.settimeout(self.send_timeout)
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (at most the hard limit); the new soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    new = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return new
+
+
+class BufferingWorker(ThreadWorker):
+    """gthread with requests buffered by the event loop; see the module docstring."""
+
+    limits = Limits()
+
+    def init_process(self) -> None:
+        self.waiting: dict[BufferedConn, None] = {}
+        self._app_stopped = False
+        wanted = self.worker_connections + self.cfg.threads + 64
+        if raise_open_files_limit(wanted) < wanted:
+            self.log.warning("open-file limit is below %d: fewer connections can be held", wanted)
+        lim = self.cfg
+        self.max_head = (lim.limit_request_line or 8190) + (lim.limit_request_fields or 100) * (
+            (lim.limit_request_field_size or 8190) + 2
+        )
+        super().init_process()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._stop_app()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: gunicorn's graceful stop, with the app stopped first (on the main thread)."""
+        if self.alive:
+            self.method_queue.defer(self._on_stop)
+        super().handle_exit(sig, frame)
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = BufferedConn(self.cfg, sock, client, listener.getsockname())
+        conn.send_timeout = self.limits.send_timeout
+        self._wait_for_request(conn)
+
+    def finish_request(self, conn: BufferedConn, fs: Future[Any]) -> None:
+        """Back from a pool thread: wait for the next request on the loop, or close."""
+        try:
+            keep = bool(fs.result()) if not fs.cancelled() else False
+        except Exception:
+            keep = False
+        if keep and self.alive:
+            self._wait_for_request(conn, conn.unreader.take_buffered(), idle=True)
+        else:
+            self._close(conn)
+
+    def handle_request(self, req: Any, conn: BufferedConn) -> bool:
+        try:
+            return bool(super().handle_request(req, conn))
+        except TimeoutError:
+            self.log.info(
+                "dropped %s: read nothing for %g s", conn.client, self.limits.send_timeout
+            )
+            self._count("send_timeout")
+            return False
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        """Close connections past their deadline (all waiting ones once stopping)."""
+        now = time.monotonic()
+        for conn in list(self.waiting):
+            if conn.deadline <= now or force or not self.alive:
+                if conn.deadline <= now and not conn.idle and not conn.closing:
+                    self._count("request_timeout")
+                self._forget(conn)
+                util.close(conn.sock)
+
+    def _wait_for_request(self, conn: BufferedConn, data: bytes = b"", idle: bool = False) -> None:
+        conn.buffer = RequestBuffer(self.max_head, self.limits.max_body, data)
+        conn.idle = idle and not data
+        timeout = self.cfg.keepalive if conn.idle else self.limits.request_timeout
+        conn.deadline = time.monotonic() + timeout
+        if conn.buffer.ready:
+            self._hand_over(conn)
+            return
+        conn.sock.setblocking(False)
+        self.waiting[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: BufferedConn, _sock: socket.socket) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client closed, or is gone
+            self._forget(conn)
+            util.close(conn.sock)
+            return
+        if conn.closing:  # the last bytes of a connection being closed: discarded
+            return
+        assert conn.buffer is not None
+        if conn.idle:
+            conn.idle = False
+            conn.deadline = time.monotonic() + self.limits.request_timeout
+        if conn.buffer.feed(data):
+            self._forget(conn, counted=False)
+            self._hand_over(conn)
+        elif conn.buffer.expect_continue and conn.buffer.waiting_for_body:
+            conn.buffer.expect_continue = False
+            self._send_now(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _hand_over(self, conn: BufferedConn) -> None:
+        assert conn.buffer is not None
+        conn.unreader.pending = bytes(conn.buffer.data)
+        conn.buffer = None
+        self.enqueue_req(conn)
+
+    def _close(self, conn: BufferedConn) -> None:
+        """Half-close and let the client's last bytes drain on the loop (never in a thread)."""
+        try:
+            conn.sock.setblocking(False)
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.nr_conns -= 1
+            util.close(conn.sock)
+            return
+        conn.closing = True
+        conn.deadline = time.monotonic() + CLOSE_LINGER
+        self.waiting[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _forget(self, conn: BufferedConn, counted: bool = True) -> None:
+        """Take `conn` off the loop; `counted` also releases its place in `nr_conns`."""
+        self.waiting.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
+        if counted:
+            self.nr_conns -= 1
+
+    def _send_now(self, conn: BufferedConn, data: bytes) -> None:
+        with contextlib.suppress(OSError):  # the client is gone: its next read fails
+            conn.sock.send(data)
+
+    def _on_stop(self) -> None:
+        """First thing when stopping: drop waiting connections, stop the app, end the streams."""
+        for conn in list(self.waiting):
+            if not conn.closing:
+                self._forget(conn)
+                util.close(conn.sock)
+        self._stop_app()
+
+    def _stop_app(self) -> None:
+        if self._app_stopped:
+            return
+        self._app_stopped = True
+        stop = self._extension(SHUTDOWN)
+        if stop is None:
+            return
+        started = time.monotonic()
+        try:
+            stop()
+        except Exception:
+            self.log.exception("stopping the app failed")
+        self.log.info("app stopped in %.2f s", time.monotonic() - started)
+        left = [t.name for t in threading.enumerate() if t.name.startswith(APP_THREADS)]
+        if left:
+            self.log.warning("threads still running after the app stopped: %s", ", ".join(left))
+
+    def _count(self, reason: str) -> None:
+        dropped = self._extension(DROPPED)
+        if dropped is not None:
+            dropped(reason)
+
+    def _extension(self, name: str) -> Callable[..., None] | None:
+        extensions = getattr(getattr(self, "wsgi", None), "extensions", {})
+        return extensions.get(name)
+
+
+def buffering_worker(limits: Limits) -> type[BufferingWorker]:
+    """A `BufferingWorker` class with `limits`, to give gunicorn as `worker_class`."""
+    return type("BufferingWorker", (BufferingWorker,), {"limits": limits})

@@ -1,0 +1,186 @@
+"""Slow and silent clients cannot take a receiver down (BufferingWorker).
+
+Half-sent requests wait on the worker's event loop, not in threads, and are
+dropped after --request-timeout; a viewer that reads nothing is dropped after
+--viewer-timeout and its slot freed.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import Services, scrape, wait_until
+from framewire.worker import RequestBuffer
+from helpers import Viewer
+
+HALF_SENT = 500
+MAX_HEAD, MAX_BODY = 8192, 1000
+
+
+def test_whole_requests_only() -> None:
+    head = b"POST /frames HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+    assert not RequestBuffer(MAX_HEAD, MAX_BODY, head[:20]).ready
+    assert not RequestBuffer(MAX_HEAD, MAX_BODY, head + b"abc").ready
+    assert RequestBuffer(MAX_HEAD, MAX_BODY, head + b"abcde").ready
+    assert RequestBuffer(MAX_HEAD, MAX_BODY, b"GET / HTTP/1.1\r\n\r\n").ready
+    pieces = RequestBuffer(MAX_HEAD, MAX_BODY)
+    assert [pieces.feed(bytes([b])) for b in head + b"abcde"][-2:] == [False, True]
+
+
+def test_chunked_bodies_end_at_the_last_chunk() -> None:
+    head = b"POST /frames HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    partial = RequestBuffer(MAX_HEAD, MAX_BODY, head + b"3\r\nabc\r\n")
+    assert not partial.ready
+    assert not partial.feed(b"0\r\n")
+    assert partial.feed(b"\r\n")
+    assert RequestBuffer(MAX_HEAD, MAX_BODY, head + b"3;x=1\r\nabc\r\n0\r\nT: 1\r\n\r\n").ready
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 2000,  # head over the cap: the parser answers 431
+        b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n",  # over the body cap: the app says 413
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",  # ambiguous: 400
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size: 400
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"x" * 1026,
+    ],
+)
+def test_refusable_requests_are_handed_over_at_once(request_bytes: bytes) -> None:
+    assert RequestBuffer(MAX_HEAD, MAX_BODY, request_bytes).ready
+
+
+def half_sent(port: int, kind: int) -> socket.socket:
+    """A connection that never completes its request: silent, half a head, or half a body."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    if kind == 1:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    elif kind == 2:
+        sock.sendall(
+            b"POST /frames HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b"\xff\xd8" * 500
+        )
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_half_sent_connections_starve_nothing(services: Services) -> None:
+    request_timeout = 8.0
+    receiver = services.receiver("http", "--request-timeout", str(request_timeout))
+    services.sender("--http-url", f"{receiver.url}/frames", "--redis-url", "")
+    wait_until(lambda: requests.get(f"{receiver.url}/readyz", timeout=2).ok, what="frames")
+
+    opened = time.monotonic()
+    held = [half_sent(int(receiver.url.rsplit(":", 1)[1]), i % 3) for i in range(HALF_SENT)]
+    trickling = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:  # a slowloris: a byte every 0.2 s, never done
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        try:
+            while not trickling.wait(0.2):
+                sock.sendall(b"X")
+        except OSError:
+            pass
+
+    trickler = socket.create_connection(("127.0.0.1", int(receiver.url.rsplit(":", 1)[1])))
+    threading.Thread(target=trickle, args=(trickler,), daemon=True).start()
+
+    # While they are held: ingest, /healthz and /metrics answer as usual.
+    before, started = scrape(receiver.url, "framewire_frames_received_total"), time.monotonic()
+    latencies = []
+    while time.monotonic() - started < 3.0:
+        asked = time.monotonic()
+        assert requests.get(f"{receiver.url}/healthz", timeout=5).ok
+        latencies.append(time.monotonic() - asked)
+        time.sleep(0.1)
+    received = scrape(receiver.url, "framewire_frames_received_total") - before
+    fps = received / (time.monotonic() - started)
+    assert time.monotonic() - opened < request_timeout, "measured after the drops: too slow"
+    print(f"held {HALF_SENT}: ingest {fps:.1f} fps, /healthz max {max(latencies) * 1000:.0f} ms")
+    assert fps >= 10, f"ingest starved: {fps:.1f} fps"
+    assert max(latencies) < 1.0, latencies
+
+    # After --request-timeout every one is dropped, counted, and closed.
+    dropped = "framewire_connections_dropped_total"
+    wait_until(
+        lambda: scrape(receiver.url, dropped, reason="request_timeout") >= HALF_SENT + 1,
+        timeout=request_timeout + 10,
+        what="the half-sent requests to be dropped",
+    )
+    trickling.set()
+    assert scrape(receiver.url, dropped, reason="request_timeout") == HALF_SENT + 1
+    print(f"dropped after {time.monotonic() - opened:.1f} s")
+    assert all(closed_by_server(sock) for sock in held)
+    assert closed_by_server(trickler)
+    assert scrape(receiver.url, "framewire_frames_received_total") > before + received
+
+
+def test_viewer_reading_nothing_is_dropped(services: Services) -> None:
+    receiver = services.receiver("http", "--viewer-timeout", "2")
+    services.sender("--http-url", f"{receiver.url}/frames", "--redis-url", "")
+    wait_until(lambda: requests.get(f"{receiver.url}/readyz", timeout=2).ok, what="frames")
+    reader = Viewer(f"{receiver.url}/stream.mjpg")
+    reader.start()
+
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", int(receiver.url.rsplit(":", 1)[1])))
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    viewers = "framewire_viewers"
+    wait_until(lambda: scrape(receiver.url, viewers) == 2, what="two viewers")
+    opened = time.monotonic()
+    wait_until(
+        lambda: scrape(receiver.url, viewers) == 1, timeout=60, what="the stalled viewer dropped"
+    )
+    print(f"stalled viewer dropped after {time.monotonic() - opened:.1f} s")
+    assert scrape(receiver.url, "framewire_connections_dropped_total", reason="send_timeout") == 1
+    parts = reader.parts
+    wait_until(lambda: reader.parts > parts + 5, what="the reading viewer to keep getting frames")
+    reader.close()
+    wait_until(lambda: scrape(receiver.url, viewers) == 0, what="no viewer left")
+    stalled.close()
+
+
+def test_expect_100_continue_is_answered_before_the_body(services: Services) -> None:
+    receiver = services.receiver("http")
+    sock = socket.create_connection(("127.0.0.1", int(receiver.url.rsplit(":", 1)[1])))
+    sock.settimeout(5)
+    sock.sendall(
+        b"POST /frames HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        b"Content-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+    assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+    sock.sendall(b"nope")
+    answer = b""
+    while b"\r\n\r\n" not in answer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""):
+        answer += sock.recv(4096)
+    assert b"\r\n\r\nHTTP/1.1 400 " in answer, answer  # refused (no camera id), not stalled
+    sock.close()
+
+
+def test_pipelined_and_kept_alive_requests_are_all_answered(services: Services) -> None:
+    receiver = services.receiver("http")
+    sock = socket.create_connection(("127.0.0.1", int(receiver.url.rsplit(":", 1)[1])))
+    sock.settimeout(5)
+    get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+    sock.sendall(get + b"\r\n" + get + b"\r\n" + get[:10])  # two whole, a third begun
+    answers = b""
+    while answers.count(b"HTTP/1.1 200") < 2:
+        answers += sock.recv(4096)
+    sock.sendall(get[10:] + b"Connection: close\r\n\r\n")
+    while chunk := sock.recv(4096):
+        answers += chunk
+    assert answers.count(b"HTTP/1.1 200") == 3, answers
+    sock.close()
