@@ -15,8 +15,17 @@ import pytest
 import requests
 
 from conftest import Services, scrape, wait_until
+from framewire.frame import Frame
+from framewire.transports import http as http_wire
 from framewire.worker import RequestBuffer
-from helpers import Viewer
+from helpers import Viewer, make_jpeg
+
+
+def post_frame(url: str, frame: Frame) -> requests.Response:
+    return requests.post(
+        f"{url}/frames", data=frame.jpeg, headers=http_wire.headers(frame), timeout=5
+    )
+
 
 HALF_SENT = 500
 MAX_HEAD, MAX_BODY = 8192, 1000
@@ -125,6 +134,28 @@ def test_half_sent_connections_starve_nothing(services: Services) -> None:
     assert all(closed_by_server(sock) for sock in held)
     assert closed_by_server(trickler)
     assert scrape(receiver.url, "framewire_frames_received_total") > before + received
+
+
+def test_buffered_bytes_are_capped_across_connections(services: Services) -> None:
+    """Slow senders of big bodies fill --max-buffered, then are dropped; ingest goes on."""
+    receiver = services.receiver("http", "--max-body", "200000", "--max-buffered", "1000000")
+    port = int(receiver.url.rsplit(":", 1)[1])
+    head = b"POST /frames HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    holders = []
+    for _ in range(10):  # 10 x 150 KB of unfinished bodies against a 1 MB cap
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(head + b"Content-Length: 200000\r\n\r\n" + b"\xff" * 150_000)
+        holders.append(sock)
+    dropped = "framewire_connections_dropped_total"
+    wait_until(lambda: scrape(receiver.url, dropped, reason="buffer_full") >= 1, what="a drop")
+    assert sum(closed_by_server(sock) for sock in holders[-3:]) >= 1
+    jpeg = make_jpeg(160, 120)
+    frame = Frame("cam0", 1, time.time_ns(), jpeg)
+    for sock in holders:
+        sock.close()
+    wait_until(
+        lambda: post_frame(receiver.url, frame).status_code == 204, what="ingest after the drops"
+    )
 
 
 def test_viewer_reading_nothing_is_dropped(services: Services) -> None:

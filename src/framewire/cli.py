@@ -36,6 +36,7 @@ RECEIVER_COMMON = [
     "forget_after",
     "max_pixels",
     "request_timeout",
+    "max_buffered",
     "viewer_timeout",
     "peer_url",
     "grafana_url",

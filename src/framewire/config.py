@@ -254,6 +254,12 @@ class ReceiverConfig(_Validated):
     request_timeout: float = setting(
         5.0, "Seconds a request may take to arrive in full before it is dropped.", **SECONDS
     )
+    max_buffered: int = setting(
+        64 * 1024 * 1024,
+        "Bytes held for requests still arriving, all connections together (dropped above it).",
+        low=1024,
+        high=2**34,
+    )
     viewer_timeout: float = setting(
         10.0, "Seconds an MJPEG viewer may read nothing before it is dropped.", **SECONDS
     )
@@ -294,5 +300,7 @@ class ReceiverConfig(_Validated):
             raise ConfigError(
                 "max_viewers", f"must leave 4 of the {self.threads} --threads for ingest and pages"
             )
+        if self.transport == "http" and self.max_buffered < self.max_body:
+            raise ConfigError("max_buffered", "must be at least --max-body")
         if self.transport == "redis" and not self.redis_url:
             raise ConfigError("redis_url", "must not be empty")

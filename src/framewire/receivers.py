@@ -66,7 +66,7 @@ class ReceiverServer(BaseApplication):
 
     def load_config(self) -> None:
         c = self.receiver_config
-        limits = Limits(c.request_timeout, c.viewer_timeout, c.max_body)
+        limits = Limits(c.request_timeout, c.viewer_timeout, c.max_body, c.max_buffered)
         settings: dict[str, Any] = {
             "bind": [c.bind],
             "workers": 1,

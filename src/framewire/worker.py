@@ -14,6 +14,10 @@ request:
 - a request not complete within `Limits.request_timeout` is dropped and
   counted, idle keep-alive connections are closed after gunicorn's
   `keepalive`;
+- the bytes buffered across all waiting connections are capped
+  (`Limits.max_buffered`): a connection whose bytes would pass the cap is
+  dropped and counted (`buffer_full`), so memory is bounded by
+  configuration, not by how many clients send slowly;
 - while a response is written the socket has a send timeout
   (`Limits.send_timeout`): a client that reads nothing for that long (a
   stalled MJPEG viewer) makes the write fail, the response iterator is
@@ -25,7 +29,7 @@ request:
 
 Plain HTTP/1.x only (no TLS, no HTTP/2): the receivers serve neither.
 The app may expose `extensions["framewire.dropped"]`, called with a reason
-(`request_timeout`, `send_timeout`) for every connection the worker drops.
+(`request_timeout`, `send_timeout`, `buffer_full`) for every connection the worker drops.
 """
 
 from __future__ import annotations
@@ -57,11 +61,13 @@ MAX_CHUNK_LINE = 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """What a client gets: time to send a request, time to read a response, body size."""
+    """What a client gets: time to send a request, time to read a response, body size; and
+    the most bytes buffered for requests still arriving, across all connections."""
 
     request_timeout: float = 5.0
     send_timeout: float = 10.0
     max_body: int = 8 * 1024 * 1024
+    max_buffered: int = 64 * 1024 * 1024
 
 
 class RequestBuffer:
@@ -167,6 +173,7 @@ class BufferedConn(TConn):
         self.idle = False  # a kept-alive connection with no byte of its next request yet
         self.closing = False
         self.send_timeout: float | None = None
+        self.held = 0  # bytes of this connection counted in the worker's `buffered`
 
     def init(self) -> None:
         super().init()
@@ -190,6 +197,7 @@ class BufferingWorker(ThreadWorker):
 
     def init_process(self) -> None:
         self.waiting: dict[BufferedConn, None] = {}
+        self.buffered = 0  # bytes held for requests still arriving, all connections
         self._app_stopped = False
         wanted = self.worker_connections + self.cfg.threads + 64
         if raise_open_files_limit(wanted) < wanted:
@@ -257,6 +265,7 @@ class BufferingWorker(ThreadWorker):
 
     def _wait_for_request(self, conn: BufferedConn, data: bytes = b"", idle: bool = False) -> None:
         conn.buffer = RequestBuffer(self.max_head, self.limits.max_body, data)
+        self._hold(conn, len(data))
         conn.idle = idle and not data
         timeout = self.cfg.keepalive if conn.idle else self.limits.request_timeout
         conn.deadline = time.monotonic() + timeout
@@ -284,6 +293,13 @@ class BufferingWorker(ThreadWorker):
         if conn.idle:
             conn.idle = False
             conn.deadline = time.monotonic() + self.limits.request_timeout
+        if self.buffered + len(data) > self.limits.max_buffered:
+            self.log.info("dropped %s: request buffers are full", conn.client)
+            self._count("buffer_full")
+            self._forget(conn)
+            util.close(conn.sock)
+            return
+        self._hold(conn, len(data))
         if conn.buffer.feed(data):
             self._forget(conn, counted=False)
             self._hand_over(conn)
@@ -291,8 +307,17 @@ class BufferingWorker(ThreadWorker):
             conn.buffer.expect_continue = False
             self._send_now(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def _hold(self, conn: BufferedConn, size: int) -> None:
+        conn.held += size
+        self.buffered += size
+
+    def _release(self, conn: BufferedConn) -> None:
+        self.buffered -= conn.held
+        conn.held = 0
+
     def _hand_over(self, conn: BufferedConn) -> None:
         assert conn.buffer is not None
+        self._release(conn)
         conn.unreader.pending = bytes(conn.buffer.data)
         conn.buffer = None
         self.enqueue_req(conn)
@@ -314,6 +339,7 @@ class BufferingWorker(ThreadWorker):
     def _forget(self, conn: BufferedConn, counted: bool = True) -> None:
         """Take `conn` off the loop; `counted` also releases its place in `nr_conns`."""
         self.waiting.pop(conn, None)
+        self._release(conn)
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
         if counted:
