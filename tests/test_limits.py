@@ -12,7 +12,7 @@ from conftest import RedisServer, Service, Services, scrape, wait_until
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
-from helpers import claiming, make_jpeg
+from helpers import Viewer, claiming, make_jpeg
 
 JPEG = make_jpeg(320, 240, seed=11)
 CUT = JPEG[: len(JPEG) // 2] + b"\xff\xd9"  # data cut short, EOI marker re-added
@@ -141,3 +141,34 @@ def test_decompression_bombs_are_refused_with_bounded_memory(services: Services)
     assert {(r.status_code, r.json()["error"]) for r in answers} == {(422, "undecodable")}
     grown_mib = (receiver.rss_kib() - before) / 1024
     assert grown_mib < 50, f"RSS grew {grown_mib:.1f} MiB"
+
+
+README_BOUND_MIB = 600  # "at most about 600 MiB" in the README (Limits and memory)
+
+
+def test_memory_stays_within_the_readme_bound_at_every_default_limit(services: Services) -> None:
+    """Every camera slot filled with the largest frame allowed, viewed, under bombs and 413s."""
+    receiver = services.receiver("http")
+    cameras = [f"cam{n}" for n in range(16)]  # --max-cameras 16, cam0 the default
+    big = [make_jpeg(1920, 1080, seed=n, quality=95) for n in range(3)]  # --max-pixels 1920x1080
+
+    def feed(camera: str) -> list[int]:
+        return [post(receiver, camera, big[n % 3], seq=n).status_code for n in range(1, 7)]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = {s for batch in pool.map(feed, cameras) for s in batch}
+        assert statuses == {204}
+        viewers = [Viewer(f"{receiver.url}/stream/{c}.mjpg") for c in cameras]
+        for viewer in viewers:
+            viewer.start()
+        wait_until(lambda: all(v.parts >= 1 for v in viewers), what="every camera served")
+        too_big = b"\xff\xd8" + b"\x00" * (2 * 1024 * 1024)  # over --max-body
+        refused = pool.map(lambda n: post(receiver, "cam1", too_big, seq=n).status_code, range(64))
+        assert set(refused) == {413}
+        statuses = {s for batch in pool.map(feed, cameras) for s in batch}
+        assert statuses == {204}
+    rss_mib = receiver.rss_kib() / 1024
+    for viewer in viewers:
+        viewer.close()
+    print(f"worker RSS with every limit at its default filled: {rss_mib:.0f} MiB")
+    assert rss_mib < README_BOUND_MIB

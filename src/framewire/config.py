@@ -281,7 +281,7 @@ class ReceiverConfig(_Validated):
     )
     # http-receiver
     max_body: int = setting(
-        8 * 1024 * 1024, "Largest frame accepted, in bytes (413 above it).", low=1024, high=2**30
+        2 * 1024 * 1024, "Largest frame accepted, in bytes (413 above it).", low=1024, high=2**30
     )
     token: str = setting("", "Bearer token POST /frames must carry; empty accepts any sender.")
     # redis-receiver

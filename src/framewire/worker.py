@@ -64,10 +64,10 @@ class Limits:
     """What a client gets: time to send a request, time to read a response, body size; and
     the most bytes buffered for requests still arriving, across all connections."""
 
-    request_timeout: float = 5.0
-    send_timeout: float = 10.0
-    max_body: int = 8 * 1024 * 1024
-    max_buffered: int = 64 * 1024 * 1024
+    request_timeout: float
+    send_timeout: float
+    max_body: int
+    max_buffered: int
 
 
 class RequestBuffer:
@@ -193,7 +193,7 @@ def raise_open_files_limit(wanted: int) -> int:
 class BufferingWorker(ThreadWorker):
     """gthread with requests buffered by the event loop; see the module docstring."""
 
-    limits = Limits()
+    limits: Limits  # set by `buffering_worker`, from the receiver's settings
 
     def init_process(self) -> None:
         self.waiting: dict[BufferedConn, None] = {}
