@@ -84,16 +84,8 @@ def test_one_dead_transport_does_not_stall_the_other(
         )
         >= 1
     )
-    assert (
-        scrape(
-            sender.url,
-            "framewire_frames_dropped_total",
-            camera="cam0",
-            transport="http",
-            stage="send",
-        )
-        > 0
-    )
+    dropped = "framewire_frames_dropped_total"
+    assert scrape(sender.url, dropped, camera="cam0", transport="http", stage="send") > 0
     assert sender.log().count("http transport down") == 1
 
 

@@ -95,13 +95,5 @@ def test_http_receiver_outage_leaves_redis_flowing_and_recovers(
     wait_until(lambda: flowing(http, "http"), timeout=5, what="HTTP path back")
     print(f"HTTP path recovered {time.monotonic() - back:.2f} s after the receiver returned")
     assert sender.log().count("http transport down") == 1
-    assert (
-        scrape(
-            sender.url,
-            "framewire_frames_dropped_total",
-            camera="cam0",
-            transport="http",
-            stage="send",
-        )
-        > 0
-    )
+    dropped = "framewire_frames_dropped_total"
+    assert scrape(sender.url, dropped, camera="cam0", transport="http", stage="send") > 0
