@@ -47,5 +47,10 @@ class Mailbox(Generic[T]):
             self._cond.notify_all()
 
     @property
+    def empty(self) -> bool:
+        """No item waits to be taken."""
+        return self._item is None
+
+    @property
     def closed(self) -> bool:
         return self._closed

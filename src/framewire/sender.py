@@ -1,8 +1,10 @@
 """`framewire send`: capture, encode each frame once, fan out to every transport.
 
 The grab thread drains the source into a one-slot mailbox; the main loop
-takes the newest frame, JPEG-encodes it once and puts the bytes into each
-transport's own one-slot mailbox. Each transport sends on its own thread, so
+waits until at least one transport can take a frame (encode on demand: no
+frame is encoded only to be replaced unsent), takes the newest frame,
+JPEG-encodes it once and puts the bytes into each transport's own one-slot
+mailbox. Each transport sends on its own thread, so
 a slow or dead transport drops frames (counted) and never stalls capture or
 the other transport.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import cv2
 
@@ -57,8 +60,15 @@ def publishers(config: SenderConfig) -> list[Publisher]:
 class TransportWorker:
     """Sends the newest frame through one publisher on its own thread; backs off while it fails."""
 
-    def __init__(self, publisher: Publisher, camera: str, metrics: SenderMetrics) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        camera: str,
+        metrics: SenderMetrics,
+        on_taken: Callable[[], None] = lambda: None,
+    ) -> None:
         self.publisher = publisher
+        self._on_taken = on_taken
         labels = (camera, publisher.name)
         dropped = metrics.frames_dropped.labels(*labels, "send")
         self.mailbox: Mailbox[Frame] = Mailbox(lambda _: dropped.inc())
@@ -83,6 +93,7 @@ class TransportWorker:
             frame = self.mailbox.get(timeout=0.5)
             if frame is None:
                 continue
+            self._on_taken()
             started = time.perf_counter()
             try:
                 self.publisher.send(frame)
@@ -123,7 +134,8 @@ class Sender:
             on_drop=lambda _: dropped.inc(),
             stale_after=config.read_timeout,
         )
-        self.workers = [TransportWorker(p, camera, m) for p in publishers]
+        self._room = threading.Condition()  # notified when a transport takes a frame
+        self.workers = [TransportWorker(p, camera, m, self._taken) for p in publishers]
         self._stop = threading.Event()
         self._params = [cv2.IMWRITE_JPEG_QUALITY, config.quality]
         self._rate = RateMeter()
@@ -141,6 +153,9 @@ class Sender:
         seq = 0
         try:
             while not self._stop.is_set():
+                if not self._wait_for_room(timeout=0.25):  # every transport still busy
+                    self.grabber.check_stale()
+                    continue
                 item = self.grabber.frames.get(timeout=0.25)
                 if item is None:
                     fps.set(self._rate.rate())
@@ -167,3 +182,16 @@ class Sender:
 
     def stop(self) -> None:
         self._stop.set()
+        self._taken()
+
+    def _taken(self) -> None:
+        with self._room:
+            self._room.notify_all()
+
+    def _wait_for_room(self, timeout: float) -> bool:
+        """Wait until some transport can take a frame: encode on demand, never for nothing."""
+        with self._room:
+            return self._room.wait_for(
+                lambda: self._stop.is_set() or any(w.mailbox.empty for w in self.workers),
+                timeout,
+            )
