@@ -272,6 +272,7 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     assert compared["ours"] == "raw" and compared["theirs"] == "article-http"
     assert compared["fps_ratio"] == pytest.approx(29.9 / 25.0)
     assert compared["p50_ratio"] == pytest.approx(6.0 / 20.0)
+    assert "## Against the article's design\n\n" + report.ARTICLE_NOTE in text
     assert "| http | `raw` against `article-http` | 1280x720 | 30 fps |" in text
     assert "29.9 against 25.0 | 1.20x | 6.0 against 20.0 | 0.30x |" in text
     assert "| article-http | http article-http | 1280x720 | 30 fps | 25.0 |" in text
