@@ -53,7 +53,7 @@ def check_paths(targets: list[dict[str, Any]], results: list[dict[str, Any]]) ->
 def check_comparisons(
     targets: list[dict[str, Any]], results: list[dict[str, Any]]
 ) -> Iterator[Verdict]:
-    """Ratios of framewire's default mode against the article's way."""
+    """Ratios of framewire's default mode against the article's whole design."""
     measured = comparisons(results)
     keys = ("transport", "ours", "theirs", "resolution", "rate_fps")
     for t in targets:

@@ -168,11 +168,15 @@ def test_full_matrix_and_quick_subset() -> None:
     assert len(full) == len(scenarios.MODES) * 3 * 2
     both = next(s for s in full if s.mode == "both")
     assert both.paths == [("http", "raw"), ("redis", "stream")]
+    article = next(s for s in full if s.mode == "article-redis")
+    assert article.paths == [("redis", "article-redis")] and article.uses_redis
+    assert article.http_mode is None and article.redis_mode is None  # not framewire's sender
 
     quick = scenarios.scenarios(list(scenarios.MODES), sizes, [30.0, 0.0], quick=True)
     assert {s.resolution for s in quick} == {"1280x720"}
-    assert {s.mode for s in quick if s.fps == 30} == {"raw", "stream", "both"}
-    assert {s.mode for s in quick if s.fps == 0} == set(scenarios.MODES)
+    articles = set(scenarios.ARTICLE_MODES)
+    assert {s.mode for s in quick if s.fps == 30} == {"raw", "stream", "both", *articles}
+    assert {s.mode for s in quick if s.fps == 0} == set(scenarios.MODES) - articles
 
 
 @pytest.mark.parametrize(
@@ -264,12 +268,14 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     assert "80.0 KiB | capture 3 | sender 40, http-receiver 20, other 11, steal 0 | 1.5x |" in text
     assert "failed: redis-receiver exited with status 1" in text
 
-    (compared,) = saved["comparisons"]  # stream against set-publish: set-publish not measured
-    assert compared["ours"] == "raw" and compared["theirs"] == "form-base64"
-    assert compared["fps_ratio"] == pytest.approx(8.0)
-    assert compared["p50_ratio"] == pytest.approx(7.0 / 25.0)
-    assert "| http | `raw` against `form-base64` | 1280x720 | unthrottled |" in text
-    assert "160.0 against 20.0 | 8.00x | 7.0 against 25.0 | 0.28x |" in text
+    (compared,) = saved["comparisons"]  # stream against article-redis: not measured
+    assert compared["ours"] == "raw" and compared["theirs"] == "article-http"
+    assert compared["fps_ratio"] == pytest.approx(29.9 / 25.0)
+    assert compared["p50_ratio"] == pytest.approx(6.0 / 20.0)
+    assert "## Against the article's design\n\n" + report.ARTICLE_NOTE in text
+    assert "| http | `raw` against `article-http` | 1280x720 | 30 fps |" in text
+    assert "29.9 against 25.0 | 1.20x | 6.0 against 20.0 | 0.30x |" in text
+    assert "| article-http | http article-http | 1280x720 | 30 fps | 25.0 |" in text
     for verdict in ("**met**", "MISSED", "not measured", "## Targets"):
         assert verdict not in text  # verdicts belong to bench-check
     assert "targets" not in saved
@@ -284,7 +290,7 @@ RESULTS = [
     _result("raw", 30.0, _path("http", 29.9, 6.0, 9.0)),
     _result("stream", 30.0, _path("redis", 29.0, 4.0, 7.0)),  # too slow for the target
     _result("raw", 0.0, _path("http", 160.0, 7.0, 12.0)),
-    _result("form-base64", 0.0, _path("http", 20.0, 25.0, 30.0)),
+    _result("article-http", 30.0, _path("http", 25.0, 20.0, 30.0)),
     _result("stream", 0.0, error="redis-receiver exited with status 1"),
 ]
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,8 +314,8 @@ def test_bench_check_holds_results_against_the_checked_in_targets(tmp_path: Path
     verdicts = {line.split(": ")[1]: line.split(":")[0].strip() for line in lines[:-1]}
     assert verdicts["1280x720 unthrottled, http in `raw`"] == "met"
     assert verdicts["1280x720 unthrottled, redis in `stream`"] == "not measured"
-    against = "1280x720 unthrottled, http `raw` against `form-base64`"
-    assert verdicts[against] == "met"  # 8x the fps, 0.28x the p50
+    against = "1280x720 30 fps, http `raw` against `article-http`"
+    assert verdicts[against] == "met"  # 1.2x the fps, 0.3x the p50
     assert lines[-1].startswith("bench-check: 3 of 8 targets met")
 
 
@@ -348,9 +354,9 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
             for stage in ("received_ms", "served_ms"):
                 assert all(v is not None for v in path[stage].values()), (result["name"], stage)
     assert saved["codec"]["160x120"]["total_ms"] > 0
-    assert {(c["transport"], c["rate_fps"]) for c in saved["comparisons"]} == {
-        ("http", 0.0),
-        ("redis", 0.0),
+    assert {(c["transport"], c["theirs"], c["rate_fps"]) for c in saved["comparisons"]} == {
+        ("http", "article-http", 30.0),
+        ("redis", "article-redis", 30.0),
     }
     assert (out / "results.md").exists()
     assert "| scenario | mode |" in done.stdout  # the table is printed too
@@ -359,8 +365,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     # The same run against lenient targets at its own size: bench-check passes.
     targets = tmp_path / "targets.json"
     path = {"scenario": "both", "resolution": "160x120", "rate_fps": 30, "min_fps": 1}
-    compare = {"transport": "redis", "ours": "stream", "theirs": "set-publish"}
-    compare |= {"resolution": "160x120", "rate_fps": 0, "min_fps_ratio": 0.01}
+    compare = {"transport": "redis", "ours": "stream", "theirs": "article-redis"}
+    compare |= {"resolution": "160x120", "rate_fps": 30, "min_fps_ratio": 0.01}
     lenient = {
         "paths": [{**path, "transport": "http"}, {**path, "transport": "redis"}],
         "comparisons": [{**compare, "max_p50_ratio": 100}],

@@ -11,10 +11,12 @@ encode + decode of the same frames in-process, so each transport's latency
 can be read as a multiple of the codec cost.
 
 The full run is the whole matrix: every mode (HTTP `raw`, `form-base64`;
-Redis `stream`, `pubsub`, `set-publish`; and `both`, raw + stream from one
-sender) at every resolution and rate: 36 scenarios of 8 s, about 6.5 minutes
-on 2 cores. `--quick` (about a minute) keeps one resolution (1280x720) and
-runs the comparison modes only unthrottled; 3 s windows.
+Redis `stream`, `pubsub`, `set-publish`; `both`, raw + stream from one
+sender; and the article's own design, `article-http` and `article-redis`,
+from bench/article.py) at every resolution and rate: 48 scenarios of 8 s,
+about 9 minutes on 2 cores. `--quick` (about a minute) keeps one resolution
+(1280x720), runs the comparison modes only unthrottled and the article's
+design only at 30 fps (a camera's rate, which it was built for); 3 s windows.
 
 Outputs in `--out`: `results.json`, `results.md` (figures and ratios, no
 verdicts: `make bench-check` holds results against docs/bench/targets.json)
@@ -73,7 +75,7 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     "QUICK",
     is_flag=True,
     help="About a minute: one resolution (1280x720 if listed), comparison modes only "
-    "unthrottled, 3 s windows.",
+    "unthrottled, the article's design only at the first rate (30 fps), 3 s windows.",
 )
 @_option(
     "--duration",
@@ -102,7 +104,8 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     "MODES",
     default=",".join(MODES),
     callback=_convert(lambda text: parse_list(text, MODES)),
-    help="Scenarios: each mode alone; `both` is raw and stream together.",
+    help="Scenarios: each mode alone; `both` is raw and stream together; `article-http` "
+    "and `article-redis` are the article's whole design.",
 )
 @_option(
     "--rates",

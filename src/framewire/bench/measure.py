@@ -266,7 +266,7 @@ def run_scenario(
         running = start_services(scenario, redis, log_dir)
         try:
             time.sleep(WARMUP_SECONDS)
-            extra = {"redis-server": redis.pid} if scenario.redis_mode and redis.pid else {}
+            extra = {"redis-server": redis.pid} if scenario.uses_redis and redis.pid else {}
             record.update(measure(running, duration, extra))
         finally:
             running.stop()

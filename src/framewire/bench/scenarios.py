@@ -19,8 +19,10 @@ from framewire.bench.stack import (
 from framewire.config import HTTP_MODES, REDIS_MODES
 
 DEFAULT_MODES = ("raw", "stream")
+# The article's whole design (bench/article.py), not framewire's pipeline: one transport each.
+ARTICLE_MODES = {"article-http": "http", "article-redis": "redis"}
 # `both` is framewire's default modes together: HTTP raw and Redis stream from one sender.
-MODES = (*HTTP_MODES, *REDIS_MODES, "both")
+MODES = (*HTTP_MODES, *REDIS_MODES, "both", *ARTICLE_MODES)
 TARGET_RESOLUTION = "1280x720"
 CAMERA = "cam0"
 
@@ -45,8 +47,14 @@ class Scenario:
     @property
     def paths(self) -> list[tuple[str, str]]:
         """(transport, mode) for each transport in use."""
+        if self.mode in ARTICLE_MODES:
+            return [(ARTICLE_MODES[self.mode], self.mode)]
         modes = [("http", self.http_mode), ("redis", self.redis_mode)]
         return [(transport, mode) for transport, mode in modes if mode]
+
+    @property
+    def uses_redis(self) -> bool:
+        return any(transport == "redis" for transport, _ in self.paths)
 
     @property
     def resolution(self) -> str:
@@ -102,9 +110,11 @@ def scenarios(
 ) -> list[Scenario]:
     """The scenario list: every mode x resolution x rate.
 
-    Quick: one resolution (1280x720 if asked for, else the first), and the
-    article and pubsub modes only at the last rate (by default unthrottled),
-    where the comparison with the default modes is made.
+    Quick: one resolution (1280x720 if asked for, else the first); the
+    comparison modes (form-base64, pubsub, set-publish) only at the last rate
+    (by default unthrottled), the article's own design (article-http,
+    article-redis) only at the first (by default 30 fps: it was built for a
+    camera, and its own sleeps pace it). The default modes run at every rate.
     """
     if quick:
         wanted = [size for size in resolutions if f"{size[0]}x{size[1]}" == TARGET_RESOLUTION]
@@ -113,10 +123,17 @@ def scenarios(
     for width, height in resolutions:
         for rate in rates:
             for mode in modes:
-                if quick and mode not in (*DEFAULT_MODES, "both") and rate != rates[-1]:
+                if quick and rate not in quick_rates(mode, rates):
                     continue
                 result.append(Scenario(mode, width, height, rate))
     return result
+
+
+def quick_rates(mode: str, rates: list[float]) -> list[float]:
+    """The rates `--quick` runs `mode` at (see `scenarios`)."""
+    if mode in ARTICLE_MODES:
+        return rates[:1]
+    return rates if mode in (*DEFAULT_MODES, "both") else rates[-1:]
 
 
 def child_env() -> dict[str, str]:
@@ -150,6 +167,8 @@ def start_services(scenario: Scenario, redis: RedisServer, log_dir: Path) -> Run
     """Start the receiver(s) and the sender of `scenario`; return once frames are viewed."""
     log_dir.mkdir(parents=True, exist_ok=True)
     running = Running(Services(log_dir, env=child_env()))
+    if scenario.mode in ARTICLE_MODES:
+        return start_article(scenario, redis, running)
     try:
         for transport, mode in scenario.paths:
             args = ["--processor", "none"]
@@ -184,3 +203,27 @@ def sender_args(scenario: Scenario, running: Running, redis_url: str) -> list[st
     args += ["--http-mode", scenario.http_mode or "raw"]
     args += ["--redis-mode", scenario.redis_mode or "stream"]
     return args
+
+
+def start_article(scenario: Scenario, redis: RedisServer, running: Running) -> Running:
+    """The article's receiver and sender; no MJPEG viewer (its display loop takes each frame)."""
+    # Imported here: `python -m framewire.bench.article` must not find it imported already.
+    from framewire.bench import article
+
+    ((transport, _),) = scenario.paths
+    try:
+        size = (scenario.width, scenario.height)
+        receiver, running.sender = article.start(
+            running.services, transport, size, scenario.fps, redis.url, CAMERA
+        )
+        running.receivers[transport] = receiver
+
+        def received() -> bool:
+            running.check()
+            return total(read_metrics(receiver.url), "framewire_frames_received_total") > 0
+
+        wait_until(received, what=f"frames at the article's {transport} receiver")
+        return running
+    except BaseException:
+        running.stop()
+        raise
