@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
@@ -380,6 +381,14 @@ def read_metrics(url: str) -> Samples:
     response = requests.get(f"{url}/metrics", timeout=5)
     response.raise_for_status()
     return parse_metrics(response.text)
+
+
+def read_latencies(url: str, stage: str, camera: str = "", since: int = 0) -> dict[str, Any]:
+    """`url`/latencies of one stage (and camera; default: the receiver's default camera)."""
+    params = {"stage": stage, "since": str(since), **({"camera": camera} if camera else {})}
+    response = requests.get(f"{url}/latencies", params=params, timeout=5)
+    response.raise_for_status()
+    return response.json()
 
 
 def scrape(url: str, name: str, **labels: str) -> float:
