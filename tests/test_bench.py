@@ -8,6 +8,8 @@ import math
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from conftest import FRAMEWIRE, wait_until
 from framewire.bench import chart, command, measure, report, scenarios
-from framewire.bench.stack import Samples, parse_metrics, total
+from framewire.bench.stack import Samples, Viewer, parse_metrics, total
 from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
 
 INF = math.inf
@@ -443,3 +445,36 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     targets.write_text(json.dumps(lenient))
     checked = bench_check(out / "results.json", "--targets", str(targets))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- the viewer's count of frames written ------------------------------------------------------
+
+
+def test_viewer_counts_a_boundary_split_between_two_reads(tmp_path: Path) -> None:
+    boundary = b"--frame"
+    # The second boundary starts 3 bytes before the 64 KiB mark, where one read ends.
+    first = boundary + b"\r\n\r\n" + b"x" * (65536 - 3 - len(boundary) - 6) + b"\r\n"
+    body = first + (boundary + b"\r\n\r\n" + b"y" * 1000 + b"\r\n") * 2
+    assert body.index(boundary, 1) == 65536 - 3
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        viewer = Viewer(f"http://127.0.0.1:{server.server_port}/")
+        viewer.start()
+        viewer.join(timeout=10)
+        assert (viewer.parts, viewer.bytes) == (3, len(body))
+    finally:
+        server.shutdown()
+        server.server_close()

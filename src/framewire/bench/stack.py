@@ -312,7 +312,8 @@ class Viewer(threading.Thread):
     """An MJPEG client reading 64 KiB at a time, `fps` times a second (0: as fast as it can).
 
     Connects on construction; `start()` begins reading. `parts` counts the
-    boundaries seen (one per part received), `bytes` what was read.
+    boundaries seen (one per part received, also across chunk edges), `bytes`
+    what was read.
     """
 
     def __init__(self, url: str, fps: float = 0) -> None:
@@ -326,9 +327,13 @@ class Viewer(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        keep = len(self.stream.boundary) - 1  # a boundary may straddle two chunks
+        tail = b""
         try:
             for chunk in self.stream.chunks():
-                self.parts += chunk.count(self.stream.boundary)
+                seen = tail + chunk
+                self.parts += seen.count(self.stream.boundary)
+                tail = seen[-keep:]
                 self.bytes += len(chunk)
                 if self.stopped.is_set():
                     return
