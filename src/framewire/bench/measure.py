@@ -24,7 +24,7 @@ import psutil
 import requests
 
 from framewire.bench.latency import window as latency_window
-from framewire.bench.scenarios import Running, Scenario, start_services
+from framewire.bench.scenarios import CAMERA, Running, Scenario, start_services
 from framewire.bench.stack import (
     RedisServer,
     Samples,
@@ -250,7 +250,7 @@ def measure(running: Running, duration: float, extra_pids: Mapping[str, int]) ->
         viewed += path["viewer_frames"]
         url = running.receivers[transport].url
         for stage in ("received", "served"):
-            body = read_latencies(url, stage)
+            body = read_latencies(url, stage, CAMERA)
             path[f"{stage}_ms"] = latency_window(body, start_ns, end_ns)
     result["viewer_frames"] = viewed
     result["cpu_ms_per_frame"] = cpu_ms_per_frame(cpu, seconds, viewed)
