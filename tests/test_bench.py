@@ -8,6 +8,8 @@ import math
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,8 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from conftest import FRAMEWIRE, wait_until
-from framewire.bench import command, measure, report, scenarios
-from framewire.bench.stack import Samples, parse_metrics, total
+from framewire.bench import chart, command, measure, report, scenarios
+from framewire.bench.stack import Samples, Viewer, parse_metrics, total
 from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
 
 INF = math.inf
@@ -91,8 +93,8 @@ def test_latency_comes_from_the_delta_of_two_scrapes() -> None:
     change = measure.delta(before, _scrape(registry))
 
     figures = measure.latency_ms(change, "http", "received")
-    assert figures["p50"] == pytest.approx(4.0)
-    assert 4.0 < figures["p95"] <= 5.0
+    assert figures["p50"] == pytest.approx(3.5)  # the top of the (3, 3.5] ms bucket
+    assert 4.0 < figures["p95"] <= 4.5
     assert measure.latency_ms(change, "http", "served") == {"p50": None, "p95": None, "p99": None}
     assert total(change, "framewire_frames_received_total", transport="http") == 100
 
@@ -119,14 +121,33 @@ def test_summary_of_a_window_uses_the_services_own_metrics() -> None:
     assert path["transport"] == "http"
     assert path["fps"] == path["sent_fps"] == summary["captured_fps"] == 30.0
     assert path["bytes_per_frame"] == 100_000
-    assert 5.0 < path["received_ms"]["p50"] <= 7.5
-    assert 7.5 < path["served_ms"]["p50"] <= 10.0
+    assert 5.5 < path["received_hist_ms"]["p50"] <= 6.0  # half-millisecond buckets
+    assert 8.5 < path["served_hist_ms"]["p50"] <= 9.0
     assert path["drops"] == {"capture": 7, "send": 2, "process": 1}
     assert summary["drops_total"] == 10
     assert summary["cpu_percent"] == {"sender": 10.0, "http-receiver": 20.0}
 
 
 # --- CPU ----------------------------------------------------------------------------------------
+
+
+def test_cpu_per_viewed_frame_and_against_the_codec_floor() -> None:
+    # 50 % of a core for 2 s is 1 s; over 100 frames, 10 ms each.
+    per_frame = measure.cpu_ms_per_frame({"sender": 50.0, "http-receiver": 25.0}, 2.0, 100)
+    assert per_frame == pytest.approx({"sender": 10.0, "http-receiver": 5.0, "total": 15.0})
+    assert measure.cpu_ms_per_frame({"sender": 50.0}, 2.0, 0) is None  # nothing viewed
+    result = {"resolution": "1280x720", "cpu_ms_per_frame": per_frame}
+    codec = {"1280x720": {"floor_ms": 6.0}}
+    assert measure.over_floor(result, codec) == pytest.approx(2.5)
+    assert measure.over_floor(result, {}) is None
+    assert measure.over_floor({**result, "cpu_ms_per_frame": None}, codec) is None
+
+
+def test_codec_floor_is_sender_encode_receiver_decode_and_viewer_encode() -> None:
+    cost = measure.codec_cost(160, 120, frames=5)
+    parts = ("encode_ms", "decode_ms", "viewer_encode_ms", "total_ms", "floor_ms", "bytes")
+    assert all(cost[key] > 0 for key in parts)
+    assert cost["floor_ms"] > cost["total_ms"]  # the viewer encode comes on top
 
 
 def test_cpu_percent_of_one_core() -> None:
@@ -202,8 +223,9 @@ def _path(transport: str, fps: float, p50: float, p95: float) -> dict:
         "frames": fps * 8,
         "fps": fps,
         "sent_fps": fps,
-        "received_ms": {"p50": p50, "p95": p95, "p99": p95 + 1},
-        "served_ms": {"p50": p50 + 2, "p95": p95 + 2, "p99": None},
+        "viewer_fps": fps - 1,
+        "received_ms": {"p50": p50, "p95": p95, "p99": p95 + 1, "frames": 8, "overflow": False},
+        "served_ms": {"p50": p50 + 2, "p95": p95 + 2, "p99": None, "frames": 0},
         "bytes_per_frame": 81_920.0,
         "drops": {"capture": 3.0, "send": 0.0},
         "send_errors": 0.0,
@@ -226,7 +248,41 @@ def _result(mode: str, fps: float, *paths: dict, error: str = "") -> dict:
     cpu = {"sender": 40.0, "http-receiver": 20.0}
     machine = {"busy": 71.0, "steal": 0.0, "other": 11.0}
     figures = {"seconds": 8.0, "captured_fps": fps, "paths": list(paths), "cpu_percent": cpu}
+    viewed = sum(path["viewer_fps"] for path in paths) * 8.0
+    per_frame = measure.cpu_ms_per_frame(cpu, 8.0, viewed)
+    figures |= {"viewer_frames": viewed, "cpu_ms_per_frame": per_frame}
+    figures["cpu_over_floor"] = per_frame["total"] / 8.0 if per_frame else None
     return {**result, **figures, "machine_cpu_percent": machine}
+
+
+def test_report_flags_windows_whose_latency_log_overflowed(tmp_path: Path) -> None:
+    path = _path("http", 29.9, 6.0, 9.0)
+    path["received_ms"]["overflow"] = True
+    text = report.write_report(tmp_path, _report([_result("raw", 30.0, path)]))
+    assert "6.0 / 9.0 / 10.0 (overflow)" in text
+    assert "**Overflow**" in text and "raw 1280x720 30 fps." in text
+
+
+def test_chart_takes_whatever_modes_are_present() -> None:
+    results = [
+        _result("raw", 30.0, _path("http", 29.9, 6.0, 9.0)),
+        _result("both", 30.0, _path("http", 29.0, 6.0, 9.0), _path("redis", 29.5, 5.0, 8.0)),
+        _result("raw", 0.0, _path("http", 160.0, 7.0, 12.0)),
+        {**_result("raw", 0.0, _path("http", 90.0, 9.0, 14.0)), "scenario": "article-http"},
+    ]
+    results[-1]["modes"] = {"http": "article-http"}
+    groups = chart.chart_groups(results)
+    assert list(groups) == ["1280x720 @ 30 fps", "1280x720 @ unthrottled"]
+    labels = [bar["label"] for bar in groups["1280x720 @ 30 fps"]]
+    assert labels == ["http raw", "both: http raw", "both: redis stream"]
+    article = groups["1280x720 @ unthrottled"][-1]
+    assert article == {
+        "label": "http article-http",
+        "fps": 90.0,
+        "viewer_fps": 89.0,
+        "p50": 9.0,
+        "p95": 14.0,
+    }
 
 
 def test_report_flags_scenarios_disturbed_by_other_processes(tmp_path: Path) -> None:
@@ -250,7 +306,16 @@ def _report(results: list[dict]) -> dict:
             "redis_server": "7.0",
         },
         "options": {"duration": 8.0},
-        "codec": {"1280x720": {"encode_ms": 2, "decode_ms": 2, "total_ms": 4, "bytes": 81920}},
+        "codec": {
+            "1280x720": {
+                "encode_ms": 2,
+                "decode_ms": 2,
+                "viewer_encode_ms": 4,
+                "total_ms": 4,
+                "floor_ms": 8,
+                "bytes": 81920,
+            }
+        },
         "results": results,
     }
 
@@ -262,10 +327,15 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     assert saved["results"] == RESULTS
     assert saved["machine"]["cpu_model"] == "Test CPU"
     assert (tmp_path / "results.md").read_text() == text
-    assert (
-        "| raw | http raw | 1280x720 | 30 fps | 29.9 | 6.0 / 9.0 / 10.0 | 8.0 / 11.0 / - |" in text
-    )
-    assert "80.0 KiB | capture 3 | sender 40, http-receiver 20, other 11, steal 0 | 1.5x |" in text
+    row = "| raw | http raw | 1280x720 | 30 fps | 29.9 | 28.9 | 6.0 / 9.0 / 10.0 | 8.0 / 11.0 / - |"
+    assert row in text
+    # 60 % of a core over 8 s is 4.8 s of CPU, over 231.2 viewed frames: 20.76 ms, 2.6x the floor.
+    cpu = "| sender 40, http-receiver 20, other 11, steal 0 | 20.76 | 2.6x | 1.5x |"
+    assert "80.0 KiB | capture 3 " + cpu in text
+    assert "nearest-rank" in text and "no bucket interpolation" in text
+    assert "| raw 1280x720 30 fps | 231 | 13.84 | 6.92 | 20.76 | 2.6x |" in text
+    assert "| 1280x720 | 2.00 | 2.00 | 4.00 | 4.00 | 8.00 | 80.0 KiB |" in text
+    assert "**Overflow**" not in text
     assert "failed: redis-receiver exited with status 1" in text
 
     (compared,) = saved["comparisons"]  # stream against article-redis: not measured
@@ -373,18 +443,25 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         assert [p["transport"] for p in result["paths"]] == list(result["modes"])
         assert result["cpu_percent"]["sender"] > 0
         assert result["machine_cpu_percent"]["busy"] > 0
+        assert result["cpu_ms_per_frame"]["total"] > 0 and result["cpu_over_floor"] > 0
         for path in result["paths"]:
             assert path["fps"] > 0, result["name"]
+            assert path["viewer_fps"] > 0 and path["viewer_frames"] > 0, result["name"]
             assert path["bytes_per_frame"] > 0, result["name"]
             for stage in ("received_ms", "served_ms"):
-                assert all(v is not None for v in path[stage].values()), (result["name"], stage)
-    assert saved["codec"]["160x120"]["total_ms"] > 0
+                exact = path[stage]
+                assert exact["frames"] > 0 and exact["overflow"] in (True, False), stage
+                assert exact["method"].startswith("exact"), stage
+                assert exact["p50"] <= exact["p95"] <= exact["p99"], (result["name"], stage)
+            assert all(v is not None for v in path["received_hist_ms"].values()), result["name"]
+    assert saved["codec"]["160x120"]["floor_ms"] > saved["codec"]["160x120"]["total_ms"] > 0
     assert {(c["transport"], c["theirs"], c["rate_fps"]) for c in saved["comparisons"]} == {
         ("http", "article-http", 30.0),
         ("redis", "article-redis", 30.0),
     }
     assert (out / "results.md").exists()
     assert "| scenario | mode |" in done.stdout  # the table is printed too
+    assert "## CPU per viewed frame (ms)" in done.stdout
     assert "MISSED" not in done.stdout and "Targets" not in done.stdout
 
     # The same run against lenient targets at its own size: bench-check passes.
@@ -399,3 +476,36 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     targets.write_text(json.dumps(lenient))
     checked = bench_check(out / "results.json", "--targets", str(targets))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- the viewer's count of frames written ------------------------------------------------------
+
+
+def test_viewer_counts_a_boundary_split_between_two_reads(tmp_path: Path) -> None:
+    boundary = b"--frame"
+    # The second boundary starts 3 bytes before the 64 KiB mark, where one read ends.
+    first = boundary + b"\r\n\r\n" + b"x" * (65536 - 3 - len(boundary) - 6) + b"\r\n"
+    body = first + (boundary + b"\r\n\r\n" + b"y" * 1000 + b"\r\n") * 2
+    assert body.index(boundary, 1) == 65536 - 3
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        viewer = Viewer(f"http://127.0.0.1:{server.server_port}/")
+        viewer.start()
+        viewer.join(timeout=10)
+        assert (viewer.parts, viewer.bytes) == (3, len(body))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,7 +9,8 @@ on the channel's condition for the next frame; a frame older than
 Each channel also counts what /stats reports when it happens: frames
 published (one rate meter, also shown on the frame), frames dropped by stage,
 open viewers, and the recent capture-to-served latencies. Nothing here reads
-Prometheus back.
+Prometheus back. Each frame's own latency, received and served, is also kept in
+a bounded `LatencyLog` for `/latencies`.
 
 The configured default camera has a channel from the start; every other
 camera is added by the pipeline after its first accepted frame and removed
@@ -29,13 +30,14 @@ import numpy as np
 
 from framewire.config import ReceiverConfig
 from framewire.frame import WireError, parse_camera
-from framewire.metrics import RateMeter, ReceiverMetrics
+from framewire.metrics import LatencyLog, RateMeter, ReceiverMetrics
 from framewire.overlay import no_signal
 
 RING = 300  # latency samples kept per channel for /stats
 LATENCY_WINDOW = 5.0  # seconds of served latencies behind p50 and p95
 FPS_WINDOW = 2.0  # seconds of published frames behind the fps figure
 DROP_STAGES = ("receive", "process")
+LATENCY_STAGES = ("received", "served")  # each frame's own latency, kept for /latencies
 
 
 class CameraNotFound(Exception):
@@ -81,6 +83,7 @@ class Channel:
         self._published = RateMeter(FPS_WINDOW)
         self._latencies: deque[tuple[float, float]] = deque(maxlen=RING)  # (monotonic, ms)
         self._drops = dict.fromkeys(DROP_STAGES, 0)
+        self.latency_logs = {stage: LatencyLog() for stage in LATENCY_STAGES}
         self.viewers = 0
         self.closed = False
 
@@ -179,6 +182,7 @@ class Channel:
                 raise RuntimeError("JPEG encode failed")
             latency = (time.time_ns() - self._captured_ns) / 1e9
             self._latencies.append((time.monotonic(), latency * 1000))
+            self.latency_logs["served"].add(self._captured_ns, latency)
             if not self.closed:
                 self.hub.metrics.frame_latency.labels(
                     self.camera, self.hub.transport, "served"

@@ -11,40 +11,24 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 disable_created_metrics()  # the *_created series only add noise to every scrape
 
 NS = "framewire"
-# Millisecond resolution where it matters (1-30 ms), coarse beyond.
+# Half a millisecond from 1 to 20 ms, where frame latencies and codec times fall; coarse
+# beyond. 53 bounds (+Inf): exact per-frame quantiles come from the receivers' /latencies.
 SECONDS_BUCKETS = (
     0.0005,
-    0.001,
-    0.002,
-    0.003,
-    0.004,
-    0.005,
-    0.0075,
-    0.01,
-    0.0125,
-    0.015,
-    0.02,
-    0.025,
-    0.03,
-    0.04,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
+    *(round(0.001 + 0.0005 * step, 4) for step in range(39)),  # 1, 1.5, ... 20 ms
+    *(0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5),
+    *(1.0, 2.5, 5.0, 10.0),
 )
 BYTES_BUCKETS = tuple(2**k for k in range(12, 24))  # 4 KiB .. 8 MiB
+LATENCY_LOG = 8192  # frames whose own latency a LatencyLog keeps (128 KiB each)
 
 
 def _seconds(name: str, doc: str, labels: list[str], registry: CollectorRegistry) -> Histogram:
@@ -211,3 +195,45 @@ class RateMeter:
     def _trim(self, now: float) -> None:
         while self._times and now - self._times[0] > self._window:
             self._times.popleft()
+
+
+class LatencyLog:
+    """The last `capacity` frames' capture time and latency, in arrival order; thread-safe.
+
+    Every frame added gets the next index (0, 1, ...); the oldest fall out
+    once `capacity` are held. `since(index)` returns what is still held from
+    `index` on and how many of those frames are no longer held (`lost`), so a
+    reader can tell a complete series from a ring that overflowed.
+    """
+
+    def __init__(self, capacity: int = LATENCY_LOG) -> None:
+        self.capacity = capacity
+        self._captured_ns = np.zeros(capacity, np.int64)
+        self._seconds = np.zeros(capacity, np.float64)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def add(self, captured_ns: int, seconds: float) -> None:
+        """Record one frame: its capture time (ns since the epoch) and latency (seconds)."""
+        with self._lock:
+            slot = self._next % self.capacity
+            self._captured_ns[slot] = captured_ns
+            self._seconds[slot] = seconds
+            self._next += 1
+
+    def since(self, index: int = 0) -> dict[str, Any]:
+        """Frames from `index` on: `captured_ns` and `seconds` lists, `next`, `lost`."""
+        with self._lock:
+            first = max(0, self._next - self.capacity)
+            start = min(max(index, first), self._next)
+            slots = np.arange(start, self._next) % self.capacity
+            captured, seconds = self._captured_ns[slots], self._seconds[slots]
+            end = self._next
+        return {
+            "capacity": self.capacity,
+            "first": first,
+            "next": end,
+            "lost": max(0, min(first, end) - max(index, 0)),
+            "captured_ns": captured.tolist(),
+            "seconds": seconds.tolist(),
+        }

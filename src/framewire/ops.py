@@ -1,15 +1,16 @@
-"""The operations routes: /healthz (alive), /readyz (a fresh frame), /metrics (Prometheus)."""
+"""The operations routes: /healthz (alive), /readyz (a fresh frame), /metrics (Prometheus),
+/latencies (each recent frame's own latency, for exact quantiles)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from framewire.hub import Hub
+from framewire.hub import LATENCY_STAGES, Hub
 
 
 def ops_blueprint(hub: Hub) -> Blueprint:
-    """/healthz, /readyz (`?camera=<id>` for one camera) and /metrics."""
+    """/healthz, /readyz (`?camera=<id>` for one camera), /metrics and /latencies."""
     bp = Blueprint("ops", __name__)
 
     @bp.get("/healthz")
@@ -29,5 +30,20 @@ def ops_blueprint(hub: Hub) -> Blueprint:
     def metrics() -> Response:
         # content_type, not mimetype: Flask would append a second charset.
         return Response(generate_latest(hub.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @bp.get("/latencies")
+    def latencies() -> Response | tuple[Response, int]:
+        """`?camera=<id>&stage=received|served&since=<index>`: the frames still held from
+        `since` on (capture ns, latency seconds), `next` index, and `lost` (overwritten)."""
+        channel = hub.lookup(request.args.get("camera"))
+        stage = request.args.get("stage", "received")
+        if stage not in LATENCY_STAGES:
+            detail = f"stage must be one of {', '.join(LATENCY_STAGES)}"
+            return jsonify(error="bad_stage", detail=detail), 400
+        since = request.args.get("since", "0")
+        if not since.isdigit() or len(since) > 18:
+            return jsonify(error="bad_since", detail="since must be a frame index >= 0"), 400
+        log = channel.latency_logs[stage].since(int(since))
+        return jsonify(camera=channel.camera, stage=stage, transport=hub.transport, **log)
 
     return bp

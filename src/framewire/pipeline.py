@@ -204,7 +204,9 @@ class Pipeline:
             self.metrics.decode_seconds.labels(*labels).observe(decode_seconds)
             self.metrics.frames_received.labels(*labels).inc()
             self.metrics.frame_bytes.labels(*labels).observe(len(frame.jpeg))
-            self.metrics.frame_latency.labels(*labels, "received").observe(frame.age_seconds())
+            age = frame.age_seconds()
+            self.metrics.frame_latency.labels(*labels, "received").observe(age)
+            camera.channel.latency_logs["received"].add(frame.captured_ns, age)
             if skipped:
                 camera.channel.count_drop("receive", skipped)
             camera.mailbox.put((frame.seq, frame.captured_ns, image))

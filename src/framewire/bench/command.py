@@ -4,11 +4,13 @@ For each scenario (a transport mode, a resolution, a source rate) the bench
 starts the receiver(s) and a sender as subprocesses against its own
 `redis-server`, keeps one MJPEG viewer open on each receiver, and scrapes
 every `/metrics` before and after a measurement window. From the deltas it
-computes delivered fps, latency quantiles (capture to received and to served,
-interpolated inside histogram buckets like PromQL's `histogram_quantile`),
-bytes per frame, drops and CPU per process. It also times the bare JPEG
-encode + decode of the same frames in-process, so each transport's latency
-can be read as a multiple of the codec cost.
+computes received fps, bytes per frame, drops and CPU per process; the
+viewers count the frames written to them. Latency quantiles (capture to
+received and to served) are exact: at the end of each window the bench reads
+every frame's own latency from the receivers' `/latencies`. It also times the
+codec work of the same frames in-process (sender encode, receiver decode,
+viewer encode), so latency reads as a multiple of encode + decode and CPU per
+viewed frame as a multiple of the codec floor.
 
 The full run is the whole matrix: every mode (HTTP `raw`, `form-base64`;
 Redis `stream`, `pubsub`, `set-publish`; `both`, raw + stream from one
@@ -24,7 +26,8 @@ and `chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`)
 each scenario's service logs are in `--out/logs/<scenario>/`.
 
 The package: `scenarios` (what runs), `stack` (processes and readers, shared
-with `make run` and the tests), `measure` (deltas, quantiles, CPU), `report`
+with `make run` and the tests), `measure` (deltas, CPU, the codec floor),
+`latency` (exact quantiles of a window), `report`
 (the outputs) and `command` (this CLI).
 """
 
@@ -40,7 +43,7 @@ from typing import Any
 
 import click
 
-from framewire.bench.measure import WARMUP_SECONDS, codec_cost, run_scenario
+from framewire.bench.measure import WARMUP_SECONDS, codec_cost, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
     MODES,
@@ -140,6 +143,9 @@ def bench(
     sizes = dict.fromkeys((s.width, s.height) for s in plan)
     codec = {f"{w}x{h}": codec_cost(w, h) for w, h in sizes}
     results = run_all(plan, duration, log_dir)
+    for result in results:
+        if "error" not in result:
+            result["cpu_over_floor"] = over_floor(result, codec)
     report = {
         "started": started,
         "elapsed_seconds": time.monotonic() - clock,

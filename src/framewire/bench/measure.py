@@ -1,10 +1,13 @@
-"""What the bench measures: metric deltas, histogram quantiles, CPU, the codec baseline.
+"""What the bench measures: metric deltas, exact latency quantiles, CPU, the codec floor.
 
 Every `/metrics` is scraped before and after a window; from the deltas come
-delivered fps, latency quantiles (interpolated inside histogram buckets like
-PromQL's `histogram_quantile`), bytes per frame and drops. CPU per process
-and for the whole machine (including what the hypervisor stole) comes from
-psutil over the same window.
+received fps, bytes per frame, drops and histogram quantiles (interpolated
+inside buckets like PromQL's `histogram_quantile`, kept for comparison). The
+headline latency quantiles are exact, from every frame's own latency in the
+receivers' `/latencies` (`latency.py`). The viewers count the frames written
+to them. CPU per process and for the whole machine (including what the
+hypervisor stole) comes from psutil over the same window, also per frame
+delivered to a viewer, against the in-process codec floor.
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ from typing import Any
 import psutil
 import requests
 
-from framewire.bench.scenarios import Running, Scenario, start_services
-from framewire.bench.stack import RedisServer, Samples, StackError, read_metrics, select, total
+from framewire.bench.latency import window as latency_window
+from framewire.bench.scenarios import CAMERA, Running, Scenario, start_services
+from framewire.bench.stack import (
+    RedisServer,
+    Samples,
+    StackError,
+    read_latencies,
+    read_metrics,
+    select,
+    total,
+)
 
 WARMUP_SECONDS = 1.0
 CODEC_FRAMES = 50
@@ -130,35 +142,68 @@ def machine_percent(
 
 
 def codec_cost(width: int, height: int, frames: int = CODEC_FRAMES) -> dict[str, float]:
-    """Median ms of cv2 JPEG encode (quality 80) and decode of synthetic frames at this size."""
+    """Median ms of the codec work one viewed frame needs, on synthetic frames of this size.
+
+    As the services do it: the sender's cv2 encode (quality 80), the receiver's
+    strict simplejpeg decode to BGR, and the receiver's cv2 encode for the
+    viewer (quality 80). `total_ms` is encode + decode (the transport's
+    baseline); `floor_ms` adds the viewer encode (the CPU floor of a frame).
+    """
     import cv2
-    import numpy as np
+    import simplejpeg
 
     from framewire.sources import SyntheticSource
 
     source = SyntheticSource(width, height, fps=0)
     params = [cv2.IMWRITE_JPEG_QUALITY, 80]
-    encode, decode, both, sizes = [], [], [], []
+    steps: dict[str, list[float]] = {"encode": [], "decode": [], "viewer": [], "total": []}
+    steps["floor"], sizes = [], []
     for index in range(frames + 5):
         image = source.read()
         started = time.perf_counter()
         ok, buffer = cv2.imencode(".jpg", image, params)
         encoded = time.perf_counter()
-        decoded = cv2.imdecode(np.frombuffer(buffer, np.uint8), cv2.IMREAD_COLOR)
+        decoded = simplejpeg.decode_jpeg(buffer.tobytes(), colorspace="BGR", strict=True)
+        decoded_at = time.perf_counter()
+        ok_viewer, _ = cv2.imencode(".jpg", decoded, params)
         finished = time.perf_counter()
-        if not ok or decoded is None:
-            raise BenchError("cv2 could not encode and decode a synthetic frame")
+        if not ok or not ok_viewer:
+            raise BenchError("cv2 could not encode a synthetic frame")
         if index >= 5:  # the first calls warm up caches and allocator
-            encode.append(encoded - started)
-            decode.append(finished - encoded)
-            both.append(finished - started)
+            steps["encode"].append(encoded - started)
+            steps["decode"].append(decoded_at - encoded)
+            steps["viewer"].append(finished - decoded_at)
+            steps["total"].append(decoded_at - started)
+            steps["floor"].append(finished - started)
             sizes.append(len(buffer))
+    medians = {key: statistics.median(values) * 1000 for key, values in steps.items()}
     return {
-        "encode_ms": statistics.median(encode) * 1000,
-        "decode_ms": statistics.median(decode) * 1000,
-        "total_ms": statistics.median(both) * 1000,
+        "encode_ms": medians["encode"],
+        "decode_ms": medians["decode"],
+        "viewer_encode_ms": medians["viewer"],
+        "total_ms": medians["total"],
+        "floor_ms": medians["floor"],
         "bytes": statistics.median(sizes),
     }
+
+
+def cpu_ms_per_frame(
+    cpu: Mapping[str, float], seconds: float, frames: float
+) -> dict[str, float] | None:
+    """CPU ms per frame of each process (from % of one core over `seconds`) and `total`."""
+    if frames <= 0:
+        return None
+    per_frame = {name: percent / 100 * seconds * 1000 / frames for name, percent in cpu.items()}
+    return {**per_frame, "total": sum(per_frame.values())}
+
+
+def over_floor(result: Mapping[str, Any], codec: Mapping[str, Mapping[str, float]]) -> float | None:
+    """Total CPU per viewed frame of a scenario as a multiple of its resolution's codec floor."""
+    per_frame = result.get("cpu_ms_per_frame")
+    floor = codec.get(result["resolution"], {}).get("floor_ms")
+    if not per_frame or not floor:
+        return None
+    return per_frame["total"] / floor
 
 
 # --- one scenario ------------------------------------------------------------------------------
@@ -175,6 +220,8 @@ def measure(running: Running, duration: float, extra_pids: Mapping[str, int]) ->
         urls["sender"] = running.sender.url
     me = os.getpid()
 
+    viewers = dict(zip(running.receivers, running.viewers, strict=True))
+
     def snapshot() -> tuple[float, dict[str, Samples], dict[str, dict[int, float]], dict]:
         started = time.monotonic()
         samples = {name: read_metrics(url) for name, url in urls.items()}
@@ -182,15 +229,31 @@ def measure(running: Running, duration: float, extra_pids: Mapping[str, int]) ->
         used["bench"] = cpu_seconds(me, children=False)  # our children are the services
         return (started + time.monotonic()) / 2, samples, used, machine_seconds()
 
+    start_ns = time.time_ns()
     t0, before, used0, machine0 = snapshot()
+    parts0 = {transport: viewer.parts for transport, viewer in viewers.items()}
     time.sleep(duration)
     running.check()
+    parts1 = {transport: viewer.parts for transport, viewer in viewers.items()}
     t1, after, used1, machine1 = snapshot()
+    end_ns = time.time_ns()
     seconds = t1 - t0
     changes = {name: delta(before[name], after[name]) for name in urls}
     cpu = {name: cpu_percent(used0[name], used1[name], seconds) for name in used0}
     result = summarize(changes, seconds, cpu)
     result["machine_cpu_percent"] = machine_percent(machine0, machine1, seconds, sum(cpu.values()))
+    viewed = 0.0
+    for path in result["paths"]:
+        transport = path["transport"]
+        path["viewer_frames"] = parts1[transport] - parts0[transport]
+        path["viewer_fps"] = path["viewer_frames"] / seconds if seconds > 0 else 0.0
+        viewed += path["viewer_frames"]
+        url = running.receivers[transport].url
+        for stage in ("received", "served"):
+            body = read_latencies(url, stage, CAMERA)
+            path[f"{stage}_ms"] = latency_window(body, start_ns, end_ns)
+    result["viewer_frames"] = viewed
+    result["cpu_ms_per_frame"] = cpu_ms_per_frame(cpu, seconds, viewed)
     return result
 
 
@@ -219,8 +282,8 @@ def summarize(
                 "sent_fps": per_second(
                     total(sender, "framewire_frames_sent_total", transport=transport)
                 ),
-                "received_ms": latency_ms(samples, transport, "received"),
-                "served_ms": latency_ms(samples, transport, "served"),
+                "received_hist_ms": latency_ms(samples, transport, "received"),
+                "served_hist_ms": latency_ms(samples, transport, "served"),
                 "bytes_per_frame": size / count if count else None,
                 "drops": drops_by_stage([samples, sender], transport),
                 "send_errors": total(sender, "framewire_send_errors_total", transport=transport),

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from framewire.bench.chart import fmt_rate, write_chart
 from framewire.bench.measure import WARMUP_SECONDS
 
 NOISE_PERCENT = 25.0  # other processes' CPU (% of a core) above which a scenario is flagged
@@ -65,9 +66,15 @@ def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _triple(values: Mapping[str, float | None] | None) -> str:
+def _triple(values: Mapping[str, Any] | None) -> str:
+    """`p50 / p95 / p99`, marked when the latency log overflowed inside the window."""
     values = values or {}
-    return " / ".join(fmt_ms(values.get(key)) for key in ("p50", "p95", "p99"))
+    text = " / ".join(fmt_ms(values.get(key)) for key in ("p50", "p95", "p99"))
+    return text + (" (overflow)" if values.get("overflow") else "")
+
+
+def _number(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def _drops(by_stage: Mapping[str, float]) -> str:
@@ -75,10 +82,6 @@ def _drops(by_stage: Mapping[str, float]) -> str:
     order = ["capture", "send", "receive", "process"]
     stages = sorted(by_stage, key=lambda s: order.index(s) if s in order else len(order))
     return ", ".join(f"{s} {by_stage[s]:.0f}" for s in stages if by_stage[s]) or "0"
-
-
-def fmt_rate(fps: float) -> str:
-    return f"{fps:g} fps" if fps else "unthrottled"
 
 
 def table_rows(results: list[dict[str, Any]], codec: Mapping[str, Any]) -> list[list[str]]:
@@ -89,7 +92,7 @@ def table_rows(results: list[dict[str, Any]], codec: Mapping[str, Any]) -> list[
         if "error" in result:
             modes = ", ".join(f"{t} {m}" for t, m in result["modes"].items())
             rows.append([head[0], modes, *head[2:], f"failed: {result['error']}"])
-            rows[-1] += [""] * (11 - len(rows[-1]))
+            rows[-1] += [""] * (len(HEADER) - len(rows[-1]))
             continue
         cpu = ", ".join(f"{name} {value:.0f}" for name, value in result["cpu_percent"].items())
         machine = result.get("machine_cpu_percent", {})
@@ -97,6 +100,7 @@ def table_rows(results: list[dict[str, Any]], codec: Mapping[str, Any]) -> list[
             f", {key} {machine[key]:.0f}" for key in ("other", "steal") if key in machine
         )
         cost = codec.get(result["resolution"], {}).get("total_ms")
+        per_frame = (result.get("cpu_ms_per_frame") or {}).get("total")
         for path in result["paths"]:
             p50 = path["received_ms"].get("p50")
             ratio = f"{p50 / cost:.1f}x" if p50 is not None and cost else "-"
@@ -107,11 +111,14 @@ def table_rows(results: list[dict[str, Any]], codec: Mapping[str, Any]) -> list[
                     f"{path['transport']} {result['modes'][path['transport']]}",
                     *head[2:],
                     f"{path['fps']:.1f}",
+                    _number(path.get("viewer_fps")),
                     _triple(path["received_ms"]),
                     _triple(path["served_ms"]),
                     "-" if size is None else f"{size / 1024:.1f} KiB",
                     _drops(path["drops"]),
                     cpu,
+                    _number(per_frame, 2),
+                    _number(result.get("cpu_over_floor"), 1, "x"),
                     ratio,
                 ]
             )
@@ -123,12 +130,15 @@ HEADER = [
     "mode",
     "resolution",
     "rate",
-    "delivered fps",
+    "fps received",
+    "fps viewed",
     "received p50 / p95 / p99 ms",
     "served p50 / p95 / p99 ms",
     "bytes/frame",
     "drops",
     "CPU % of one core",
+    "CPU ms / viewed frame",
+    "CPU / floor",
     "p50 / codec",
 ]
 
@@ -220,6 +230,29 @@ def noisy(results: list[dict[str, Any]], threshold: float = NOISE_PERCENT) -> li
     ]
 
 
+def cpu_per_frame_table(results: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: CPU ms per viewed frame of each process, the total and the floor ratio."""
+    measured = [r for r in results if r.get("cpu_ms_per_frame")]
+    if not measured:
+        return []
+    names = list(dict.fromkeys(n for r in measured for n in r["cpu_ms_per_frame"] if n != "total"))
+    lines = [
+        "## CPU per viewed frame (ms)",
+        "",
+        "| scenario | viewed frames | " + " | ".join(names) + " | total | total / floor |",
+        "|---|---|" + "---|" * len(names) + "---|---|",
+    ]
+    for result in measured:
+        per_frame = result["cpu_ms_per_frame"]
+        cells = [_number(per_frame.get(name), 2) for name in names]
+        lines.append(
+            f"| {result['name']} | {result['viewer_frames']:.0f} | "
+            + " | ".join(cells)
+            + f" | {per_frame['total']:.2f} | {_number(result.get('cpu_over_floor'), 1, 'x')} |"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """results.md: machine, method, the table and the comparison with the article's design."""
     machine, options = report["machine"], report["options"]
@@ -234,26 +267,55 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Each scenario: {options['duration']:g} s measured after {WARMUP_SECONDS:g} s of "
         "warm-up, one MJPEG viewer open on each receiver, synthetic frames, JPEG quality 80, "
         "`--processor none`. Latency is capture to received (decoded) and capture to served "
-        "(annotated and encoded for the viewer), interpolated inside histogram buckets. "
+        "(annotated and encoded for the viewer), exact per frame: each receiver logs every "
+        "frame's own latency and the bench reads it (`/latencies`) at the end of the window; "
+        "p50/p95/p99 are nearest-rank quantiles (each is a real frame's latency) over every "
+        "frame captured in the window, no bucket interpolation; `(overflow)` marks a window "
+        "with more frames than the log holds. `fps received` counts frames decoded at the "
+        "receiver, `fps viewed` the frames the bench's MJPEG viewer was written. "
         "Drops are per stage: `capture` at the sender (shared by both transports; "
         "the source outruns the encoder), then `send`, `receive` and `process` of that "
         "transport; unthrottled runs drop by design, the latest frame wins. "
         "CPU is per process in % of one core (receivers include their gunicorn worker; "
         "`bench` is this process, running the viewers; `other` is what the rest of the "
         "machine used meanwhile, `steal` what the hypervisor took: high values mean noise). "
-        "`p50 / codec` is received p50 over the in-process JPEG encode + decode time.",
+        "`p50 / codec` is received p50 over the in-process JPEG encode + decode time. "
+        "`CPU ms / viewed frame` is the CPU of every process listed (sender, receivers, "
+        "redis-server, the bench's viewers) over the frames written to the viewers; "
+        "`CPU / floor` divides it by the codec floor, the in-process sender encode + "
+        "receiver decode + viewer encode of one frame (annotation, transport and Python "
+        "are the rest).",
         "",
         "## Codec cost (in-process, median of 50 frames)",
         "",
-        "| resolution | encode ms | decode ms | encode + decode ms | bytes/frame |",
-        "|---|---|---|---|---|",
+        "cv2 encode at quality 80 (sender), simplejpeg strict decode to BGR (receiver), "
+        "cv2 encode of the decoded frame at quality 80 (receiver, for viewers).",
+        "",
+        "| resolution | encode ms | decode ms | encode + decode ms | viewer encode ms "
+        "| floor ms | bytes/frame |",
+        "|---|---|---|---|---|---|---|",
     ]
     for resolution, cost in codec.items():
         lines.append(
             f"| {resolution} | {cost['encode_ms']:.2f} | {cost['decode_ms']:.2f} | "
-            f"{cost['total_ms']:.2f} | {cost['bytes'] / 1024:.1f} KiB |"
+            f"{cost['total_ms']:.2f} | {_number(cost.get('viewer_encode_ms'), 2)} | "
+            f"{_number(cost.get('floor_ms'), 2)} | {cost['bytes'] / 1024:.1f} KiB |"
         )
     lines += ["", "## Results", "", markdown_table(table_rows(report["results"], codec)), ""]
+    lines += cpu_per_frame_table(report["results"])
+    overflowed = [
+        result["name"]
+        for result in report["results"]
+        for path in result.get("paths", [])
+        if any(path.get(stage, {}).get("overflow") for stage in ("received_ms", "served_ms"))
+    ]
+    if overflowed:
+        lines += [
+            f"**Overflow**: the receivers' latency logs held fewer frames than "
+            f"{len(set(overflowed))} windows had, so their quantiles cover only the newest "
+            "frames: " + ", ".join(dict.fromkeys(overflowed)) + ".",
+            "",
+        ]
     if report["comparisons"]:
         lines += ["## Against the article's design", "", ARTICLE_NOTE, ""]
         lines += comparison_table(report["comparisons"])
@@ -267,44 +329,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         ]
     lines += ["", f"Chart: {report['chart']}", ""]
     return "\n".join(lines)
-
-
-def write_chart(path: Path, results: list[dict[str, Any]]) -> str:
-    """chart.png of delivered fps and p50 latency per row; a note when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "skipped: matplotlib is not installed (pip install 'framewire[bench]')"
-    labels, fps, p50 = [], [], []
-    for result in results:
-        for item in result.get("paths", []):
-            mode = result["modes"][item["transport"]]
-            both = " (both)" if result["scenario"] == "both" else ""
-            rate = f"{result['rate_fps']:g}" if result["rate_fps"] else "max"
-            labels.append(f"{item['transport']} {mode}{both} {result['resolution']} @{rate}")
-            fps.append(item["fps"])
-            p50.append(item["received_ms"]["p50"] or 0.0)
-    if not labels:
-        return "skipped: no figures"
-    height = max(3.0, 0.28 * len(labels) + 1.2)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, height), sharey=True)
-    left.set_ylim(len(labels) - 0.5, -0.5)  # top to bottom, no empty margins
-    positions = range(len(labels))
-    left.barh(positions, fps, color="tab:blue")
-    left.set_xlabel("delivered fps")
-    right.barh(positions, p50, color="tab:orange")
-    right.set_xlabel("p50 latency, capture to received (ms)")
-    left.set_yticks(list(positions), labels, fontsize=8)
-    for axis in (left, right):
-        axis.grid(axis="x", alpha=0.3)
-    figure.suptitle("framewire bench: HTTP against Redis")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return f"`{path.name}`"
 
 
 def write_report(out: Path, report: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
@@ -311,7 +312,8 @@ class Viewer(threading.Thread):
     """An MJPEG client reading 64 KiB at a time, `fps` times a second (0: as fast as it can).
 
     Connects on construction; `start()` begins reading. `parts` counts the
-    boundaries seen (one per part received), `bytes` what was read.
+    boundaries seen (one per part received, also across chunk edges), `bytes`
+    what was read.
     """
 
     def __init__(self, url: str, fps: float = 0) -> None:
@@ -325,9 +327,13 @@ class Viewer(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        keep = len(self.stream.boundary) - 1  # a boundary may straddle two chunks
+        tail = b""
         try:
             for chunk in self.stream.chunks():
-                self.parts += chunk.count(self.stream.boundary)
+                seen = tail + chunk
+                self.parts += seen.count(self.stream.boundary)
+                tail = seen[-keep:]
                 self.bytes += len(chunk)
                 if self.stopped.is_set():
                     return
@@ -380,6 +386,14 @@ def read_metrics(url: str) -> Samples:
     response = requests.get(f"{url}/metrics", timeout=5)
     response.raise_for_status()
     return parse_metrics(response.text)
+
+
+def read_latencies(url: str, stage: str, camera: str = "", since: int = 0) -> dict[str, Any]:
+    """`url`/latencies of one stage (and camera; default: the receiver's default camera)."""
+    params = {"stage": stage, "since": str(since), **({"camera": camera} if camera else {})}
+    response = requests.get(f"{url}/latencies", params=params, timeout=5)
+    response.raise_for_status()
+    return response.json()
 
 
 def scrape(url: str, name: str, **labels: str) -> float:
