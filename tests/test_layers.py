@@ -27,20 +27,26 @@ def module_name(path: Path) -> str:
 
 
 def imports() -> dict[str, set[str]]:
-    """Every module of the package and the package modules it imports (anywhere in it)."""
+    """Every module of the package and the package modules it imports (anywhere in it).
+
+    `from framewire.bench import article` imports the module `bench.article`;
+    `from framewire.bench import bench` imports (a name of) the package `bench`.
+    """
+    paths = {module_name(path): path for path in SRC.rglob("*.py")}
     found: dict[str, set[str]] = {}
-    for path in SRC.rglob("*.py"):
-        targets: set[str] = set()
+    for module, path in paths.items():
+        names: list[str] = []
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                for alias in node.names:
+                    submodule = f"{node.module}.{alias.name}"
+                    known = submodule.removeprefix("framewire.") in paths
+                    names.append(submodule if known else node.module)
             elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            targets |= {n.removeprefix("framewire.") for n in names if n.startswith("framewire.")}
-        found[module_name(path)] = targets
-    return {m: {t for t in ts if t in found and t != m} for m, ts in found.items() if m}
+                names += [a.name for a in node.names]
+        targets = {n.removeprefix("framewire.") for n in names if n.startswith("framewire.")}
+        found[module] = {t for t in targets if t in paths and t != module}
+    return {m: ts for m, ts in found.items() if m}
 
 
 def layer(module: str) -> int:
