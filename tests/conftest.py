@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
+from framewire.app import create_app
 from framewire.bench import stack
 from framewire.bench.stack import (
     RedisServer,
@@ -22,6 +25,7 @@ from framewire.bench.stack import (
     scrape,
     wait_until,
 )
+from framewire.config import ReceiverConfig
 
 __all__ = ["FRAMEWIRE", "TESTS", "RedisServer", "Service", "Services", "free_port"]
 __all__ += ["metric_value", "scrape", "wait_until"]
@@ -50,3 +54,16 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    """An HTTP receiver's app in process (Flask's test client drives it); stopped after."""
+    app = create_app(ReceiverConfig(transport="http", stale_after=30.0, max_cameras=4))
+    yield app
+    app.extensions["framewire.shutdown"]()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import wait_until
-from framewire.app import create_app
 from framewire.bench import latency
-from framewire.config import ReceiverConfig
 from framewire.frame import Frame
 from framewire.metrics import LatencyLog
 from framewire.transports import http as http_wire
@@ -54,18 +50,6 @@ def test_log_keeps_the_newest_and_counts_what_it_lost() -> None:
 
 
 # --- the route ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def app() -> Iterator[Flask]:
-    app = create_app(ReceiverConfig(transport="http", stale_after=30.0, max_cameras=4))
-    yield app
-    app.extensions["framewire.shutdown"]()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def post(client: FlaskClient, camera: str, seq: int, captured_ns: int) -> None:

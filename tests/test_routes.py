@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -18,18 +16,6 @@ from framewire.transports import http as http_wire
 from helpers import claiming, decode, make_jpeg
 
 JPEG = make_jpeg(320, 240, seed=7)
-
-
-@pytest.fixture
-def app() -> Iterator[Flask]:
-    app = create_app(ReceiverConfig(transport="http", stale_after=30.0, max_cameras=4))
-    yield app
-    app.extensions["framewire.shutdown"]()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def post(client: FlaskClient, camera: str, seq: int, jpeg: bytes = JPEG):
