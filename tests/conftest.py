@@ -17,14 +17,8 @@ from flask.testing import FlaskClient
 
 from framewire.app import create_app
 from framewire.bench import stack
-from framewire.bench.stack import (
-    RedisServer,
-    Service,
-    free_port,
-    metric_value,
-    scrape,
-    wait_until,
-)
+from framewire.bench.readers import metric_value, scrape
+from framewire.bench.stack import RedisServer, Service, free_port, wait_until
 from framewire.config import ReceiverConfig
 
 __all__ = ["FRAMEWIRE", "TESTS", "RedisServer", "Service", "Services", "free_port"]

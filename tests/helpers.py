@@ -7,7 +7,7 @@ import time
 import cv2
 import numpy as np
 
-from framewire.bench.stack import Viewer, mjpeg_parts
+from framewire.bench.readers import Viewer, mjpeg_parts
 
 __all__ = ["Viewer", "claiming", "decode", "make_jpeg", "mjpeg_parts"]
 

@@ -20,7 +20,7 @@ import requests
 
 from conftest import RedisServer, Services, free_port, scrape, wait_until
 from framewire.bench import article
-from framewire.bench.stack import read_metrics, total
+from framewire.bench.readers import read_metrics, total
 
 SIZE = (160, 120)
 

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from conftest import FRAMEWIRE, wait_until
 from framewire.bench import chart, command, measure, report, scenarios
-from framewire.bench.stack import Samples, Viewer, parse_metrics, total
+from framewire.bench.readers import Samples, Viewer, parse_metrics, total
 from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
 
 INF = math.inf

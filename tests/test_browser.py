@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, wait_until
-from framewire.bench.stack import read_metrics, total
+from framewire.bench.readers import read_metrics, total
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import RedisServer, Service, Services, metric_value, wait_until
-from framewire.bench.stack import read_metrics, total
+from framewire.bench.readers import read_metrics, total
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire

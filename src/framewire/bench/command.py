@@ -25,10 +25,10 @@ verdicts: `make bench-check` holds results against docs/bench/targets.json)
 and `chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`);
 each scenario's service logs are in `--out/logs/<scenario>/`.
 
-The package: `scenarios` (what runs), `stack` (processes and readers, shared
-with `make run` and the tests), `measure` (deltas, CPU, the codec floor),
-`latency` (exact quantiles of a window), `report`
-(the outputs) and `command` (this CLI).
+The package: `scenarios` (what runs), `stack` (processes) and `readers`
+(what they serve), both shared with `make run` and the tests, `measure`
+(deltas, CPU, the codec floor), `latency` (exact quantiles of a window),
+`report` (the outputs) and `command` (this CLI).
 """
 
 from __future__ import annotations

@@ -24,16 +24,9 @@ import psutil
 import requests
 
 from framewire.bench.latency import window as latency_window
+from framewire.bench.readers import Samples, read_latencies, read_metrics, select, total
 from framewire.bench.scenarios import CAMERA, Running, Scenario, start_services
-from framewire.bench.stack import (
-    RedisServer,
-    Samples,
-    StackError,
-    read_latencies,
-    read_metrics,
-    select,
-    total,
-)
+from framewire.bench.stack import RedisServer, StackError
 
 WARMUP_SECONDS = 1.0
 CODEC_FRAMES = 50

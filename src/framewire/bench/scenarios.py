@@ -7,15 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framewire.bench.stack import (
-    RedisServer,
-    Service,
-    Services,
-    Viewer,
-    read_metrics,
-    total,
-    wait_until,
-)
+from framewire.bench.readers import Viewer, read_metrics, total
+from framewire.bench.stack import RedisServer, Service, Services, wait_until
 from framewire.config import HTTP_MODES, REDIS_MODES
 
 DEFAULT_MODES = ("raw", "stream")
@@ -208,12 +201,12 @@ def sender_args(scenario: Scenario, running: Running, redis_url: str) -> list[st
 def start_article(scenario: Scenario, redis: RedisServer, running: Running) -> Running:
     """The article's receiver and sender; no MJPEG viewer (its display loop takes each frame)."""
     # Imported here: `python -m framewire.bench.article` must not find it imported already.
-    from framewire.bench import article
+    from framewire.bench.article import start
 
     ((transport, _),) = scenario.paths
     try:
         size = (scenario.width, scenario.height)
-        receiver, running.sender = article.start(
+        receiver, running.sender = start(
             running.services, transport, size, scenario.fps, redis.url, CAMERA
         )
         running.receivers[transport] = receiver
