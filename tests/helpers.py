@@ -6,10 +6,23 @@ import time
 
 import cv2
 import numpy as np
+import requests
 
 from framewire.bench.readers import Viewer, mjpeg_parts
+from framewire.frame import Frame
+from framewire.transports import http as http_wire
 
-__all__ = ["Viewer", "claiming", "decode", "make_jpeg", "mjpeg_parts"]
+__all__ = ["Viewer", "claiming", "decode", "make_jpeg", "mjpeg_parts", "post_frame"]
+
+
+def post_frame(
+    url: str, camera: str, jpeg: bytes, seq: int = 1, token: str | None = None
+) -> requests.Response:
+    """POST one frame to a receiver at `url` as the wire contract says (now as capture time)."""
+    headers = http_wire.headers(Frame(camera, seq, time.time_ns(), jpeg))
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.post(f"{url}/frames", data=jpeg, headers=headers, timeout=10)
 
 
 def make_jpeg(width: int = 320, height: int = 240, seed: int = 0, quality: int = 80) -> bytes:

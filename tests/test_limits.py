@@ -10,9 +10,8 @@ import requests
 
 from conftest import RedisServer, Service, Services, scrape, wait_until
 from framewire.frame import Frame
-from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
-from helpers import Viewer, claiming, make_jpeg
+from helpers import Viewer, claiming, make_jpeg, post_frame
 
 JPEG = make_jpeg(320, 240, seed=11)
 CUT = JPEG[: len(JPEG) // 2] + b"\xff\xd9"  # data cut short, EOI marker re-added
@@ -20,8 +19,7 @@ GHOSTS = [f"ghost{n}" for n in range(100)]
 
 
 def post(receiver: Service, camera: str, jpeg: bytes, seq: int = 1) -> requests.Response:
-    headers = http_wire.headers(Frame(camera, seq, time.time_ns(), jpeg))
-    return requests.post(f"{receiver.url}/frames", data=jpeg, headers=headers, timeout=10)
+    return post_frame(receiver.url, camera, jpeg, seq)
 
 
 def stats_cameras(receiver: Service) -> set[str]:

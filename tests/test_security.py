@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
 from conftest import RedisServer, Services, scrape, wait_until
-from framewire.frame import Frame
-from framewire.transports import http as http_wire
-from helpers import make_jpeg
+from helpers import make_jpeg, post_frame
 
 TOKEN = "ingest-token-7f3a9c"
 REDIS_PASSWORD = "redis-pass-c0ffee"
@@ -34,10 +30,7 @@ def http_only(receiver_url: str) -> tuple[str, ...]:
 
 
 def post(url: str, token: str | None) -> requests.Response:
-    headers = http_wire.headers(Frame("cam0", 1, time.time_ns(), JPEG))
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return requests.post(f"{url}/frames", data=JPEG, headers=headers, timeout=10)
+    return post_frame(url, "cam0", JPEG, token=token)
 
 
 def test_ingest_requires_the_token(services: Services, redis_server: RedisServer) -> None:

@@ -15,17 +15,8 @@ import pytest
 import requests
 
 from conftest import Services, scrape, wait_until
-from framewire.frame import Frame
-from framewire.transports import http as http_wire
 from framewire.worker import RequestBuffer
-from helpers import Viewer, make_jpeg
-
-
-def post_frame(url: str, frame: Frame) -> requests.Response:
-    return requests.post(
-        f"{url}/frames", data=frame.jpeg, headers=http_wire.headers(frame), timeout=5
-    )
-
+from helpers import Viewer, make_jpeg, post_frame
 
 HALF_SENT = 500
 MAX_HEAD, MAX_BODY = 8192, 1000
@@ -150,11 +141,11 @@ def test_buffered_bytes_are_capped_across_connections(services: Services) -> Non
     wait_until(lambda: scrape(receiver.url, dropped, reason="buffer_full") >= 1, what="a drop")
     assert sum(closed_by_server(sock) for sock in holders[-3:]) >= 1
     jpeg = make_jpeg(160, 120)
-    frame = Frame("cam0", 1, time.time_ns(), jpeg)
     for sock in holders:
         sock.close()
     wait_until(
-        lambda: post_frame(receiver.url, frame).status_code == 204, what="ingest after the drops"
+        lambda: post_frame(receiver.url, "cam0", jpeg).status_code == 204,
+        what="ingest after the drops",
     )
 
 
