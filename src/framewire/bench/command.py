@@ -43,6 +43,7 @@ from typing import Any
 
 import click
 
+from framewire.bench import capacity, capacity_report
 from framewire.bench.measure import WARMUP_SECONDS, codec_cost, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
@@ -85,7 +86,7 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     "DURATION",
     type=click.FloatRange(0.5, 600),
     default=None,
-    show_default="8 s; 3 s with --quick",
+    show_default="8 s; 3 s with --quick; with --cameras 10 s, 4 s with --quick",
     help="Seconds measured per scenario.",
 )
 @_option(
@@ -117,6 +118,43 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     callback=_convert(parse_rates),
     help="Source frame rates (0: unthrottled).",
 )
+@_option(
+    "--cameras",
+    "CAMERAS",
+    default=None,
+    callback=_convert(lambda text: None if text is None else parse_cameras(text)),
+    help="Capacity mode: N cameras (one sender, 1280x720 at 30 fps each) through HTTP alone, "
+    "Redis alone and both; `max` searches the largest N that keeps every camera at fps - 0.5 "
+    "with p95 <= 20 ms. --resolutions, --modes and --rates do not apply.",
+)
+@_option(
+    "--camera-size",
+    "CAMERA_SIZE",
+    default="1280x720",
+    callback=_convert(lambda text: parse_resolutions(text)[0]),
+    help="Capacity mode: each camera's WIDTHxHEIGHT.",
+)
+@_option(
+    "--camera-fps",
+    "CAMERA_FPS",
+    type=click.FloatRange(1, 120),
+    default=30.0,
+    help="Capacity mode: each camera's frame rate.",
+)
+@_option(
+    "--max-cameras",
+    "MAX_CAMERAS",
+    type=click.IntRange(1, 1000),
+    default=16,
+    help="Capacity mode: the search's cap (the receivers get --max-cameras of at least this).",
+)
+@_option(
+    "--setups",
+    "SETUPS",
+    default=",".join(capacity.SETUPS),
+    callback=_convert(lambda text: parse_list(text, capacity.SETUPS)),
+    help="Capacity mode: `http` alone, `redis` alone, `both` from one sender.",
+)
 def bench(
     quick: bool,
     duration: float | None,
@@ -124,11 +162,22 @@ def bench(
     resolutions: list[tuple[int, int]],
     modes: list[str],
     rates: list[float],
+    cameras: int | str | None,
+    camera_size: tuple[int, int],
+    camera_fps: float,
+    max_cameras: int,
+    setups: list[str],
 ) -> None:
     """Run the real services locally and measure HTTP against Redis."""
     # SIGTERM unwinds like Ctrl-C, so every service started is stopped on the way out.
     if threading.current_thread() is threading.main_thread():
         on_stop_signals(_exit_on_sigterm, signals=(signal.SIGTERM,))
+    if cameras is not None:
+        camera = capacity.Camera(*camera_size, camera_fps)
+        count = None if cameras == "max" else int(cameras)
+        duration = duration or (4.0 if quick else 10.0)
+        run_capacity(count, camera, duration, out, max_cameras, setups)
+        return
     tune_malloc()  # as the services do, so the codec baseline is comparable
     duration = duration or (3.0 if quick else 8.0)
     plan = scenarios(modes, resolutions, rates, quick)
@@ -167,6 +216,81 @@ def bench(
     failed = [result["name"] for result in results if "error" in result]
     if failed:
         raise click.ClickException(f"{len(failed)} scenario(s) failed: {', '.join(failed)}")
+
+
+def parse_cameras(text: str) -> int | str:
+    """`max` or a number of cameras from 1 to 1000; raises ValueError."""
+    text = text.strip().lower()
+    if text == "max":
+        return text
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise ValueError("must be a number of cameras from 1 to 1000, or `max`")
+    return int(text)
+
+
+def run_capacity(
+    count: int | None,
+    camera: capacity.Camera,
+    duration: float,
+    out: Path,
+    max_cameras: int,
+    setups: list[str],
+) -> None:
+    """Capacity mode: one trial at `count` cameras per setup, or the search (None)."""
+    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    what = f"{count} cameras" if count else f"the largest N up to {max_cameras}"
+    click.echo(f"framewire bench: capacity, {what}; logs in {log_dir}", err=True)
+
+    def progress(trial: Mapping[str, Any]) -> None:
+        verdict = "pass" if trial["passed"] else f"FAIL {trial.get('error', '')}".strip()
+        worst = ", ".join(
+            f"{p['transport']} lowest {p['min_fps']:.1f} fps, p95 up to "
+            f"{fmt_ms(p['max_p95_ms'])} ms"
+            for p in trial.get("paths", [])
+        )
+        click.echo(f"  {trial['setup']} x{trial['cameras']}: {verdict}; {worst}", err=True)
+
+    try:
+        redis = RedisServer(log_path=log_dir / "redis-server.log")
+        redis.start()
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        results = [
+            capacity.run_setup(
+                setup, count, camera, redis, duration, log_dir, max_cameras, progress
+            )
+            for setup in setups
+        ]
+    finally:
+        redis.stop()
+    report = {
+        "kind": "capacity",
+        "started": started,
+        "elapsed_seconds": time.monotonic() - clock,
+        "machine": machine_info(),
+        "options": {
+            "cameras": count,
+            "camera_size": camera.resolution,
+            "camera_fps": camera.fps,
+            "min_fps": camera.min_fps,
+            "max_p95_ms": capacity.MAX_P95_MS,
+            "duration": duration,
+            "warmup": capacity.WARMUP_SECONDS,
+            "max_cameras": max_cameras,
+            "setups": setups,
+        },
+        "capacity": results,
+        "results": [],  # the scenario matrix's list: none in this mode
+    }
+    click.echo(capacity_report.write_report(out, report))
+    click.echo(capacity_report.summary(report), err=True)
+    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
+    errors = [f"{t['setup']} x{t['cameras']}" for r in results for t in r["trials"] if "error" in t]
+    if errors and count is not None:
+        raise click.ClickException(f"{len(errors)} trial(s) failed to run: {', '.join(errors)}")
 
 
 def _exit_on_sigterm() -> None:

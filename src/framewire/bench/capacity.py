@@ -1,0 +1,295 @@
+"""Capacity: how many cameras one sender and its receivers carry on this machine.
+
+A trial at N starts the receivers of one setup (`http` alone, `redis` alone,
+or `both` from one sender), one `framewire send --cameras-file` with N
+synthetic cameras (each 1280x720 at 30 fps by default, its own grab thread,
+encoder and mailboxes), and one MJPEG viewer on the first camera at each
+receiver. After a warm-up it measures a window: per camera and receiver the
+fps received (the delta of `framewire_frames_received_total{camera}` over
+the window) and the exact capture-to-received latency quantiles of every
+frame captured in the window (the receivers' `/latencies`, stage
+`received`, nearest rank, as the rest of the bench). The trial passes when
+every camera at every receiver gets at least `fps - 0.5` (29.5 at 30 fps)
+with p95 at most 20 ms.
+
+The search doubles N from 1 until a trial fails (or the cap, the receivers'
+`--max-cameras`, is reached), then bisects between the last pass and the
+first failure. It assumes that a machine carrying N cameras carries fewer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from framewire.bench.latency import window as latency_window
+from framewire.bench.measure import cpu_percent, cpu_seconds, machine_percent, machine_seconds
+from framewire.bench.readers import Viewer, read_latencies, read_metrics, select
+from framewire.bench.scenarios import child_env
+from framewire.bench.stack import RedisServer, Services, StackError, wait_until
+
+SETUPS = {"http": ("http",), "redis": ("redis",), "both": ("http", "redis")}
+MAX_P95_MS = 20.0
+FPS_MARGIN = 0.5  # a camera passes at `fps - FPS_MARGIN` received frames a second
+WARMUP_SECONDS = 2.0
+SETTLE_SECONDS = 0.5  # after the window, before /latencies is read: late frames arrive
+QUALITY = 80
+
+
+@dataclass(frozen=True)
+class Camera:
+    """What every synthetic camera of a trial sends."""
+
+    width: int = 1280
+    height: int = 720
+    fps: float = 30.0
+
+    @property
+    def min_fps(self) -> float:
+        return self.fps - FPS_MARGIN
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+def camera_ids(count: int) -> list[str]:
+    return [f"cam{index}" for index in range(count)]
+
+
+def cameras_file(path: Path, count: int, camera: Camera) -> Path:
+    """Write the sender's cameras file: `count` synthetic cameras cam0..cam{count-1}."""
+    entry = {"source": "synthetic", "width": camera.width, "height": camera.height}
+    entry |= {"fps": camera.fps, "quality": QUALITY}
+    cameras = [{"id": name, **entry} for name in camera_ids(count)]
+    path.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False))
+    return path
+
+
+def verdict(fps: float, p95_ms: float | None, camera: Camera) -> bool:
+    """Whether one camera at one receiver meets the thresholds."""
+    return fps >= camera.min_fps and p95_ms is not None and p95_ms <= MAX_P95_MS
+
+
+# --- the search ---------------------------------------------------------------------------------
+
+
+def search(trial: Callable[[int], bool], limit: int) -> tuple[int, list[int]]:
+    """The largest N in 1..limit for which `trial(N)` passes, and the Ns tried in order.
+
+    Doubles from 1 until a failure (or `limit`), then bisects between the last
+    pass and the first failure. 0 when N = 1 fails; `limit` when it passes.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    tried: list[int] = []
+
+    def passes(count: int) -> bool:
+        tried.append(count)
+        return trial(count)
+
+    passed, failed, count = 0, None, 1
+    while failed is None:
+        if passes(count):
+            passed = count
+            if count == limit:
+                return passed, tried
+            count = min(count * 2, limit)
+        else:
+            failed = count
+    while failed - passed > 1:
+        middle = (passed + failed) // 2
+        if passes(middle):
+            passed = middle
+        else:
+            failed = middle
+    return passed, tried
+
+
+# --- one trial ----------------------------------------------------------------------------------
+
+
+def start_stack(
+    services: Services, setup: str, count: int, camera: Camera, redis: RedisServer, directory: Path
+) -> dict[str, Any]:
+    """The receivers of `setup` and a sender of `count` cameras; return once all are received."""
+    receivers = {}
+    limit = ["--max-cameras", str(max(count, 16))]
+    for transport in SETUPS[setup]:
+        args = ["--processor", "none", *limit]
+        if transport == "redis":
+            args += ["--redis-url", redis.url, "--redis-mode", "stream"]
+        receivers[transport] = services.receiver(transport, *args)
+    http = receivers.get("http")
+    args = ["--cameras-file", str(cameras_file(directory / "cameras.yaml", count, camera))]
+    args += ["--http-url", f"{http.url}/frames" if http else ""]
+    args += ["--redis-url", redis.url if "redis" in receivers else ""]
+    args += ["--http-mode", "raw", "--redis-mode", "stream"]
+    sender = services.sender(*args)
+    names = camera_ids(count)
+    for transport, receiver in receivers.items():
+
+        def all_received(url: str = receiver.url) -> bool:
+            for service in services.started:
+                service.check()
+            seen = per_camera(read_metrics(url), "framewire_frames_received_total")
+            return all(seen.get(name, 0) > 0 for name in names)
+
+        wait_until(all_received, 20 + count, what=f"frames of {count} cameras at {transport}")
+    return {"receivers": receivers, "sender": sender}
+
+
+def per_camera(samples: Mapping[Any, float], name: str) -> dict[str, float]:
+    """A counter summed by its `camera` label."""
+    found: dict[str, float] = {}
+    for labels, value in select(samples, name):  # type: ignore[arg-type]
+        camera = labels.get("camera", "")
+        found[camera] = found.get(camera, 0.0) + value
+    return found
+
+
+def measure_window(
+    receivers: Mapping[str, Any], sender: Any, count: int, camera: Camera, duration: float
+) -> dict[str, Any]:
+    """Per camera fps and exact latency quantiles at each receiver over one window."""
+    pids = {f"{t}-receiver": r.proc.pid for t, r in receivers.items()}
+    pids["sender"] = sender.proc.pid
+    urls = {t: r.url for t, r in receivers.items()}
+    name = "framewire_frames_received_total"
+
+    def snapshot() -> tuple[float, dict[str, dict[str, float]], dict[str, float], Any]:
+        started = time.monotonic()
+        counts = {t: per_camera(read_metrics(url), name) for t, url in urls.items()}
+        counts["sender"] = per_camera(read_metrics(sender.url), "framewire_frames_captured_total")
+        used = {n: cpu_seconds(pid) for n, pid in pids.items()}
+        return (started + time.monotonic()) / 2, counts, used, machine_seconds()
+
+    start_ns = time.time_ns()
+    t0, before, used0, machine0 = snapshot()
+    time.sleep(duration)
+    t1, after, used1, machine1 = snapshot()
+    end_ns = time.time_ns()
+    seconds = t1 - t0
+    cpu = {n: cpu_percent(used0[n], used1[n], seconds) for n in pids}
+    time.sleep(SETTLE_SECONDS)
+
+    def fps(source: str, camera_id: str) -> float:
+        frames = after[source].get(camera_id, 0.0) - before[source].get(camera_id, 0.0)
+        return frames / seconds if seconds > 0 else 0.0
+
+    paths = []
+    for transport, url in urls.items():
+        cameras = {}
+        for camera_id in camera_ids(count):
+            body = read_latencies(url, "received", camera_id)
+            exact = latency_window(body, start_ns, end_ns)
+            received = fps(transport, camera_id)
+            cameras[camera_id] = {
+                "fps": received,
+                "captured_fps": fps("sender", camera_id),
+                "p50_ms": exact["p50"],
+                "p95_ms": exact["p95"],
+                "p99_ms": exact["p99"],
+                "frames": exact["frames"],
+                "overflow": exact["overflow"],
+                "passed": verdict(received, exact["p95"], camera),
+            }
+        served = latency_window(read_latencies(url, "served", "cam0"), start_ns, end_ns)
+        paths.append(
+            {
+                "transport": transport,
+                "passed": all(c["passed"] for c in cameras.values()),
+                "min_fps": min(c["fps"] for c in cameras.values()),
+                "max_p95_ms": worst(c["p95_ms"] for c in cameras.values()),
+                "viewed_served_ms": served,
+                "cameras": cameras,
+            }
+        )
+    return {
+        "seconds": seconds,
+        "paths": paths,
+        "cpu_percent": cpu,
+        "machine_cpu_percent": machine_percent(machine0, machine1, seconds, sum(cpu.values())),
+    }
+
+
+def worst(values: Any) -> float | None:
+    """The largest p95, None when any camera has none (no frame in the window)."""
+    values = list(values)
+    return None if any(v is None for v in values) else max(values, default=None)
+
+
+def run_trial(
+    setup: str,
+    count: int,
+    camera: Camera,
+    redis: RedisServer,
+    duration: float,
+    log_dir: Path,
+    warmup: float = WARMUP_SECONDS,
+) -> dict[str, Any]:
+    """One trial: `count` cameras through `setup`; its figures and `passed` (False on error)."""
+    record: dict[str, Any] = {"setup": setup, "cameras": count, "passed": False}
+    log_dir.mkdir(parents=True, exist_ok=True)
+    redis.client().flushall()
+    services = Services(log_dir, env=child_env())
+    viewers: list[Viewer] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="framewire-cameras-") as directory:
+            stack = start_stack(services, setup, count, camera, redis, Path(directory))
+            for receiver in stack["receivers"].values():
+                viewer = Viewer(f"{receiver.url}/stream/cam0.mjpg")
+                viewer.start()
+                viewers.append(viewer)
+                wait_until(lambda v=viewer: v.bytes > 0, what="the viewer of cam0")
+            time.sleep(warmup)
+            parts0 = [viewer.parts for viewer in viewers]
+            receivers, sender = stack["receivers"], stack["sender"]
+            record.update(measure_window(receivers, sender, count, camera, duration))
+            for service in services.started:
+                service.check()
+            for path, viewer, before in zip(record["paths"], viewers, parts0, strict=True):
+                path["viewer_fps"] = (viewer.parts - before) / record["seconds"]
+            record["passed"] = all(path["passed"] for path in record["paths"])
+    except (StackError, requests.RequestException, OSError) as exc:
+        record["error"] = str(exc) or type(exc).__name__
+    finally:
+        for viewer in viewers:
+            viewer.close()
+        for service in reversed(services.started):
+            with contextlib.suppress(StackError):  # killed after its timeout
+                service.stop()
+    return record
+
+
+def run_setup(
+    setup: str,
+    cameras: int | None,
+    camera: Camera,
+    redis: RedisServer,
+    duration: float,
+    log_dir: Path,
+    limit: int,
+    progress: Callable[[dict[str, Any]], None] = lambda _: None,
+) -> dict[str, Any]:
+    """One trial at `cameras`, or (None) the search up to `limit`: the figures per trial."""
+    trials: list[dict[str, Any]] = []
+
+    def trial(count: int) -> bool:
+        directory = log_dir / f"{setup}-{count:03d}"
+        trials.append(run_trial(setup, count, camera, redis, duration, directory))
+        progress(trials[-1])
+        return trials[-1]["passed"]
+
+    if cameras is not None:
+        return {"setup": setup, "cameras": cameras, "passed": trial(cameras), "trials": trials}
+    largest, _ = search(trial, limit)
+    return {"setup": setup, "largest": largest, "at_limit": largest == limit, "trials": trials}

@@ -1,0 +1,120 @@
+"""The capacity mode's outputs: results.json and results.md (a table per setup and trial)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from framewire.bench.capacity import MAX_P95_MS
+from framewire.bench.report import fmt_ms
+
+SETUP_NAMES = {"http": "HTTP alone", "redis": "Redis alone", "both": "both together"}
+
+
+def _cameras(path: Mapping[str, Any]) -> str:
+    """`cam0 30.0 fps 7.1 ms, ...`: each camera's fps received and p95, failures marked."""
+    cells = []
+    for name, figures in path["cameras"].items():
+        mark = "" if figures["passed"] else " **x**"
+        cells.append(f"{name} {figures['fps']:.1f} / {fmt_ms(figures['p95_ms'])}{mark}")
+    return ", ".join(cells)
+
+
+def _cpu(trial: Mapping[str, Any]) -> str:
+    cpu = ", ".join(f"{name} {value:.0f}" for name, value in trial["cpu_percent"].items())
+    machine = trial.get("machine_cpu_percent", {})
+    return cpu + "".join(f", {k} {machine[k]:.0f}" for k in ("other", "steal") if k in machine)
+
+
+def trial_rows(setup: Mapping[str, Any]) -> list[str]:
+    """Markdown rows, one per transport of each trial of a setup."""
+    rows = []
+    for trial in setup["trials"]:
+        head = f"| {setup['setup']} | {trial['cameras']} | {'pass' if trial['passed'] else 'FAIL'}"
+        if "error" in trial:
+            rows.append(f"{head} | - | failed: {trial['error']} | | | | |")
+            continue
+        for path in trial["paths"]:
+            served = path["viewed_served_ms"]
+            rows.append(
+                f"{head} | {path['transport']} | {path['min_fps']:.1f} "
+                f"| {fmt_ms(path['max_p95_ms'])} | {path.get('viewer_fps', 0.0):.1f} / "
+                f"{fmt_ms(served.get('p95'))} | {_cpu(trial)} | {_cameras(path)} |"
+            )
+    return rows
+
+
+def answer(setup: Mapping[str, Any]) -> str:
+    """The result of a setup in words: the largest N, or pass/fail at the N tried."""
+    if "largest" not in setup:
+        return f"{setup['cameras']} cameras: {'pass' if setup['passed'] else 'FAIL'}"
+    largest = setup["largest"]
+    suffix = " (the cap: raise --max-cameras)" if setup.get("at_limit") else ""
+    return f"{largest}{suffix}"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    machine, options = report["machine"], report["options"]
+    search = options["cameras"] is None
+    lines = [
+        "# framewire bench: capacity",
+        "",
+        f"{report['started']}, {report['elapsed_seconds']:.0f} s in total. "
+        f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
+        f"OpenCV {machine['opencv']}, redis-server {machine['redis_server']}.",
+        "",
+        f"One `framewire send --cameras-file` with N synthetic {options['camera_size']} cameras "
+        f"at {options['camera_fps']:g} fps (JPEG quality 80), the receivers with "
+        "`--processor none`, one MJPEG viewer on cam0 at each receiver. Each trial: "
+        f"{options['warmup']:g} s of warm-up, then {options['duration']:g} s measured. A trial "
+        f"passes when every camera at every receiver gets at least {options['min_fps']:g} fps "
+        f"received with p95 at most {MAX_P95_MS:g} ms, capture to received (decoded), exact "
+        "per frame (nearest rank over every frame captured in the window, from `/latencies`). "
+        + (
+            "The search doubles N from 1 until a trial fails, then bisects between the last "
+            f"pass and the first failure, up to {options['max_cameras']} cameras."
+            if search
+            else ""
+        ),
+        "",
+        "| setup | " + ("largest N" if search else "result") + " | trials (N: pass or FAIL) |",
+        "|---|---|---|",
+    ]
+    for setup in report["capacity"]:
+        tried = ", ".join(
+            f"{t['cameras']}: {'pass' if t['passed'] else 'FAIL'}" for t in setup["trials"]
+        )
+        lines.append(f"| {SETUP_NAMES[setup['setup']]} | {answer(setup)} | {tried} |")
+    lines += [
+        "",
+        "## Trials",
+        "",
+        "Per transport: the lowest fps received and the highest p95 (ms) of any camera; the "
+        "viewer's fps and its served p95 (cam0); CPU in % of one core; each camera's fps / p95, "
+        "**x** where it missed.",
+        "",
+        "| setup | N | result | transport | lowest fps | highest p95 ms | viewer fps / "
+        "served p95 | CPU % | cameras (fps / p95 ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for setup in report["capacity"]:
+        lines += trial_rows(setup)
+    return "\n".join(lines) + "\n"
+
+
+def summary(report: Mapping[str, Any]) -> str:
+    """One line per setup for the terminal."""
+    return "\n".join(
+        f"capacity, {SETUP_NAMES[setup['setup']]}: {answer(setup)}" for setup in report["capacity"]
+    )
+
+
+def write_report(out: Path, report: dict[str, Any]) -> str:
+    """Write results.json and results.md into `out`; return the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    text = render_markdown(report)
+    (out / "results.md").write_text(text)
+    return text
