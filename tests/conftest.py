@@ -7,6 +7,8 @@ and `make run`); the names tests import from here are re-exported.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +23,12 @@ from framewire.bench.readers import metric_value, scrape
 from framewire.bench.stack import RedisServer, Service, free_port, wait_until
 from framewire.config import ReceiverConfig
 
-__all__ = ["FRAMEWIRE", "TESTS", "RedisServer", "Service", "Services", "free_port"]
+__all__ = ["FRAMEWIRE", "TESTS", "RedisServer", "RtspCamera", "Service", "Services", "free_port"]
 __all__ += ["metric_value", "scrape", "wait_until"]
 
 TESTS = Path(__file__).parent
 FRAMEWIRE = str(Path(sys.executable).parent / "framewire")
+SYSTEM_PYTHON = "/usr/bin/python3"  # it has GStreamer's `gi`
 
 
 class Services(stack.Services):
@@ -61,3 +64,54 @@ def app() -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+class RtspCamera:
+    """A real RTSP camera: tests/rtsp_camera.py under the system Python, restartable on its port.
+
+    SIGKILL it to lose the camera, SIGSTOP it to freeze it.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/cam"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(TESTS / "rtsp_camera.py"), str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", (
+            f"RTSP camera did not start: {line}{self.proc.stdout.read()}"
+        )
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+
+
+@pytest.fixture
+def rtsp_camera() -> Iterator[RtspCamera]:
+    """A started RtspCamera, killed after the test."""
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+        capture_output=True,
+    )
+    if probe.returncode != 0:
+        pytest.fail("GStreamer's RTSP server is missing: run `make test`, which installs it")
+    camera = RtspCamera()
+    camera.start()
+    yield camera
+    camera.stop()

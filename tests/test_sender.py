@@ -6,7 +6,7 @@ import threading
 
 from conftest import RedisServer, Services, free_port, scrape, wait_until
 from framewire.config import SenderConfig
-from framewire.sender import Sender, publishers
+from framewire.sender import CameraSender, publishers
 from framewire.sources import open_source
 from framewire.transports import redis as redis_wire
 
@@ -21,7 +21,7 @@ def test_no_framewire_thread_outlives_the_sender(redis_server: RedisServer) -> N
         metrics_bind="",
     )
     source = open_source(config.source, config.width, config.height, config.fps, 1.0, 1.0)
-    sender = Sender(config, source, publishers(config))
+    sender = CameraSender(config, source, publishers(config))
     runner = threading.Thread(target=sender.run)
     runner.start()
     client = redis_server.client()
@@ -35,7 +35,7 @@ def test_no_framewire_thread_outlives_the_sender(redis_server: RedisServer) -> N
     assert left == []
 
 
-def sample(sender: Sender, name: str, **labels: str) -> float:
+def sample(sender: CameraSender, name: str, **labels: str) -> float:
     return sender.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
@@ -47,7 +47,7 @@ def test_unthrottled_the_sender_encodes_only_what_a_transport_takes(
         width=320, height=240, fps=0, http_url="", redis_url=redis_server.url, metrics_bind=""
     )
     source = open_source(config.source, config.width, config.height, config.fps, 1.0, 1.0)
-    sender = Sender(config, source, publishers(config))
+    sender = CameraSender(config, source, publishers(config))
     runner = threading.Thread(target=sender.run)
     runner.start()
     sent = {"camera": "cam0", "transport": "redis"}

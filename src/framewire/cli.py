@@ -95,8 +95,12 @@ def build(config: type, **values: Any) -> Any:
     try:
         return config(**values)
     except ConfigError as exc:
-        hint = f"'{flag(exc.name)}' / '{envvar(exc.name)}'"
-        raise click.BadParameter(exc.message, param_hint=hint) from None
+        raise click.BadParameter(exc.message, param_hint=_hint(exc.name)) from None
+
+
+def _hint(name: str) -> str:
+    """How an error names a setting: its flag and its environment variable."""
+    return f"'{flag(name)}' / '{envvar(name)}'"
 
 
 def _start(context: click.Context) -> None:
@@ -130,31 +134,31 @@ def send(context: click.Context, **values: Any) -> None:
     """Capture frames and send each to the HTTP and Redis receivers."""
     from prometheus_client import start_http_server
 
-    from framewire.sender import Sender, publishers
-    from framewire.sources import open_source
+    from framewire.cameras import CamerasFileError, load_cameras
+    from framewire.sender import Sender
 
     config: SenderConfig = build(SenderConfig, **values)
+    try:
+        cameras = load_cameras(config.cameras_file, config) if config.cameras_file else [config]
+    except CamerasFileError as exc:
+        raise click.BadParameter(str(exc), param_hint=_hint("cameras_file")) from None
     _start(context)
-    source = open_source(
-        config.source,
-        config.width,
-        config.height,
-        config.fps,
-        config.open_timeout,
-        config.read_timeout,
-    )
-    sender = Sender(config, source, publishers(config))
+    sender = Sender(cameras)
     if config.metrics_bind:
         host, port = parse_bind(config.metrics_bind)
         try:
             start_http_server(port, host, registry=sender.metrics.registry)
         except OSError as exc:
-            raise click.BadParameter(
-                str(exc.strerror), param_hint="'--metrics-bind' / 'FRAMEWIRE_METRICS_BIND'"
-            ) from None
+            raise click.BadParameter(str(exc.strerror), param_hint=_hint("metrics_bind")) from None
     runtime.on_stop_signals(sender.stop)
-    targets = ", ".join(f"{w.publisher.name} {w.publisher.target}" for w in sender.workers)
-    log.info("sending %s as camera %s to %s", source.description, config.camera, targets)
+    for camera in sender.cameras:
+        targets = ", ".join(f"{w.publisher.name} {w.publisher.target}" for w in camera.workers)
+        log.info(
+            "sending %s as camera %s to %s",
+            camera.source.description,
+            camera.config.camera,
+            targets,
+        )
     sender.run()
 
 
@@ -166,9 +170,7 @@ def _serve(context: click.Context, transport: str, values: dict[str, Any]) -> No
     try:
         load_processor(config.processor)
     except ValueError as exc:
-        raise click.BadParameter(
-            str(exc), param_hint="'--processor' / 'FRAMEWIRE_PROCESSOR'"
-        ) from None
+        raise click.BadParameter(str(exc), param_hint=_hint("processor")) from None
     _start(context)
     serve(config)
 

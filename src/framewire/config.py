@@ -21,6 +21,7 @@ HTTP_MODES = ("raw", "form-base64")
 REDIS_MODES = ("stream", "pubsub", "set-publish")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 WEB_SCHEMES = ("http", "https")
+SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 
 class ConfigError(ValueError):
@@ -81,9 +82,16 @@ def _check_bind(value: str) -> None:
     parse_bind(value)
 
 
+def _check_source(value: str) -> None:
+    """A URL source must be a camera URL with a host; a file, a device or `synthetic` is free."""
+    if "://" in value:
+        check_url(value, SOURCE_SCHEMES)
+
+
 CHECKS = {
     "camera": _check_camera,
     "bind": _check_bind,
+    "source": _check_source,
     "web_url": lambda value: check_url(value, WEB_SCHEMES),
     "redis_url": lambda value: check_url(value, REDIS_SCHEMES),
 }
@@ -167,8 +175,16 @@ def _redis_ca_cert() -> Any:
 class SenderConfig(_Validated):
     """Settings of `framewire send`."""
 
+    cameras_file: str = setting(
+        "",
+        "YAML file declaring every camera this sender runs (the camera options below"
+        " are the defaults of its cameras); empty: one camera from the options.",
+        path=True,
+    )
     source: str = setting(
-        "synthetic", "synthetic, a video file, an rtsp:// or http:// URL, or a device index."
+        "synthetic",
+        "synthetic, a video file, an rtsp:// or http:// URL, or a device index.",
+        check="source",
     )
     camera: str = setting("cam0", "Camera id.", check="camera")
     width: int = setting(1280, "Synthetic frame width.", low=16, high=7680)

@@ -1,7 +1,11 @@
 """`framewire send`: capture, encode each frame once, fan out to every transport.
 
-The grab thread drains the source into a one-slot mailbox; the main loop
-waits until at least one transport can take a frame (encode on demand: no
+One sender runs one or many cameras (`Sender`); each camera (`CameraSender`)
+has its own threads and mailboxes and shares nothing with the others but the
+metrics registry, so a dead or slow camera never stalls another.
+
+Per camera, the grab thread drains the source into a one-slot mailbox; the
+camera's encode loop waits until at least one transport can take a frame (encode on demand: no
 frame is encoded only to be replaced unsent), takes the newest frame,
 JPEG-encodes it once and puts the bytes into each transport's own one-slot
 mailbox. Each transport sends on its own thread, so
@@ -23,7 +27,7 @@ from framewire.frame import Frame
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
 from framewire.resilience import Backoff, UpDown, Worker
-from framewire.sources import Grabber, Source
+from framewire.sources import Grabber, Source, open_source
 from framewire.transports import Publisher, PublishError
 from framewire.transports.http import HttpPublisher
 from framewire.transports.redis import RedisPublisher
@@ -76,8 +80,9 @@ class TransportWorker:
         self._send_seconds = metrics.send_seconds.labels(*labels)
         self._errors = metrics.send_errors
         self._labels = labels
-        self._state = UpDown(f"{publisher.name} transport", publisher.target, logger=log)
-        self._worker = Worker(f"send-{publisher.name}", self._run)
+        what = f"camera {camera}: {publisher.name} transport"
+        self._state = UpDown(what, publisher.target, logger=log)
+        self._worker = Worker(f"send-{camera}-{publisher.name}", self._run)
 
     def start(self) -> None:
         self._worker.start()
@@ -109,8 +114,8 @@ class TransportWorker:
             backoff.reset()
 
 
-class Sender:
-    """Runs the grab thread, the encode loop and one worker per transport."""
+class CameraSender:
+    """One camera: its grab thread, its encode loop and one worker per transport."""
 
     def __init__(
         self,
@@ -120,6 +125,7 @@ class Sender:
         metrics: SenderMetrics | None = None,
     ) -> None:
         self.config = config
+        self.source = source
         self.metrics = metrics or SenderMetrics()
         camera = config.camera
         m = self.metrics
@@ -133,6 +139,7 @@ class Sender:
             on_reconnect=m.source_reconnects.labels(camera).inc,
             on_drop=lambda _: dropped.inc(),
             stale_after=config.read_timeout,
+            what=f"camera {camera} source",
         )
         self._room = threading.Condition()  # notified when a transport takes a frame
         self.workers = [TransportWorker(p, camera, m, self._taken) for p in publishers]
@@ -141,7 +148,7 @@ class Sender:
         self._rate = RateMeter()
 
     def run(self) -> None:
-        """Capture and fan out until `stop()` is called."""
+        """Capture and fan out until `stop()` is called (on the caller's thread)."""
         camera, m = self.config.camera, self.metrics
         captured = m.frames_captured.labels(camera)
         encode_seconds = m.encode_seconds.labels(camera)
@@ -195,3 +202,46 @@ class Sender:
                 lambda: self._stop.is_set() or any(w.mailbox.empty for w in self.workers),
                 timeout,
             )
+
+
+class Sender:
+    """Every camera of one `framewire send`, each on its own threads, one metrics registry."""
+
+    def __init__(self, cameras: list[SenderConfig], metrics: SenderMetrics | None = None) -> None:
+        self.metrics = metrics or SenderMetrics()
+        self.cameras = [
+            CameraSender(config, camera_source(config), publishers(config), self.metrics)
+            for config in cameras
+        ]
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        """Run every camera until `stop()` is called; then stop them all, each within its bound."""
+        runners = [
+            Worker(f"camera-{c.config.camera}", c.run, join_timeout=c.config.read_timeout + 8.0)
+            for c in self.cameras
+        ]
+        for runner in runners:
+            runner.start()
+        try:
+            self._stop.wait()
+        finally:
+            for camera in self.cameras:
+                camera.stop()
+            for runner in runners:
+                runner.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def camera_source(config: SenderConfig) -> Source:
+    """The source of one camera's config."""
+    return open_source(
+        config.source,
+        config.width,
+        config.height,
+        config.fps,
+        config.open_timeout,
+        config.read_timeout,
+    )

@@ -238,12 +238,13 @@ class Grabber:
         on_drop: Callable[[Captured], None],
         stale_after: float = 5.0,
         backoff_max: float = 2.0,
+        what: str = "source",
     ) -> None:
         self.source = source
         self.stale_after = stale_after
         self.frames: Mailbox[Captured] = Mailbox(on_drop)
         self.last_frame_at = 0.0  # monotonic time of the last good frame
-        self.state = UpDown("source", source.description, on_state, logger=log)
+        self.state = UpDown(what, source.description, on_state, logger=log)
         self._on_reconnect = on_reconnect
         self._backoff = Backoff(0.25, backoff_max)
         # A blocked read ends within the source's own read timeout.
