@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from conftest import FRAMEWIRE, wait_until
-from framewire.bench import chart, command, measure, report, scenarios
+from framewire.bench import capacity, capacity_report, chart, command, measure, report, scenarios
 from framewire.bench.readers import Samples, Viewer, parse_metrics, total
 from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
 
@@ -206,6 +206,9 @@ def test_full_matrix_and_quick_subset() -> None:
         ("RESOLUTIONS", "1280by720", "WIDTHxHEIGHT"),
         ("MODES", "raw,carrier-pigeon", "comma-separated list"),
         ("RATES", "30,-1", "frame rates"),
+        ("CAMERAS", "lots", "or `max`"),
+        ("CAMERAS", "0", "from 1 to 1000"),
+        ("SETUPS", "http,pigeon", "comma-separated list of http, redis, both"),
     ],
 )
 def test_bad_options_are_one_line_errors(env: str, value: str, message: str) -> None:
@@ -510,3 +513,109 @@ def test_viewer_counts_a_boundary_split_between_two_reads(tmp_path: Path) -> Non
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- capacity: the search, the cameras file, the report, a real small run ------------------------
+
+
+def test_capacity_search_doubles_then_bisects() -> None:
+    def fake(capacity_: int):  # passes up to `capacity_` cameras
+        return lambda count: count <= capacity_
+
+    assert capacity.search(fake(6), 16) == (6, [1, 2, 4, 8, 6, 7])
+    assert capacity.search(fake(0), 16) == (0, [1])
+    assert capacity.search(fake(99), 10) == (10, [1, 2, 4, 8, 10])  # the cap
+    assert capacity.search(fake(11), 12) == (11, [1, 2, 4, 8, 12, 10, 11])
+    for limit in range(1, 21):
+        for largest in range(25):
+            found, tried = capacity.search(fake(largest), limit)
+            assert found == min(largest, limit), (limit, largest)
+            assert len(tried) == len(set(tried)) and max(tried) <= limit
+    with pytest.raises(ValueError):
+        capacity.search(fake(1), 0)
+
+
+def test_capacity_verdict_is_fps_and_p95_of_every_camera() -> None:
+    camera = capacity.Camera(1280, 720, 30.0)
+    assert capacity.verdict(29.5, 20.0, camera)
+    assert not capacity.verdict(29.4, 5.0, camera)
+    assert not capacity.verdict(30.0, 20.1, camera)
+    assert not capacity.verdict(30.0, None, camera)  # no frame in the window
+
+
+def test_capacity_cameras_file_is_what_the_sender_reads(tmp_path: Path) -> None:
+    from framewire.cameras import load_cameras
+    from framewire.config import SenderConfig
+
+    camera = capacity.Camera(640, 360, 15.0)
+    path = capacity.cameras_file(tmp_path / "cameras.yaml", 3, camera)
+    loaded = load_cameras(str(path), SenderConfig(), environ={})
+    assert [c.camera for c in loaded] == ["cam0", "cam1", "cam2"]
+    assert {(c.source, c.width, c.height, c.fps, c.quality) for c in loaded} == {
+        ("synthetic", 640, 360, 15.0, 80)
+    }
+
+
+def _trial(count: int, passed: bool, other: float = 5.0) -> dict:
+    cameras = {
+        f"cam{i}": {"fps": 30.0 if passed else 25.0, "p95_ms": 8.0, "passed": passed}
+        for i in range(count)
+    }
+    path = {"transport": "redis", "passed": passed, "min_fps": 30.0 if passed else 25.0}
+    path |= {"max_p95_ms": 8.0, "viewer_fps": 29.9, "viewed_served_ms": {"p95": 11.0}}
+    return {
+        "setup": "redis",
+        "cameras": count,
+        "passed": passed,
+        "paths": [{**path, "cameras": cameras}],
+        "cpu_percent": {"sender": 50.0},
+        "machine_cpu_percent": {"busy": 80.0, "steal": 0.0, "other": other},
+    }
+
+
+def test_capacity_report_gives_the_largest_n_and_the_trials_that_decided_it(
+    tmp_path: Path,
+) -> None:
+    trials = [_trial(1, True), _trial(2, True), _trial(4, False, other=90.0), _trial(3, True)]
+    setup = {"setup": "redis", "largest": 3, "at_limit": False, "trials": trials}
+    options = {"cameras": None, "camera_size": "1280x720", "camera_fps": 30.0, "min_fps": 29.5}
+    options |= {"duration": 10.0, "warmup": 2.0, "max_cameras": 16}
+    machine = {"cpu_model": "test", "cores": 2, "python": "3", "opencv": "5", "redis_server": "7"}
+    saved = {"started": "now", "elapsed_seconds": 1.0, "machine": machine, "options": options}
+    text = capacity_report.write_report(tmp_path, {**saved, "capacity": [setup]})
+    assert "| Redis alone | 3 | 1: pass, 2: pass, 4: FAIL, 3: pass |" in text
+    assert "| redis | 4 | FAIL (noisy) | redis | 25.0 |" in text
+    assert "cam3 25.0 / 8.0 **x**" in text
+    assert json.loads((tmp_path / "results.json").read_text())["capacity"][0]["largest"] == 3
+    assert capacity_report.summary({"capacity": [setup]}) == "capacity, Redis alone: 3"
+
+
+def test_capacity_mode_runs_a_trial_per_setup(tmp_path: Path) -> None:
+    out = tmp_path / "capacity"
+    args = ["--cameras", "2", "--camera-size", "320x240", "--duration", "2", "--out", str(out)]
+    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["kind"] == "capacity" and saved["options"]["min_fps"] == 29.5
+    assert [s["setup"] for s in saved["capacity"]] == ["http", "redis", "both"]
+    for setup in saved["capacity"]:
+        assert setup["cameras"] == 2 and setup["passed"] == setup["trials"][-1]["passed"]
+        for trial in setup["trials"]:
+            assert "error" not in trial, trial
+            transports = [p["transport"] for p in trial["paths"]]
+            assert transports == list(capacity.SETUPS[setup["setup"]])
+            assert trial["cpu_percent"]["sender"] > 0
+            for path in trial["paths"]:
+                assert set(path["cameras"]) == {"cam0", "cam1"}
+                assert path["viewer_fps"] > 0 and path["viewed_served_ms"]["frames"] > 0
+                for figures in path["cameras"].values():
+                    assert figures["fps"] > 0 and figures["captured_fps"] > 0
+                    assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+                    meets = figures["fps"] >= 29.5 and figures["p95_ms"] <= 20.0
+                    assert figures["passed"] == meets, figures
+                assert path["passed"] == all(c["passed"] for c in path["cameras"].values())
+                assert path["min_fps"] == min(c["fps"] for c in path["cameras"].values())
+            assert trial["passed"] == all(p["passed"] for p in trial["paths"])
+    assert "| setup | result |" in done.stdout
+    assert (out / "results.md").read_text() in done.stdout  # the report is printed too

@@ -15,11 +15,14 @@ with p95 at most 20 ms.
 The search doubles N from 1 until a trial fails (or the cap, the receivers'
 `--max-cameras`, is reached), then bisects between the last pass and the
 first failure. It assumes that a machine carrying N cameras carries fewer.
+A trial that fails while other processes used more than a quarter of a core
+(`noisy`) runs once more, and the second run decides.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +45,8 @@ FPS_MARGIN = 0.5  # a camera passes at `fps - FPS_MARGIN` received frames a seco
 WARMUP_SECONDS = 2.0
 SETTLE_SECONDS = 0.5  # after the window, before /latencies is read: late frames arrive
 QUALITY = 80
+NOISE_PERCENT = 25.0  # other processes' CPU (% of one core) that makes a trial noisy
+RETRIES = 1  # a noisy trial that fails runs again this many times; the last one counts
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,8 @@ def start_stack(
             return all(seen.get(name, 0) > 0 for name in names)
 
         wait_until(all_received, 20 + count, what=f"frames of {count} cameras at {transport}")
-    return {"receivers": receivers, "sender": sender}
+    extra = {"redis-server": redis.pid} if "redis" in receivers and redis.pid else {}
+    return {"receivers": receivers, "sender": sender, "extra_pids": extra}
 
 
 def per_camera(samples: Mapping[Any, float], name: str) -> dict[str, float]:
@@ -157,11 +163,16 @@ def per_camera(samples: Mapping[Any, float], name: str) -> dict[str, float]:
 
 
 def measure_window(
-    receivers: Mapping[str, Any], sender: Any, count: int, camera: Camera, duration: float
+    stack: Mapping[str, Any], viewers: list[Viewer], count: int, camera: Camera, duration: float
 ) -> dict[str, Any]:
-    """Per camera fps and exact latency quantiles at each receiver over one window."""
+    """Per camera fps and exact latency quantiles at each receiver over one window.
+
+    CPU is per process (`bench`: this one, reading the viewers) in % of one core.
+    """
+    receivers, sender = stack["receivers"], stack["sender"]
     pids = {f"{t}-receiver": r.proc.pid for t, r in receivers.items()}
     pids["sender"] = sender.proc.pid
+    pids.update(stack["extra_pids"])
     urls = {t: r.url for t, r in receivers.items()}
     name = "framewire_frames_received_total"
 
@@ -170,15 +181,18 @@ def measure_window(
         counts = {t: per_camera(read_metrics(url), name) for t, url in urls.items()}
         counts["sender"] = per_camera(read_metrics(sender.url), "framewire_frames_captured_total")
         used = {n: cpu_seconds(pid) for n, pid in pids.items()}
+        used["bench"] = cpu_seconds(os.getpid(), children=False)  # our children are the services
         return (started + time.monotonic()) / 2, counts, used, machine_seconds()
 
     start_ns = time.time_ns()
     t0, before, used0, machine0 = snapshot()
+    parts0 = [viewer.parts for viewer in viewers]
     time.sleep(duration)
+    parts1 = [viewer.parts for viewer in viewers]
     t1, after, used1, machine1 = snapshot()
     end_ns = time.time_ns()
     seconds = t1 - t0
-    cpu = {n: cpu_percent(used0[n], used1[n], seconds) for n in pids}
+    cpu = {n: cpu_percent(used0[n], used1[n], seconds) for n in used0}
     time.sleep(SETTLE_SECONDS)
 
     def fps(source: str, camera_id: str) -> float:
@@ -186,7 +200,7 @@ def measure_window(
         return frames / seconds if seconds > 0 else 0.0
 
     paths = []
-    for transport, url in urls.items():
+    for index, (transport, url) in enumerate(urls.items()):
         cameras = {}
         for camera_id in camera_ids(count):
             body = read_latencies(url, "received", camera_id)
@@ -209,6 +223,7 @@ def measure_window(
                 "passed": all(c["passed"] for c in cameras.values()),
                 "min_fps": min(c["fps"] for c in cameras.values()),
                 "max_p95_ms": worst(c["p95_ms"] for c in cameras.values()),
+                "viewer_fps": (parts1[index] - parts0[index]) / seconds if seconds > 0 else 0.0,
                 "viewed_served_ms": served,
                 "cameras": cameras,
             }
@@ -251,13 +266,9 @@ def run_trial(
                 viewers.append(viewer)
                 wait_until(lambda v=viewer: v.bytes > 0, what="the viewer of cam0")
             time.sleep(warmup)
-            parts0 = [viewer.parts for viewer in viewers]
-            receivers, sender = stack["receivers"], stack["sender"]
-            record.update(measure_window(receivers, sender, count, camera, duration))
+            record.update(measure_window(stack, viewers, count, camera, duration))
             for service in services.started:
                 service.check()
-            for path, viewer, before in zip(record["paths"], viewers, parts0, strict=True):
-                path["viewer_fps"] = (viewer.parts - before) / record["seconds"]
             record["passed"] = all(path["passed"] for path in record["paths"])
     except (StackError, requests.RequestException, OSError) as exc:
         record["error"] = str(exc) or type(exc).__name__
@@ -268,6 +279,11 @@ def run_trial(
             with contextlib.suppress(StackError):  # killed after its timeout
                 service.stop()
     return record
+
+
+def noisy(trial: Mapping[str, Any]) -> bool:
+    """Whether other processes used more than NOISE_PERCENT of a core during the trial."""
+    return trial.get("machine_cpu_percent", {}).get("other", 0.0) > NOISE_PERCENT
 
 
 def run_setup(
@@ -284,9 +300,12 @@ def run_setup(
     trials: list[dict[str, Any]] = []
 
     def trial(count: int) -> bool:
-        directory = log_dir / f"{setup}-{count:03d}"
-        trials.append(run_trial(setup, count, camera, redis, duration, directory))
-        progress(trials[-1])
+        for attempt in range(1 + RETRIES):
+            directory = log_dir / f"{setup}-{count:03d}{f'-{attempt}' if attempt else ''}"
+            trials.append(run_trial(setup, count, camera, redis, duration, directory))
+            progress(trials[-1])
+            if trials[-1]["passed"] or not noisy(trials[-1]):
+                break
         return trials[-1]["passed"]
 
     if cameras is not None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from framewire.bench.capacity import MAX_P95_MS
+from framewire.bench.capacity import MAX_P95_MS, NOISE_PERCENT, noisy
 from framewire.bench.report import fmt_ms
 
 SETUP_NAMES = {"http": "HTTP alone", "redis": "Redis alone", "both": "both together"}
@@ -32,7 +32,9 @@ def trial_rows(setup: Mapping[str, Any]) -> list[str]:
     """Markdown rows, one per transport of each trial of a setup."""
     rows = []
     for trial in setup["trials"]:
-        head = f"| {setup['setup']} | {trial['cameras']} | {'pass' if trial['passed'] else 'FAIL'}"
+        result = "pass" if trial["passed"] else "FAIL"
+        result += " (noisy)" if noisy(trial) else ""
+        head = f"| {setup['setup']} | {trial['cameras']} | {result}"
         if "error" in trial:
             rows.append(f"{head} | - | failed: {trial['error']} | | | | |")
             continue
@@ -93,7 +95,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         "Per transport: the lowest fps received and the highest p95 (ms) of any camera; the "
         "viewer's fps and its served p95 (cam0); CPU in % of one core; each camera's fps / p95, "
-        "**x** where it missed.",
+        "**x** where it missed. `other` is what the rest of the machine used meanwhile: "
+        f"a trial with more than {NOISE_PERCENT:g} % is marked noisy, and a noisy failure "
+        "runs once more (the later run decides).",
         "",
         "| setup | N | result | transport | lowest fps | highest p95 ms | viewer fps / "
         "served p95 | CPU % | cameras (fps / p95 ms) |",
