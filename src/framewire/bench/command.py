@@ -25,10 +25,17 @@ verdicts: `make bench-check` holds results against docs/bench/targets.json)
 and `chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`);
 each scenario's service logs are in `--out/logs/<scenario>/`.
 
+`--cameras N` is the capacity mode instead (bench/capacity.py): N synthetic
+cameras (1280x720 at 30 fps) from one sender through HTTP alone, Redis alone
+and both together, one viewer on cam0, pass or fail per camera (fps - 0.5
+received, p95 at most 20 ms); `--cameras max` searches the largest N per
+setup. It writes results.json and results.md into `--out` as well.
+
 The package: `scenarios` (what runs), `stack` (processes) and `readers`
 (what they serve), both shared with `make run` and the tests, `measure`
 (deltas, CPU, the codec floor), `latency` (exact quantiles of a window),
-`report` (the outputs) and `command` (this CLI).
+`report` (the outputs), `capacity` and `capacity_report` (the capacity mode)
+and `command` (this CLI).
 """
 
 from __future__ import annotations
