@@ -35,7 +35,7 @@ import yaml
 
 from framewire.bench.latency import window as latency_window
 from framewire.bench.measure import cpu_percent, cpu_seconds, machine_percent, machine_seconds
-from framewire.bench.readers import Viewer, read_latencies, read_metrics, select
+from framewire.bench.readers import Samples, Viewer, read_latencies, read_metrics, select
 from framewire.bench.scenarios import child_env
 from framewire.bench.stack import RedisServer, Services, StackError, wait_until
 
@@ -153,10 +153,10 @@ def start_stack(
     return {"receivers": receivers, "sender": sender, "extra_pids": extra}
 
 
-def per_camera(samples: Mapping[Any, float], name: str) -> dict[str, float]:
+def per_camera(samples: Samples, name: str) -> dict[str, float]:
     """A counter summed by its `camera` label."""
     found: dict[str, float] = {}
-    for labels, value in select(samples, name):  # type: ignore[arg-type]
+    for labels, value in select(samples, name):
         camera = labels.get("camera", "")
         found[camera] = found.get(camera, 0.0) + value
     return found
