@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from conftest import RedisServer, Services, free_port, wait_until
 from framewire.metrics import ReceiverMetrics, SenderMetrics
@@ -31,12 +32,9 @@ ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "framewire.json"
 
-# Scrape jobs of prometheus.yml and their targets in the container deployment.
-JOBS = {
-    "sender": "sender:9100",
-    "http-receiver": "http-receiver:8001",
-    "redis-receiver": "redis-receiver:8002",
-}
+# Scrape jobs of prometheus.yml: each finds its targets by the DNS A records of
+# the compose service of the same name (one per container) on this port.
+JOBS = {"sender": 9100, "http-receiver": 8001, "redis-receiver": 8002}
 # Dashboard variables and what Grafana sends for them when "All" is selected
 # (the camera variable's allValue).
 VARIABLES = {"$camera": ".*"}
@@ -129,9 +127,19 @@ def test_prometheus_config_is_valid() -> None:
     output = promtool("check", "config", str(PROMETHEUS_CONFIG))
     assert "1 rule files found" in output, output
     text = PROMETHEUS_CONFIG.read_text()
-    for job, target in JOBS.items():
-        assert f"job_name: {job}\n" in text
-        assert f'"{target}"' in text
+    config = yaml.safe_load(text)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(JOBS)
+    for name, port in JOBS.items():
+        # The job names as the compose smoke test reads them.
+        assert re.search(rf"^\s*- job_name: {re.escape(name)}$", text, re.MULTILINE), name
+        # Every container of the service, found by DNS: no fixed targets to edit.
+        job = jobs[name]
+        assert "static_configs" not in job, name
+        (sd,) = job["dns_sd_configs"]
+        assert sd["names"] == [name], name
+        assert sd["type"] == "A", name
+        assert sd["port"] == port, name
     assert re.search(r"^\s+scrape_interval: 5s$", text, re.MULTILINE)
     assert re.search(r"^rule_files: \[alerts\.yml\]", text, re.MULTILINE)
 
@@ -217,15 +225,20 @@ def test_dashboard_structure() -> None:
 
 
 def scrape_config_for(targets: dict[str, list[str]]) -> str:
-    """prometheus.yml with the real loopback targets (same job names) and 1 s intervals."""
-    text = PROMETHEUS_CONFIG.read_text()
-    for job, target in JOBS.items():
-        assert text.count(f'"{target}"') == 1, target
-        text = text.replace(f'"{target}"', ", ".join(f'"{t}"' for t in targets[job]))
+    """prometheus.yml with the real loopback targets (same job names) and 1 s intervals.
+
+    The services here all listen on 127.0.0.1 on ports of their own, which DNS
+    service discovery cannot express: each job's `dns_sd_configs` becomes a
+    `static_configs` with that job's targets; everything else is kept.
+    """
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    for job in config["scrape_configs"]:
+        assert job.pop("dns_sd_configs"), job["job_name"]
+        job["static_configs"] = [{"targets": targets[job["job_name"]]}]
     for setting in ("scrape_interval", "evaluation_interval"):
-        text, count = re.subn(rf"^(\s+{setting}:) 5s$", r"\1 1s", text, flags=re.MULTILINE)
-        assert count == 1, setting
-    return text
+        assert config["global"][setting] == "5s", setting
+        config["global"][setting] = "1s"
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 @pytest.fixture
