@@ -5,7 +5,8 @@ PATH on a free port. Ports: HTTP_RECEIVER_PORT (8001), REDIS_RECEIVER_PORT
 (8002), SENDER_METRICS_PORT (9100). FRAMEWIRE_CAMERAS=N (1) starts N
 synthetic cameras, cam0 .. cam<N-1>, each a sender with its metrics on
 SENDER_METRICS_PORT + its number. Each receiver's page compares with the
-other receiver (--peer-url).
+other receiver (--peer-port: at the host name the browser used, on the
+other receiver's port).
 
 Like a service manager: a port already in use stops it before anything
 starts; Ctrl-C, SIGTERM or SIGHUP stop every process it started (exit 0); a
@@ -70,9 +71,9 @@ def services(
     http_url, redis_url = f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{redis_port}"
     receivers = [
         ("http-receiver", [*framewire, "http-receiver", "--bind", f"127.0.0.1:{http_port}",
-                           "--peer-url", redis_url], http_url, "/healthz"),
+                           "--peer-port", str(redis_port)], http_url, "/healthz"),
         ("redis-receiver", [*framewire, "redis-receiver", "--bind", f"127.0.0.1:{redis_port}",
-                            "--peer-url", http_url], redis_url, "/healthz"),
+                            "--peer-port", str(http_port)], redis_url, "/healthz"),
     ]  # fmt: skip
     senders = [
         (f"sender-cam{n}", [*framewire, "send", "--camera", f"cam{n}",

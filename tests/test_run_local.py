@@ -90,6 +90,11 @@ def test_a_stop_signal_stops_every_process_it_started(
     assert " send " in names and len(children) >= 6, names  # gunicorn masters and workers
     http = run.ports["HTTP_RECEIVER_PORT"]
     assert requests.get(f"http://127.0.0.1:{http}/healthz", timeout=5).ok
+    # Each page compares with the other receiver, found on its port.
+    for own, peer in (("HTTP", "REDIS"), ("REDIS", "HTTP")):
+        page = requests.get(f"http://127.0.0.1:{run.ports[own + '_RECEIVER_PORT']}/", timeout=5)
+        assert 'data-side="peer"' in page.text
+        assert f'"peer_port": {run.ports[peer + "_RECEIVER_PORT"]}' in page.text
 
     run.proc.send_signal(sig)
     assert run.proc.wait(timeout=60) == 0, run.output()

@@ -39,6 +39,7 @@ RECEIVER_COMMON = [
     "max_buffered",
     "viewer_timeout",
     "peer_url",
+    "peer_port",
     "grafana_url",
     "viewer_user",
     "viewer_password",
@@ -184,7 +185,12 @@ def http_receiver(context: click.Context, **values: Any) -> None:
 
 
 @cli.command("redis-receiver")
-@options(ReceiverConfig, ["bind", *RECEIVER_COMMON, *REDIS_OPTIONS], bind="0.0.0.0:8002")
+@options(
+    ReceiverConfig,
+    ["bind", *RECEIVER_COMMON, *REDIS_OPTIONS],
+    bind="0.0.0.0:8002",
+    peer_port=8001,  # its peer is the HTTP receiver
+)
 @click.pass_context
 def redis_receiver(context: click.Context, **values: Any) -> None:
     """Receive frames from Redis and serve them as an MJPEG stream."""

@@ -281,8 +281,17 @@ class ReceiverConfig(_Validated):
     )
     peer_url: str = setting(
         "",
-        "The other receiver's public URL: the comparison page shows both streams.",
+        "The other receiver's URL as the browser reaches it, when host name and --peer-port"
+        " do not (e.g. behind a reverse proxy); overrides --peer-port.",
         check="web_url",
+    )
+    peer_port: int = setting(
+        8002,
+        "The other receiver's port: the comparison page finds it at the host name the browser"
+        " used for this page, on this port, and shows both streams. --peer-url overrides it"
+        " (e.g. behind a reverse proxy); 0: no peer.",
+        low=0,
+        high=65535,
     )
     grafana_url: str = setting("", "Grafana's public URL, linked from the page.", check="web_url")
     viewer_user: str = setting(
