@@ -661,6 +661,10 @@ def test_the_dashboard_configmap(rendered: dict[str, list[dict[str, Any]]]) -> N
         ({"redis": {"external": {"url": "redis://u:pw@host:6379/0"}}}, "/redis/external/url"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         (
+            {"receivers": {"http": {"enabled": False}, "redis": {"enabled": False}}},
+            "enable the HTTP receiver, the Redis receiver or both",
+        ),
+        (
             {"cameras": [{"name": "a", "cameras": [{"id": "x"}, {"id": "x"}]}]},
             'camera id "x" is used twice',
         ),

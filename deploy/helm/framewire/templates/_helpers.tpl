@@ -191,6 +191,9 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if not (or .Values.receivers.http.enabled .Values.receivers.redis.enabled) }}
+{{- fail "receivers: enable the HTTP receiver, the Redis receiver or both (the senders need somewhere to send)" }}
+{{- end }}
 {{- if and .Values.redis.external.caCert .Values.redis.external.caSecret }}
 {{- fail "redis.external: give caCert or caSecret, not both" }}
 {{- end }}
