@@ -703,3 +703,43 @@ def test_notes_say_how_to_open_the_viewers(helm_tools: dict[str, Path], tmp_path
     text = notes(VALUE_SETS["external-redis-tls"][0])
     assert "https://http.cams.example/" in text and "https://redis.cams.example/" in text
     assert SECRETS["redis"] not in text and SECRETS["token"] not in text
+
+
+def test_external_redis_from_secrets_of_your_own(
+    helm_tools: dict[str, Path], tmp_path: Path
+) -> None:
+    values = {
+        "existingTokenSecret": "ingest-token",
+        "redis": {
+            "external": {
+                "url": "rediss://redis.example.internal:6380/2",
+                "existingSecret": "redis-auth",
+                "existingSecretKey": "password",
+                "caSecret": "redis-tls",
+                "caSecretKey": "ca.pem",
+            }
+        },
+    }
+    objects = template(helm_tools, tmp_path, values)
+    assert not kind(objects, "Secret")  # everything comes from the user's Secrets
+    receiver = one(objects, "Deployment", f"{FULLNAME}-redis-receiver")
+    pod = receiver["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis-auth",
+        "key": "password",
+    }
+    assert env["FRAMEWIRE_REDIS_URL"]["value"] == (
+        "rediss://:$(REDIS_PASSWORD)@redis.example.internal:6380/2"
+    )
+    volume = next(v for v in pod["volumes"] if v["name"] == "redis-ca")
+    assert volume["secret"] == {
+        "secretName": "redis-tls",
+        "items": [{"key": "ca.pem", "path": "ca.crt"}],
+    }
+    http = one(objects, "Deployment", f"{FULLNAME}-http-receiver")
+    token = env_of(http["spec"]["template"]["spec"]["containers"][0])["FRAMEWIRE_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "ingest-token", "key": "token"}
+    for obj in objects:
+        if obj["apiVersion"] != MONITORING:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
