@@ -86,7 +86,7 @@ comes from the Secret and Kubernetes expands $(REDIS_PASSWORD) in the URL.
 
 {{/* Env entries for Redis: the password, the URL and the CA. */}}
 {{- define "framewire.redisEnv" -}}
-{{- with include "framewire.redisPasswordRef" . }}
+{{- with include "framewire.redisPasswordRef" . | trim }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
