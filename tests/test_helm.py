@@ -41,7 +41,6 @@ FULLNAME = f"{RELEASE}-framewire"
 # FRAMEWIRE_* variables the chart sets that are not options of this tree (yet).
 NOT_OPTIONS = {
     "FRAMEWIRE_HTTP_FANOUT": "the sender's fan-out to every HTTP replica (issue 15)",
-    "FRAMEWIRE_PEER_PORT": "the page finds its peer by port (compose sets it too)",
 }
 JOBS = {"sender", "http-receiver", "redis-receiver"}
 
