@@ -48,6 +48,7 @@ NO_CAMERA_LABEL = {"framewire_frames_rejected_total", "framewire_receive_errors_
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 # Data can take a few scrapes (1 s apart here) to show up; rate() needs two.
 QUERY_TIMEOUT = 90.0
+SMALL_SLOW = ("--fps", "5", "--width", "160", "--height", "120")  # the extra cameras
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -409,12 +410,7 @@ def test_dashboard_queries_return_data_from_real_services(
     other = services.sender(
         "--camera",
         DELIVERING_CAMERAS[1],
-        "--fps",
-        "5",
-        "--width",
-        "160",
-        "--height",
-        "120",
+        *SMALL_SLOW,
         "--http-url",
         f"{http.url}/frames",
         "--redis-url",
@@ -425,12 +421,7 @@ def test_dashboard_queries_return_data_from_real_services(
     failing = services.sender(
         "--camera",
         FAILING_CAMERA,
-        "--fps",
-        "5",
-        "--width",
-        "160",
-        "--height",
-        "120",
+        *SMALL_SLOW,
         "--http-url",
         f"{http.url}/no-such-route",
         "--redis-url",
