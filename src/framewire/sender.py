@@ -93,7 +93,11 @@ class TransportWorker:
             self._sent.append(metrics.replica_frames_sent.labels(camera, replica))
             up = metrics.replica_up.labels(camera, replica)
             up.set(0)
-            on_change = lambda ok: up.set(1 if ok else 0)  # noqa: E731
+
+            def set_up(ok: bool) -> None:
+                up.set(1 if ok else 0)
+
+            on_change = set_up
         self.mailbox: Mailbox[Frame] = Mailbox(lambda _: [c.inc() for c in drops])
         self._send_seconds = metrics.send_seconds.labels(*labels)
         self._errors = metrics.send_errors
