@@ -39,9 +39,6 @@ MONITORING = "monitoring.coreos.com/v1"
 RELEASE, NAMESPACE = "fw", "cams"
 FULLNAME = f"{RELEASE}-framewire"
 # FRAMEWIRE_* variables the chart sets that are not options of this tree (yet).
-NOT_OPTIONS = {
-    "FRAMEWIRE_HTTP_FANOUT": "the sender's fan-out to every HTTP replica (issue 15)",
-}
 JOBS = {"sender", "http-receiver", "redis-receiver"}
 
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUexample\n-----END CERTIFICATE-----\n"
@@ -467,7 +464,7 @@ def test_env_names_real_settings_with_valid_urls(
         env = env_of(workload["spec"]["template"]["spec"]["containers"][0])
         for var in env:
             if var.startswith("FRAMEWIRE_"):
-                assert var in known or var in NOT_OPTIONS, var
+                assert var in known, var
         if "FRAMEWIRE_REDIS_URL" in env:
             url = env["FRAMEWIRE_REDIS_URL"]["value"].replace("$(REDIS_PASSWORD)", "pw")
             check_url(url, REDIS_SCHEMES)
