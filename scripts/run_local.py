@@ -2,10 +2,11 @@
 
 Uses the redis given by FRAMEWIRE_REDIS_URL, or starts a redis-server from
 PATH on a free port. Ports: HTTP_RECEIVER_PORT (8001), REDIS_RECEIVER_PORT
-(8002), SENDER_METRICS_PORT (9100). FRAMEWIRE_CAMERAS=N (1) starts N
-synthetic cameras, cam0 .. cam<N-1>, each a sender with its metrics on
-SENDER_METRICS_PORT + its number. Each receiver's page compares with the
-other receiver (--peer-url).
+(8002), SENDER_METRICS_PORT (9100). One sender runs the synthetic camera
+cam0, or every camera of FRAMEWIRE_CAMERAS_FILE (like every FRAMEWIRE_*
+variable, passed to the services). Each receiver's page compares with the
+other receiver (--peer-port: at the host name the browser used, on the
+other receiver's port).
 
 Like a service manager: a port already in use stops it before anything
 starts; Ctrl-C, SIGTERM or SIGHUP stop every process it started (exit 0); a
@@ -48,13 +49,15 @@ def setting(name: str, default: int, low: int, high: int) -> int:
     return int(value)
 
 
-def check_ports(http_port: int, redis_port: int, metrics_port: int, cameras: int) -> None:
+def check_ports(http_port: int, redis_port: int, metrics_port: int) -> None:
     """Exit with one line if a port we would listen on is taken."""
-    wanted = {http_port: "HTTP_RECEIVER_PORT", redis_port: "REDIS_RECEIVER_PORT"}
-    for n in range(cameras):
-        wanted.setdefault(metrics_port + n, f"SENDER_METRICS_PORT (+{n})")
-    if len(wanted) < cameras + 2:
-        raise SystemExit("HTTP_RECEIVER_PORT, REDIS_RECEIVER_PORT and the metrics ports overlap")
+    wanted = {
+        http_port: "HTTP_RECEIVER_PORT",
+        redis_port: "REDIS_RECEIVER_PORT",
+        metrics_port: "SENDER_METRICS_PORT",
+    }
+    if len(wanted) < 3:
+        raise SystemExit("HTTP_RECEIVER_PORT, REDIS_RECEIVER_PORT and SENDER_METRICS_PORT overlap")
     for port, name in wanted.items():
         if not port_is_free(port):
             raise SystemExit(
@@ -63,28 +66,24 @@ def check_ports(http_port: int, redis_port: int, metrics_port: int, cameras: int
 
 
 def services(
-    http_port: int, redis_port: int, metrics_port: int, cameras: int
+    http_port: int, redis_port: int, metrics_port: int
 ) -> list[tuple[str, list[str], str, str]]:
-    """(name, command, URL, readiness path): the receivers, then one sender per camera."""
+    """(name, command, URL, readiness path): the receivers, then the sender."""
     framewire = framewire_command()
     http_url, redis_url = f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{redis_port}"
     receivers = [
         ("http-receiver", [*framewire, "http-receiver", "--bind", f"127.0.0.1:{http_port}",
-                           "--peer-url", redis_url], http_url, "/healthz"),
+                           "--peer-port", str(redis_port)], http_url, "/healthz"),
         ("redis-receiver", [*framewire, "redis-receiver", "--bind", f"127.0.0.1:{redis_port}",
-                            "--peer-url", http_url], redis_url, "/healthz"),
+                            "--peer-port", str(http_port)], redis_url, "/healthz"),
     ]  # fmt: skip
-    senders = [
-        (f"sender-cam{n}", [*framewire, "send", "--camera", f"cam{n}",
-                            "--http-url", f"{http_url}/frames",
-                            "--metrics-bind", f"127.0.0.1:{metrics_port + n}"],
-         f"http://127.0.0.1:{metrics_port + n}", "/metrics")
-        for n in range(cameras)
-    ]  # fmt: skip
-    return receivers + senders
+    sender = ("sender", [*framewire, "send", "--http-url", f"{http_url}/frames",
+                         "--metrics-bind", f"127.0.0.1:{metrics_port}"],
+              f"http://127.0.0.1:{metrics_port}", "/metrics")  # fmt: skip
+    return [*receivers, sender]
 
 
-def urls(http_port: int, redis_port: int, metrics_port: int, cameras: int) -> str:
+def urls(http_port: int, redis_port: int, metrics_port: int) -> str:
     """Every URL worth opening, one a line."""
     lines = []
     for name, port in (("HTTP receiver", http_port), ("Redis receiver", redis_port)):
@@ -93,14 +92,8 @@ def urls(http_port: int, redis_port: int, metrics_port: int, cameras: int) -> st
             f"  {name:<15} page     {base}/   (compares with the other receiver)",
             f"  {'':<15} stats    {base}/stats    metrics {base}/metrics",
         ]
-        lines += [
-            f"  {'':<15} cam{n:<5} {base}/stream/cam{n}.mjpg    {base}/snapshot/cam{n}.jpg"
-            for n in range(cameras)
-        ]
-    lines += [
-        f"  {f'sender cam{n}':<15} metrics  http://127.0.0.1:{metrics_port + n}/metrics"
-        for n in range(cameras)
-    ]
+        lines.append(f"  {'':<15} camera X {base}/stream/X.mjpg    {base}/snapshot/X.jpg")
+    lines.append(f"  {'sender':<15} metrics  http://127.0.0.1:{metrics_port}/metrics")
     return "\n".join(lines)
 
 
@@ -146,8 +139,7 @@ class Supervisor:
 
 def main() -> int:
     ports = [setting(name, default, 1, 65535) for name, default in PORTS.items()]
-    cameras = setting("FRAMEWIRE_CAMERAS", 1, 1, 16)
-    check_ports(*ports, cameras)
+    check_ports(*ports)
     supervisor = Supervisor()
     on_stop_signals(supervisor.on_signal, STOP_SIGNALS)
     log_dir = Path(tempfile.mkdtemp(prefix="framewire-run-"))
@@ -158,7 +150,7 @@ def main() -> int:
             supervisor.launch(redis.start)
             redis_url = redis.url
         env = {**os.environ, "FRAMEWIRE_REDIS_URL": redis_url}
-        plan = services(*ports, cameras)
+        plan = services(*ports)
         launched = [
             supervisor.launch(
                 lambda name=name, command=command, url=url: Service.start(
@@ -170,7 +162,7 @@ def main() -> int:
         for service, (*_, ready) in zip(launched, plan, strict=True):
             service.wait_ready(ready)
         print(
-            "\nframewire is running:\n" + urls(*ports, cameras) + f"\n  logs in {log_dir}\n"
+            "\nframewire is running:\n" + urls(*ports) + f"\n  logs in {log_dir}\n"
             "Ctrl-C (or SIGTERM, SIGHUP) stops everything.\n",
             flush=True,
         )

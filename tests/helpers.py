@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import requests
 
-from framewire.bench.readers import Viewer, mjpeg_parts
+from framewire.bench.readers import Viewer, mjpeg_parts, read_latencies
+from framewire.bench.stack import Service, wait_until
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 
-__all__ = ["Viewer", "claiming", "decode", "make_jpeg", "mjpeg_parts", "post_frame"]
+__all__ = ["Viewer", "claiming", "decode", "make_jpeg", "mjpeg_parts", "post_frame", "received_fps"]
 
 
 def post_frame(
@@ -56,3 +57,21 @@ class Slow:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         time.sleep(0.2)
         return image
+
+
+def received_fps(receiver: Service, camera: str, start_ns: int, seconds: float) -> float:
+    """Frames captured in [start, start + seconds) that reached `receiver`, per second.
+
+    Waits until a frame captured after the window has arrived (so the window is complete).
+    """
+    end_ns = start_ns + int(seconds * 1e9)
+
+    def captured() -> list[int]:
+        return read_latencies(receiver.url, "received", camera)["captured_ns"]
+
+    wait_until(
+        lambda: captured() and captured()[-1] >= end_ns,
+        timeout=seconds + 15,
+        what=f"{camera} frames captured after the window at {receiver.name}",
+    )
+    return sum(start_ns <= ns < end_ns for ns in captured()) / seconds

@@ -1,10 +1,12 @@
 """The comparison page in a real Chromium (Debian's `chromium`), driven by Playwright.
 
-Both receivers run (the HTTP one with --peer-url pointing at the Redis one)
-with real senders. The page never finishes loading (MJPEG), so it is opened
-with `wait_until="commit"` and every check waits on a condition in the page
-or on the servers' /metrics. The main test saves docs/comparison.png when
-FRAMEWIRE_UPDATE_SCREENSHOT is set.
+Both receivers run with real senders, each page comparing with the other
+receiver: found by --peer-port at the browser's host name (the default way),
+or at --peer-url (the override, e.g. behind a reverse proxy). The page never
+finishes loading (MJPEG), so it is opened with `wait_until="commit"` and
+every check waits on a condition in the page or on the servers' /metrics.
+The main test saves docs/comparison.png when FRAMEWIRE_UPDATE_SCREENSHOT is
+set.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from conftest import RedisServer, Service, Services, wait_until
+from conftest import RedisServer, Service, Services, free_port, wait_until
 from framewire.bench.readers import read_metrics, total
 
 if TYPE_CHECKING:
@@ -63,11 +65,29 @@ def browser() -> Iterator[Browser]:
 
 
 def start_stack(
-    services: Services, redis_server: RedisServer, cameras: list[str], *sender_args: str
+    services: Services,
+    redis_server: RedisServer,
+    cameras: list[str],
+    *sender_args: str,
+    by_port: bool = False,
 ) -> tuple[Service, Service, dict[str, Service]]:
-    """Redis receiver, HTTP receiver comparing with it, and one sender per camera."""
-    red = services.receiver("redis", "--redis-url", redis_server.url)
-    http = services.receiver("http", "--peer-url", red.url, "--grafana-url", GRAFANA)
+    """Redis receiver, HTTP receiver comparing with it, and one sender per camera.
+
+    The HTTP receiver's peer is given by --peer-url, or with `by_port` by --peer-port only
+    (and then the Redis receiver's peer too, the HTTP receiver's port).
+    """
+    if by_port:
+        http_port = free_port()
+        red = services.receiver(
+            "redis", "--redis-url", redis_server.url, "--peer-port", str(http_port)
+        )
+        red_port = red.url.rsplit(":", 1)[1]
+        http = services.receiver(
+            "http", "--peer-port", red_port, "--grafana-url", GRAFANA, port=http_port
+        )
+    else:
+        red = services.receiver("redis", "--redis-url", redis_server.url)
+        http = services.receiver("http", "--peer-url", red.url, "--grafana-url", GRAFANA)
     senders = {
         camera: services.sender(
             "--camera",
@@ -151,9 +171,31 @@ def ms(text: str) -> float:
     return float(text.removesuffix(" ms"))
 
 
+PEER_BASES = {  # (peer_url, peer_port, the page's location): the peer's base URL
+    ("", 8002, "http://[::1]:8001/"): "http://[::1]:8002/",
+    ("", 8002, "https://cams.example:8001/#cam1"): "https://cams.example:8002/",
+    ("", 8001, "http://192.0.2.7:8002/"): "http://192.0.2.7:8001/",
+    ("https://proxy.example/redis", 0, "https://proxy.example/http/"): (
+        "https://proxy.example/redis/"
+    ),
+    ("", 0, "http://[::1]:8001/"): "",
+}
+
+
+def assert_peer_base_rule(page: Page) -> None:
+    """The page's own rule (peerBase) for other locations: IPv6 literals stay bracketed."""
+    for (peer_url, peer_port, location), expected in PEER_BASES.items():
+        got = page.evaluate(
+            "([u, p, l]) => peerBase({peer_url: u, peer_port: p}, new URL(l))",
+            [peer_url, peer_port, location],
+        )
+        assert got == expected, (peer_url, peer_port, location)
+
+
 def test_comparison_page_in_chromium(
     services: Services, redis_server: RedisServer, browser: Browser
 ) -> None:
+    """The HTTP receiver given its peer by --peer-url (the override)."""
     http, red, senders = start_stack(
         services, redis_server, ["cam0", "cam1"], "--width", "640", "--height", "360"
     )
@@ -165,6 +207,7 @@ def test_comparison_page_in_chromium(
         assert float(shown["fps"]) > 0, shown
         assert 0 < ms(shown["p50"]) <= ms(shown["p95"]), shown
     assert page.locator("[data-side=peer] .transport").inner_text() == "REDIS"
+    assert page.locator("[data-side=peer] .origin").inner_text() == red.url
     assert page.locator("#grafana").get_attribute("href") == GRAFANA
     page.wait_for_function(
         "[...document.querySelectorAll('.tile img')].filter(i => i.naturalWidth > 1).length === 2"
@@ -198,17 +241,45 @@ def test_comparison_page_in_chromium(
         wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
 
 
+def test_each_page_finds_its_peer_by_port_with_no_url(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    """No --peer-url: the page looks for the other receiver at its own host name, on --peer-port."""
+    http, red, _ = start_stack(services, redis_server, ["cam0"], *SMALL, by_port=True)
+    http_port, red_port = (r.url.rsplit(":", 1)[1] for r in (http, red))
+    # Opened as localhost, the HTTP receiver's page must look for its peer at localhost too.
+    for url, peer_url, peer_transport in (
+        (f"http://localhost:{http_port}/", f"http://localhost:{red_port}", "REDIS"),
+        (f"{red.url}/", http.url, "HTTP"),
+    ):
+        page = open_page(browser, url)
+        for side in ("own", "peer"):
+            wait_state(page, side, "live")
+        shown = wait_figures_change(page, "peer")
+        assert float(shown["fps"]) > 0, shown
+        assert_moving(page, "peer")
+        assert page.locator("[data-side=peer] .transport").inner_text() == peer_transport
+        assert page.locator("[data-side=peer] .origin").inner_text() == peer_url
+        assert page.locator("#peer-hint").is_hidden()
+        assert_peer_base_rule(page)
+        page.close()
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
+
+
 def test_page_keeps_working_while_the_peer_is_down(
     services: Services, redis_server: RedisServer, browser: Browser
 ) -> None:
+    """The peer found by --peer-port goes away and comes back on the same port."""
     http, red, _ = start_stack(
-        services, redis_server, ["cam0"], "--width", "320", "--height", "240"
+        services, redis_server, ["cam0"], "--width", "320", "--height", "240", by_port=True
     )
     page = open_page(browser, f"{http.url}/")
     wait_state(page, "peer", "live")
     red.stop()
     wait_state(page, "peer", "unreachable")
     assert "unreachable" in page.locator("[data-side=peer] .notice").inner_text()
+    assert "--peer-url" in page.locator("#peer-hint").inner_text()  # shown while unreachable
     assert figures(page, "peer")["fps"] == NO_FIGURE
     wait_state(page, "own", "live")
     wait_figures_change(page, "own")
@@ -219,6 +290,7 @@ def test_page_keeps_working_while_the_peer_is_down(
     wait_state(page, "peer", "live")  # /stats answers again and the stream is reopened
     page.wait_for_function(STREAMS_SHOWN)
     assert_moving(page, "peer")
+    assert page.locator("#peer-hint").is_hidden()
     page.close()
     for receiver in (http, red):
         wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")

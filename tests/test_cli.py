@@ -44,6 +44,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         (["send", "--http-url", "", "--redis-url", ""], {}, ["--http-url", "--redis-url"]),
         (["redis-receiver", "--redis-url", ""], {}, ["FRAMEWIRE_REDIS_URL"]),
         (["send", "--redis-mode", "nosuch"], {}, ["--redis-mode"]),
+        (["http-receiver"], {"FRAMEWIRE_PEER_PORT": "65536"}, ["--peer-port", "PEER_PORT"]),
     ],
 )
 def test_bad_value_is_one_line_naming_the_option(
@@ -66,6 +67,18 @@ def test_main_prints_one_line_and_exits_2() -> None:
     assert result.stderr.strip().splitlines() == [
         "framewire: error: Invalid value for '--fps' / 'FRAMEWIRE_FPS': must be from 0 to 1000"
     ]
+
+
+def test_each_receiver_compares_with_the_other_by_default() -> None:
+    """The page's peer is the other receiver on its default port, with no setting."""
+    defaults = {
+        name: {p.name: p.default for p in cli.commands[name].params}
+        for name in ("http-receiver", "redis-receiver")
+    }
+    http, red = defaults["http-receiver"], defaults["redis-receiver"]
+    assert http["peer_port"] == int(red["bind"].rsplit(":", 1)[1]) == 8002
+    assert red["peer_port"] == int(http["bind"].rsplit(":", 1)[1]) == 8001
+    assert http["peer_url"] == red["peer_url"] == ""
 
 
 def test_help_lists_env_vars() -> None:

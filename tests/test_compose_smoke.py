@@ -24,11 +24,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
 from conftest import free_port, metric_value, wait_until
+from test_browser import browser, open_page, wait_state  # noqa: F401 - the Chromium fixture
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER_DIR = REPO / "tests" / "docker"
@@ -39,6 +44,7 @@ FRAMEWIRE_SERVICES = ("sender", "http-receiver", "redis-receiver")
 SERVICES = {"redis", "prometheus", *FRAMEWIRE_SERVICES}
 # Each framewire service must stop on SIGTERM well inside its 5 s stop_grace_period.
 MAX_STOP_SECONDS = 3.0
+STALE_AFTER = "7.5"  # not the default (2 s), and set only in the env file
 
 pytestmark = pytest.mark.docker
 
@@ -289,7 +295,7 @@ def stop_events(env: dict[str, str], project: str, since: float, until: float) -
 
 
 @pytest.mark.timeout(1800)
-def test_compose_up_smoke(docker_engine: Engine) -> None:
+def test_compose_up_smoke(docker_engine: Engine, browser: Browser) -> None:  # noqa: F811
     began = time.monotonic()
     images = stand_in_images(docker_engine.env)
 
@@ -306,7 +312,13 @@ def test_compose_up_smoke(docker_engine: Engine) -> None:
             port = free_port()
         ports[name] = port
     prometheus_dir, jobs = prometheus_config(ports)
+    # The settings as an env file: compose interpolates from it (so a developer's .env does not
+    # leak in) and passes all of it to the services, as it does with .env.
+    env_file = prometheus_dir.parent / f"{prometheus_dir.name}.env"
     settings = {
+        "FRAMEWIRE_ENV_FILE": str(env_file),
+        # An option compose.yaml does not name: it must reach the receivers all the same.
+        "FRAMEWIRE_STALE_AFTER": STALE_AFTER,
         "PYTHON_IMAGE": images["python"],
         "FRAMEWIRE_CI_IMAGE": IMAGE,
         "FRAMEWIRE_CI_REDIS_IMAGE": images["redis"],
@@ -319,8 +331,6 @@ def test_compose_up_smoke(docker_engine: Engine) -> None:
         "FRAMEWIRE_TOKEN": f"smoke-token-{uuid.uuid4().hex}",
         **{name: str(port) for name, port in ports.items()},
     }
-    # The same settings as an env file, so a developer's .env does not leak in.
-    env_file = prometheus_dir.parent / f"{prometheus_dir.name}.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
     env = {**docker_engine.env, **settings}
     project = f"framewire-smoke-{uuid.uuid4().hex[:8]}"
@@ -412,6 +422,18 @@ def test_compose_up_smoke(docker_engine: Engine) -> None:
                 f"the snapshot's X-Framewire-Seq on :{port} to advance past {first}",
             )
             log(f"frames flow to :{port} (seq {first} and on)")
+
+        # A setting that is only in the env file took effect at both receivers.
+        for name in ("HTTP_RECEIVER_PORT", "REDIS_RECEIVER_PORT"):
+            ready = requests.get(f"http://127.0.0.1:{ports[name]}/readyz", timeout=5).json()
+            assert ready["stale_after"] == float(STALE_AFTER), ready
+
+        # The page at the HTTP receiver shows both transports live, with no setting.
+        page = open_page(browser, f"http://127.0.0.1:{ports['HTTP_RECEIVER_PORT']}/")
+        for side in ("own", "peer"):
+            wait_state(page, side, "live")
+        page.close()
+        log("the page shows HTTP and Redis live side by side")
 
         # Every framewire service answers /metrics, and counts the frames.
         def metrics(port: int) -> str:

@@ -16,6 +16,7 @@ START, END = "<!-- options:start -->\n", "<!-- options:end -->\n"
 COMPOSE_DEFAULTS = {
     "FRAMEWIRE_TOKEN": "compose refuses anonymous frames",
     "FRAMEWIRE_RATE_LIMIT": "compose limits viewer requests per client",
+    "FRAMEWIRE_CAMERAS_FILE": "compose runs the cameras file in deploy/cameras",
 }
 
 
@@ -43,7 +44,7 @@ def test_env_example_names_real_settings_with_their_defaults() -> None:
     }
     for name, value in values.items():
         if name not in known:
-            continue  # compose-only variables (a second camera's source) are checked by compose
+            continue  # compose's own variables (ports, host names) are checked by compose
         if name in COMPOSE_DEFAULTS or value == "":
             continue
         config, field = known[name]

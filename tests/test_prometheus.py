@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from conftest import RedisServer, Services, free_port, wait_until
 from framewire.metrics import ReceiverMetrics, SenderMetrics
@@ -31,21 +32,23 @@ ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "framewire.json"
 
-# Scrape jobs of prometheus.yml and their targets in the container deployment.
-JOBS = {
-    "sender": "sender:9100",
-    "http-receiver": "http-receiver:8001",
-    "redis-receiver": "redis-receiver:8002",
-}
+# Scrape jobs of prometheus.yml: each finds its targets by the DNS A records of
+# the compose service of the same name (one per container) on this port.
+JOBS = {"sender": 9100, "http-receiver": 8001, "redis-receiver": 8002}
 # Dashboard variables and what Grafana sends for them when "All" is selected
 # (the camera variable's allValue).
 VARIABLES = {"$camera": ".*"}
+# The cameras of the live test: cam0 and cam.2 deliver frames (the dot checks
+# Grafana's regex escaping), cam1's sends all fail.
+DELIVERING_CAMERAS = ("cam0", "cam.2")
+FAILING_CAMERA = "cam1"
 # Metrics without a camera label (a refused frame may have no valid camera):
 # the only queries that cannot be filtered by camera.
 NO_CAMERA_LABEL = {"framewire_frames_rejected_total", "framewire_receive_errors_total"}
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 # Data can take a few scrapes (1 s apart here) to show up; rate() needs two.
 QUERY_TIMEOUT = 90.0
+SMALL_SLOW = ("--fps", "5", "--width", "160", "--height", "120")  # the extra cameras
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -86,18 +89,52 @@ def all_panels(panels: list[dict]) -> Iterator[dict]:
         yield from all_panels(panel.get("panels", []))
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL expression) of every query in the dashboard."""
+def rows(panels: list[dict]) -> list[tuple[dict | None, list[dict]]]:
+    """(row, its panels) as Grafana groups them: a collapsed row holds its panels,
+    an open row owns the panels after it up to the next row. Panels above the
+    first row come with None."""
+    grouped: list[tuple[dict | None, list[dict]]] = [(None, [])]
+    for panel in panels:
+        if panel["type"] == "row":
+            grouped.append((panel, list(panel.get("panels", []))))
+        else:
+            grouped[-1][1].append(panel)
+    return [(row, members) for row, members in grouped if row is not None or members]
+
+
+def dashboard_queries() -> list[tuple[str, str, str | None]]:
+    """(panel title, PromQL expression, the variable its row repeats on or None)
+    of every query in the dashboard."""
     return [
-        (panel["title"], target["expr"])
-        for panel in all_panels(dashboard()["panels"])
+        (panel["title"], target["expr"], row and row.get("repeat"))
+        for row, panels in rows(dashboard()["panels"])
+        for panel in panels
         for target in panel.get("targets", [])
     ]
 
 
-def substitute(expr: str) -> str:
-    """The expression as Grafana sends it with every camera selected."""
-    for variable, value in VARIABLES.items():
+def camera_variable() -> dict:
+    (camera,) = [v for v in dashboard()["templating"]["list"] if v["name"] == "camera"]
+    return camera
+
+
+def grafana_regex(value: str) -> str:
+    """A variable's value as Grafana's Prometheus datasource puts it in a PromQL
+    string for `=~` (multi-value or include-All variables): regex metacharacters
+    escaped, the backslashes doubled for the string literal."""
+    value = value.replace("\\", "\\\\\\\\")
+    return re.sub(r"[$^*{}\[\]'+?.()|]", lambda m: "\\\\" + m.group(), value)
+
+
+def grafana_multi(values: list[str]) -> str:
+    """What Grafana sends for several selected values of a multi-value variable."""
+    escaped = [grafana_regex(v) for v in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def substitute(expr: str, variables: dict[str, str] = VARIABLES) -> str:
+    """The expression as Grafana sends it: by default with every camera selected."""
+    for variable, value in variables.items():
         expr = expr.replace(variable, value)
     assert "$" not in expr, f"unknown dashboard variable in {expr!r}"
     return expr
@@ -129,9 +166,19 @@ def test_prometheus_config_is_valid() -> None:
     output = promtool("check", "config", str(PROMETHEUS_CONFIG))
     assert "1 rule files found" in output, output
     text = PROMETHEUS_CONFIG.read_text()
-    for job, target in JOBS.items():
-        assert f"job_name: {job}\n" in text
-        assert f'"{target}"' in text
+    config = yaml.safe_load(text)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(JOBS)
+    for name, port in JOBS.items():
+        # The job names as the compose smoke test reads them.
+        assert re.search(rf"^\s*- job_name: {re.escape(name)}$", text, re.MULTILINE), name
+        # Every container of the service, found by DNS: no fixed targets to edit.
+        job = jobs[name]
+        assert "static_configs" not in job, name
+        (sd,) = job["dns_sd_configs"]
+        assert sd["names"] == [name], name
+        assert sd["type"] == "A", name
+        assert sd["port"] == port, name
     assert re.search(r"^\s+scrape_interval: 5s$", text, re.MULTILINE)
     assert re.search(r"^rule_files: \[alerts\.yml\]", text, re.MULTILINE)
 
@@ -181,11 +228,38 @@ def test_grafana_provisioning_files() -> None:
 def test_dashboard_structure() -> None:
     board = dashboard()
     assert board["uid"] == "framewire"
-    (camera,) = [v for v in board["templating"]["list"] if v["name"] == "camera"]
+    # The camera selector: every camera a sender captures, several at once or All.
+    camera = camera_variable()
+    assert camera["type"] == "query"
     assert camera["query"] == "label_values(framewire_frames_captured_total, camera)"
+    assert camera["definition"] == camera["query"]
     assert camera["multi"] is True
     assert camera["includeAll"] is True
+    assert camera["allValue"] == VARIABLES["$camera"]
+    assert camera["refresh"] == 2, "refresh the cameras on time range change: new ones show up"
     assert camera["datasource"] == DATASOURCE
+    # One row per selected camera: that camera's HTTP vs Redis fps and latency.
+    repeated = [(row, members) for row, members in rows(board["panels"]) if row and "repeat" in row]
+    assert len(repeated) == 1, "one row repeated per camera"
+    ((row, members),) = repeated
+    assert row["repeat"] == "camera"
+    assert "$camera" in row["title"]
+    assert members, "the per-camera row has no panels"
+    per_camera: set[str] = set()
+    for panel in members:
+        assert "repeat" not in panel, f"{panel['title']}: the row repeats, not its panels"
+        assert panel["gridPos"]["y"] > row["gridPos"]["y"], panel["title"]
+        for target in panel["targets"]:
+            for metric, matchers, _ in selectors(target["expr"]):
+                assert 'camera=~"$camera"' in matchers, f"{panel['title']}: {target['expr']}"
+                if "by (transport)" in target["expr"] or "by (le, transport)" in target["expr"]:
+                    per_camera.add(metric)
+    assert {"framewire_frames_received_total", "framewire_frame_latency_seconds_bucket"} <= (
+        per_camera
+    ), "the per-camera row shows fps and latency by transport"
+    # The HTTP vs Redis overview stays, outside the repeated row.
+    overview = {p["title"] for r, ps in rows(board["panels"]) if r is not row for p in ps}
+    assert {"HTTP delivered fps", "Redis delivered fps", "Delivered fps by transport"} <= overview
     panels = [p for p in all_panels(board["panels"]) if p["type"] != "row"]
     ids = [p["id"] for p in all_panels(board["panels"])]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
@@ -217,15 +291,20 @@ def test_dashboard_structure() -> None:
 
 
 def scrape_config_for(targets: dict[str, list[str]]) -> str:
-    """prometheus.yml with the real loopback targets (same job names) and 1 s intervals."""
-    text = PROMETHEUS_CONFIG.read_text()
-    for job, target in JOBS.items():
-        assert text.count(f'"{target}"') == 1, target
-        text = text.replace(f'"{target}"', ", ".join(f'"{t}"' for t in targets[job]))
+    """prometheus.yml with the real loopback targets (same job names) and 1 s intervals.
+
+    The services here all listen on 127.0.0.1 on ports of their own, which DNS
+    service discovery cannot express: each job's `dns_sd_configs` becomes a
+    `static_configs` with that job's targets; everything else is kept.
+    """
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    for job in config["scrape_configs"]:
+        assert job.pop("dns_sd_configs"), job["job_name"]
+        job["static_configs"] = [{"targets": targets[job["job_name"]]}]
     for setting in ("scrape_interval", "evaluation_interval"):
-        text, count = re.subn(rf"^(\s+{setting}:) 5s$", r"\1 1s", text, flags=re.MULTILINE)
-        assert count == 1, setting
-    return text
+        assert config["global"][setting] == "5s", setting
+        config["global"][setting] = "1s"
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 @pytest.fixture
@@ -279,7 +358,8 @@ def viewers() -> Iterator[Callable[[str], Viewer]]:
     opened: list[Viewer] = []
 
     def open_viewer(url: str) -> Viewer:
-        opened.append(Viewer(f"{url}/stream.mjpg"))
+        """An MJPEG viewer of a stream URL."""
+        opened.append(Viewer(url))
         opened[-1].start()
         return opened[-1]
 
@@ -326,30 +406,39 @@ def test_dashboard_queries_return_data_from_real_services(
         "--height",
         "240",
     )
-    # A second camera whose sends all fail, so the send-errors panel has data:
+    # Another camera that delivers (a dot in its id: Grafana escapes it in the regex).
+    other = services.sender(
+        "--camera",
+        DELIVERING_CAMERAS[1],
+        *SMALL_SLOW,
+        "--http-url",
+        f"{http.url}/frames",
+        "--redis-url",
+        redis_server.url,
+    )
+    # A camera whose sends all fail, so the send-errors panel has data:
     # the HTTP receiver answers 404 on an unknown route, nothing listens on the Redis port.
     failing = services.sender(
         "--camera",
-        "cam1",
-        "--fps",
-        "5",
-        "--width",
-        "160",
-        "--height",
-        "120",
+        FAILING_CAMERA,
+        *SMALL_SLOW,
         "--http-url",
         f"{http.url}/no-such-route",
         "--redis-url",
         f"redis://127.0.0.1:{free_port()}/0",
     )
     for receiver in (http, red):
-        wait_until(
-            lambda r=receiver: requests.get(f"{r.url}/snapshot.jpg", timeout=5).status_code == 200,
-            what=f"{receiver.name} first frame",
-        )
-        # An open MJPEG stream: `served` latency and the viewer gauge get data.
-        viewer = viewers(receiver.url)
-        wait_until(lambda v=viewer: v.bytes > 0, what=f"{receiver.name} MJPEG bytes")
+        for camera in DELIVERING_CAMERAS:
+            where = f"{receiver.name} {camera}"
+            wait_until(
+                lambda r=receiver, c=camera: (
+                    requests.get(f"{r.url}/snapshot/{c}.jpg", timeout=5).status_code == 200
+                ),
+                what=f"{where} first frame",
+            )
+            # An open MJPEG stream: `served` latency and the viewer gauge get data.
+            viewer = viewers(f"{receiver.url}/stream/{camera}.mjpg")
+            wait_until(lambda v=viewer: v.bytes > 0, what=f"{where} MJPEG bytes")
     # A bad frame, so the rejects panel has data.
     refused = requests.post(
         f"{http.url}/frames",
@@ -366,7 +455,7 @@ def test_dashboard_queries_return_data_from_real_services(
     assert refused.json()["error"] == "not_jpeg"
 
     targets = {
-        "sender": [host_port(sender.url), host_port(failing.url)],
+        "sender": [host_port(sender.url), host_port(other.url), host_port(failing.url)],
         "http-receiver": [host_port(http.url)],
         "redis-receiver": [host_port(red.url)],
     }
@@ -399,27 +488,46 @@ def test_dashboard_queries_return_data_from_real_services(
         what="every alert rule evaluated without error",
     )
 
-    # The camera variable's query: label_values(framewire_frames_captured_total, camera).
-    wait_until(
-        lambda: (
-            {"cam0", "cam1"}
-            <= set(
-                api(prom, "label/camera/values", **{"match[]": "framewire_frames_captured_total"})
-            )
-        ),
-        timeout=QUERY_TIMEOUT,
-        what="camera label values",
-    )
+    # The camera variable's own query, as Grafana runs it: label_values(metric, label)
+    # is the label values API matching that metric.
+    variable = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", camera_variable()["query"])
+    assert variable, camera_variable()["query"]
+    metric, label = variable.groups()
+    cameras: list[str] = []
 
-    # Every dashboard query returns at least one finite number.
-    for title, expr in dashboard_queries():
-        sent = substitute(expr)
-        wait_until(
-            lambda e=sent: finite_values(prom, e),
-            timeout=QUERY_TIMEOUT,
-            interval=0.5,
-            what=f"data for panel {title!r}: {sent}",
-        )
+    def variable_values() -> bool:
+        cameras[:] = api(prom, f"label/{label}/values", **{"match[]": metric})
+        return {*DELIVERING_CAMERAS, FAILING_CAMERA} <= set(cameras)
+
+    wait_until(variable_values, timeout=QUERY_TIMEOUT, what="the camera variable's values")
+    assert set(cameras) == {*DELIVERING_CAMERAS, FAILING_CAMERA}, cameras
+
+    # Every dashboard query returns at least one finite number: the overview with
+    # All selected and with every camera picked by hand; each panel of the
+    # per-camera row in the repetition of each camera that delivers frames
+    # (cam1 delivers none, so its row is empty but for its capture rate).
+    picked = grafana_multi(cameras)
+    for title, expr, repeat in dashboard_queries():
+        if repeat is None:
+            choices = {"All": VARIABLES, "every camera picked": {"$camera": picked}}
+        else:
+            assert repeat == "camera", repeat
+            choices = {c: {"$camera": grafana_regex(c)} for c in DELIVERING_CAMERAS}
+        for choice, variables in choices.items():
+            sent = substitute(expr, variables)
+            wait_until(
+                lambda e=sent: finite_values(prom, e),
+                timeout=QUERY_TIMEOUT,
+                interval=0.5,
+                what=f"data for panel {title!r} ({choice}): {sent}",
+            )
+    # And a repetition shows only its own camera.
+    for title, expr, repeat in dashboard_queries():
+        if repeat and "by (transport)" in expr and "histogram_quantile" not in expr:
+            for camera in DELIVERING_CAMERAS:
+                by_camera = expr.replace("sum by (transport)", "sum by (camera, transport)")
+                found = query(prom, substitute(by_camera, {"$camera": grafana_regex(camera)}))
+                assert {s["metric"]["camera"] for s in found} == {camera}, (title, found)
 
     # Every alert expression, without its threshold, selects real series: the
     # label names and values the rules rely on exist.

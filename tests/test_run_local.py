@@ -80,9 +80,11 @@ def run_local(tmp_path: Path) -> Iterator[Callable[..., RunLocal]]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_signal_stops_every_process_it_started(
-    run_local: Callable[..., RunLocal], sig: int
+    run_local: Callable[..., RunLocal], sig: int, tmp_path: Path
 ) -> None:
-    run = run_local()
+    cameras = tmp_path / "cameras.yaml"
+    cameras.write_text("cameras:\n  - {id: a, width: 160, height: 120}\n  - {id: b, fps: 5}\n")
+    run = run_local(FRAMEWIRE_CAMERAS_FILE=str(cameras))
     wait_until(run.running, timeout=60, what="make run to be running")
     children = run.children()
     names = " ".join(" ".join(child.cmdline()) for child in children)
@@ -90,6 +92,17 @@ def test_a_stop_signal_stops_every_process_it_started(
     assert " send " in names and len(children) >= 6, names  # gunicorn masters and workers
     http = run.ports["HTTP_RECEIVER_PORT"]
     assert requests.get(f"http://127.0.0.1:{http}/healthz", timeout=5).ok
+    # Each page compares with the other receiver, found on its port.
+    for own, peer in (("HTTP", "REDIS"), ("REDIS", "HTTP")):
+        page = requests.get(f"http://127.0.0.1:{run.ports[own + '_RECEIVER_PORT']}/", timeout=5)
+        assert 'data-side="peer"' in page.text
+        assert f'"peer_port": {run.ports[peer + "_RECEIVER_PORT"]}' in page.text
+    # The one sender runs every camera of FRAMEWIRE_CAMERAS_FILE.
+    stats = f"http://127.0.0.1:{http}/stats"
+    wait_until(
+        lambda: {"a", "b"} <= set(requests.get(stats, timeout=5).json()["cameras"]),
+        what="both cameras of the cameras file at the HTTP receiver",
+    )
 
     run.proc.send_signal(sig)
     assert run.proc.wait(timeout=60) == 0, run.output()
@@ -105,7 +118,7 @@ def test_a_service_that_exits_stops_the_rest_and_fails(run_local: Callable[..., 
     sender.kill()
 
     assert run.proc.wait(timeout=60) == 1, run.output()
-    assert "sender-cam0 exited" in run.output()[1]
+    assert "sender exited" in run.output()[1]
     wait_until(lambda: all(_gone(child) for child in children), what="every child to exit")
 
 
@@ -116,7 +129,7 @@ def test_a_service_failing_at_start_is_reported_and_fails(
     assert run.proc.wait(timeout=60) == 1, run.output()
     out, err = run.output()
     assert "framewire is running" not in out
-    assert "sender-cam0 exited with status 2" in err and "OPEN_TIMEOUT" in err
+    assert "sender exited with status 2" in err and "OPEN_TIMEOUT" in err
 
 
 def test_a_port_in_use_is_one_line_before_anything_starts(

@@ -119,13 +119,17 @@ def test_page_shows_peer_and_grafana_when_configured(
     services: Services, redis_server: RedisServer
 ) -> None:
     peer, grafana = "http://peer.example:8002", "http://grafana.example:3000/d/framewire"
-    alone = services.receiver("http")
+    alone = services.receiver("http", "--peer-port", "0")
+    by_port = services.receiver("http")  # the Redis receiver's port, 8002, by default
     compared = services.receiver("http", "--peer-url", peer + "/", "--grafana-url", grafana)
     page = requests.get(f"{alone.url}/", timeout=5).text
     assert 'data-side="own"' in page and 'data-side="peer"' not in page
-    assert "--peer-url" in page and "Grafana" not in page
+    assert "--peer-port" in page and "--peer-url" in page and "Grafana" not in page
+    page = requests.get(f"{by_port.url}/", timeout=5).text
+    assert 'data-side="peer"' in page and '"peer_port": 8002' in page
+    assert '"peer_url": ""' in page  # the browser builds the URL from its own location
     page = requests.get(f"{compared.url}/", timeout=5).text
-    assert 'data-side="peer"' in page
+    assert 'data-side="peer"' in page and '"peer_port": 0' in page  # --peer-url wins
     assert f'src="{peer}/stream/cam0.mjpg"' in page
     assert f'href="{grafana}"' in page
     # No external resources: the only absolute URLs are the configured ones.

@@ -33,7 +33,9 @@ def create_app(config: ReceiverConfig) -> Flask:
     hub = Hub(metrics, config)
     pipeline = Pipeline(hub, metrics, config, load_processor(config.processor))
     app = Flask(__name__)
-    app.register_blueprint(viewer_blueprint(hub, config.peer_url, config.grafana_url))
+    app.register_blueprint(
+        viewer_blueprint(hub, config.peer_url, config.grafana_url, config.peer_port)
+    )
     app.register_blueprint(ops_blueprint(hub))
     _json_errors(app)
     refused = metrics.requests_refused

@@ -39,6 +39,7 @@ RECEIVER_COMMON = [
     "max_buffered",
     "viewer_timeout",
     "peer_url",
+    "peer_port",
     "grafana_url",
     "viewer_user",
     "viewer_password",
@@ -152,7 +153,7 @@ def send(context: click.Context, **values: Any) -> None:
             raise click.BadParameter(str(exc.strerror), param_hint=_hint("metrics_bind")) from None
     runtime.on_stop_signals(sender.stop)
     for camera in sender.cameras:
-        targets = ", ".join(f"{w.publisher.name} {w.publisher.target}" for w in camera.workers)
+        targets = ", ".join(f"{w.name} {w.target}" for w in camera.workers)
         log.info(
             "sending %s as camera %s to %s",
             camera.source.description,
@@ -184,7 +185,12 @@ def http_receiver(context: click.Context, **values: Any) -> None:
 
 
 @cli.command("redis-receiver")
-@options(ReceiverConfig, ["bind", *RECEIVER_COMMON, *REDIS_OPTIONS], bind="0.0.0.0:8002")
+@options(
+    ReceiverConfig,
+    ["bind", *RECEIVER_COMMON, *REDIS_OPTIONS],
+    bind="0.0.0.0:8002",
+    peer_port=8001,  # its peer is the HTTP receiver
+)
 @click.pass_context
 def redis_receiver(context: click.Context, **values: Any) -> None:
     """Receive frames from Redis and serve them as an MJPEG stream."""

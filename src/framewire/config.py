@@ -18,6 +18,7 @@ from framewire.frame import WireError, parse_camera
 
 _USERINFO = re.compile(r"//([^/@\s]*)@")
 HTTP_MODES = ("raw", "form-base64")
+HTTP_FANOUTS = ("none", "dns")
 REDIS_MODES = ("stream", "pubsub", "set-publish")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 WEB_SCHEMES = ("http", "https")
@@ -210,6 +211,15 @@ class SenderConfig(_Validated):
         "raw JPEG body, or the original article's base64 form post (for comparison).",
         choices=HTTP_MODES,
     )
+    http_fanout: str = setting(
+        "none",
+        "none: POST to the --http-url host; dns: POST every frame to every address that host"
+        " resolves to (every pod of a Kubernetes headless Service), re-resolved as they change.",
+        choices=HTTP_FANOUTS,
+    )
+    http_resolve_every: float = setting(
+        5.0, "With --http-fanout dns: seconds between re-resolves of the host.", low=0.1, high=3600
+    )
     http_connect_timeout: float = setting(
         1.0, "Seconds to connect to the HTTP receiver.", **SECONDS
     )
@@ -281,8 +291,17 @@ class ReceiverConfig(_Validated):
     )
     peer_url: str = setting(
         "",
-        "The other receiver's public URL: the comparison page shows both streams.",
+        "The other receiver's URL as the browser reaches it, when host name and --peer-port"
+        " do not (e.g. behind a reverse proxy); overrides --peer-port.",
         check="web_url",
+    )
+    peer_port: int = setting(
+        8002,
+        "The other receiver's port: the comparison page finds it at the host name the browser"
+        " used for this page, on this port, and shows both streams. --peer-url overrides it"
+        " (e.g. behind a reverse proxy); 0: no peer.",
+        low=0,
+        high=65535,
     )
     grafana_url: str = setting("", "Grafana's public URL, linked from the page.", check="web_url")
     viewer_user: str = setting(

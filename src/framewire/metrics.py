@@ -8,6 +8,7 @@ receivers. Names follow Prometheus conventions (`_total`, `_seconds`,
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -100,6 +101,39 @@ class SenderMetrics(_Common):
             buckets=BYTES_BUCKETS,
             registry=reg,
         )
+        # HTTP fan-out (--http-fanout dns): one series per camera and receiver replica (its
+        # address); a replica's series are removed when it leaves DNS.
+        self.http_replicas = Gauge(
+            f"{NS}_http_replicas",
+            "HTTP receiver replicas this camera delivers to (--http-fanout dns).",
+            ["camera"],
+            registry=reg,
+        )
+        self.replica_frames_sent = Counter(
+            f"{NS}_replica_frames_sent_total",
+            "Frames delivered to one HTTP receiver replica.",
+            ["camera", "replica"],
+            registry=reg,
+        )
+        self.replica_frames_dropped = Counter(
+            f"{NS}_replica_frames_dropped_total",
+            "Frames one HTTP receiver replica never got: replaced unsent while it was busy or"
+            " down, or lost in a failed send.",
+            ["camera", "replica"],
+            registry=reg,
+        )
+        self.replica_up = Gauge(
+            f"{NS}_replica_up",
+            "1 while the last send to this HTTP receiver replica succeeded, else 0.",
+            ["camera", "replica"],
+            registry=reg,
+        )
+
+    def forget_replica(self, camera: str, replica: str) -> None:
+        """Remove a replica's series (it left DNS): no stale series stays behind."""
+        for metric in (self.replica_frames_sent, self.replica_frames_dropped, self.replica_up):
+            with contextlib.suppress(KeyError):  # never labelled, or removed already
+                metric.remove(camera, replica)
 
 
 class ReceiverMetrics(_Common):

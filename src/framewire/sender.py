@@ -10,7 +10,8 @@ frame is encoded only to be replaced unsent), takes the newest frame,
 JPEG-encodes it once and puts the bytes into each transport's own one-slot
 mailbox. Each transport sends on its own thread, so
 a slow or dead transport drops frames (counted) and never stalls capture or
-the other transport.
+the other transport. With `--http-fanout dns` the HTTP transport is one worker
+per HTTP receiver replica (fanout.py), each with its own mailbox and thread.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import time
 from collections.abc import Callable
 
 import cv2
+from prometheus_client import Counter
 
 from framewire.config import SenderConfig
+from framewire.fanout import Replicas, Resolver
 from framewire.frame import Frame
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
@@ -36,9 +39,12 @@ log = logging.getLogger(__name__)
 
 
 def publishers(config: SenderConfig) -> list[Publisher]:
-    """The publishers `config` asks for: HTTP unless its URL is empty, Redis likewise."""
+    """The publishers `config` asks for: HTTP unless its URL is empty, Redis likewise.
+
+    With `http_fanout` dns, HTTP is not among them: the camera's `Replicas` holds one per replica.
+    """
     found: list[Publisher] = []
-    if config.http_url:
+    if config.http_url and config.http_fanout == "none":
         found.append(
             HttpPublisher(
                 config.http_url,
@@ -70,19 +76,43 @@ class TransportWorker:
         camera: str,
         metrics: SenderMetrics,
         on_taken: Callable[[], None] = lambda: None,
+        replica: str = "",
     ) -> None:
+        """`replica`: the address of one HTTP receiver replica (DNS fan-out), counted apart too."""
         self.publisher = publisher
+        self.name, self.target = publisher.name, publisher.target
         self._on_taken = on_taken
         labels = (camera, publisher.name)
-        dropped = metrics.frames_dropped.labels(*labels, "send")
-        self.mailbox: Mailbox[Frame] = Mailbox(lambda _: dropped.inc())
-        self._sent = metrics.frames_sent.labels(*labels)
+        drops = [metrics.frames_dropped.labels(*labels, "send")]
+        self._sent = [metrics.frames_sent.labels(*labels)]
+        self._lost: list[Counter] = []  # a failed send is a drop for a replica's own count
+        on_change: Callable[[bool], None] | None = None
+        if replica:
+            self._lost = [metrics.replica_frames_dropped.labels(camera, replica)]
+            drops += self._lost
+            self._sent.append(metrics.replica_frames_sent.labels(camera, replica))
+            up = metrics.replica_up.labels(camera, replica)
+            up.set(0)
+
+            def set_up(ok: bool) -> None:
+                up.set(1 if ok else 0)
+
+            on_change = set_up
+        self.mailbox: Mailbox[Frame] = Mailbox(lambda _: [c.inc() for c in drops])
         self._send_seconds = metrics.send_seconds.labels(*labels)
         self._errors = metrics.send_errors
         self._labels = labels
         what = f"camera {camera}: {publisher.name} transport"
-        self._state = UpDown(what, publisher.target, logger=log)
-        self._worker = Worker(f"send-{camera}-{publisher.name}", self._run)
+        self._state = UpDown(what, publisher.target, on_change, logger=log)
+        suffix = f"-{replica}" if replica else ""
+        self._worker = Worker(f"send-{camera}-{publisher.name}{suffix}", self._run)
+
+    @property
+    def has_room(self) -> bool:
+        return self.mailbox.empty
+
+    def put(self, frame: Frame) -> None:
+        self.mailbox.put(frame)
 
     def start(self) -> None:
         self._worker.start()
@@ -104,18 +134,25 @@ class TransportWorker:
                 self.publisher.send(frame)
             except PublishError as exc:
                 self._errors.labels(*self._labels, exc.reason).inc()
+                for lost in self._lost:
+                    lost.inc()
                 self._state.set(False, f"{exc.reason}: {exc}")
                 # Frames that arrive while we wait replace each other and are counted as drops.
                 backoff.wait(stopping)
                 continue
             self._send_seconds.observe(time.perf_counter() - started)
-            self._sent.inc()
+            for sent in self._sent:
+                sent.inc()
             self._state.set(True)
             backoff.reset()
 
 
 class CameraSender:
-    """One camera: its grab thread, its encode loop and one worker per transport."""
+    """One camera: its grab thread, its encode loop and one worker per transport.
+
+    With `http_fanout` dns, the HTTP transport is a `Replicas` fed by `resolver` (shared by
+    the cameras of a `Sender`); without one given, the camera resolves on its own.
+    """
 
     def __init__(
         self,
@@ -123,6 +160,7 @@ class CameraSender:
         source: Source,
         publishers: list[Publisher],
         metrics: SenderMetrics | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -142,7 +180,17 @@ class CameraSender:
             what=f"camera {camera} source",
         )
         self._room = threading.Condition()  # notified when a transport takes a frame
-        self.workers = [TransportWorker(p, camera, m, self._taken) for p in publishers]
+        self.workers: list[TransportWorker | Replicas] = [
+            TransportWorker(p, camera, m, self._taken) for p in publishers
+        ]
+        self._own_resolver: Resolver | None = None
+        if config.http_url and config.http_fanout == "dns":
+            if resolver is None:
+                resolver = self._own_resolver = resolver_for(config)
+            replicas = Replicas(
+                config.http_url, camera, resolver, self._replica_worker, m, self._taken
+            )
+            self.workers.insert(0, replicas)
         self._stop = threading.Event()
         self._params = [cv2.IMWRITE_JPEG_QUALITY, config.quality]
         self._rate = RateMeter()
@@ -156,6 +204,8 @@ class CameraSender:
         fps = m.capture_fps.labels(camera)
         for worker in self.workers:
             worker.start()
+        if self._own_resolver is not None:
+            self._own_resolver.start()
         self.grabber.start()
         seq = 0
         try:
@@ -181,15 +231,25 @@ class CameraSender:
                 frame = Frame(camera, seq, item.captured_ns, buffer.tobytes())
                 frame_bytes.observe(len(frame.jpeg))
                 for worker in self.workers:
-                    worker.mailbox.put(frame)
+                    worker.put(frame)
         finally:
             self.grabber.stop()
+            if self._own_resolver is not None:
+                self._own_resolver.stop()
             for worker in self.workers:
                 worker.stop()
 
     def stop(self) -> None:
         self._stop.set()
         self._taken()
+
+    def _replica_worker(self, url: str, address: str) -> TransportWorker:
+        """The worker of one HTTP receiver replica: its own publisher, mailbox and thread."""
+        c = self.config
+        publisher = HttpPublisher(
+            url, c.http_connect_timeout, c.http_read_timeout, token=c.token, mode=c.http_mode
+        )
+        return TransportWorker(publisher, c.camera, self.metrics, self._taken, replica=address)
 
     def _taken(self) -> None:
         with self._room:
@@ -199,7 +259,7 @@ class CameraSender:
         """Wait until some transport can take a frame: encode on demand, never for nothing."""
         with self._room:
             return self._room.wait_for(
-                lambda: self._stop.is_set() or any(w.mailbox.empty for w in self.workers),
+                lambda: self._stop.is_set() or any(w.has_room for w in self.workers),
                 timeout,
             )
 
@@ -209,8 +269,20 @@ class Sender:
 
     def __init__(self, cameras: list[SenderConfig], metrics: SenderMetrics | None = None) -> None:
         self.metrics = metrics or SenderMetrics()
+        # One resolver per fanned-out HTTP URL, shared by every camera sending there.
+        self.resolvers: dict[tuple[str, float], Resolver] = {}
+        for config in cameras:
+            if config.http_url and config.http_fanout == "dns":
+                key = (config.http_url, config.http_resolve_every)
+                self.resolvers.setdefault(key, resolver_for(config))
         self.cameras = [
-            CameraSender(config, camera_source(config), publishers(config), self.metrics)
+            CameraSender(
+                config,
+                camera_source(config),
+                publishers(config),
+                self.metrics,
+                self.resolvers.get((config.http_url, config.http_resolve_every)),
+            )
             for config in cameras
         ]
         self._stop = threading.Event()
@@ -223,6 +295,8 @@ class Sender:
         ]
         for runner in runners:
             runner.start()
+        for resolver in self.resolvers.values():
+            resolver.start()
         try:
             self._stop.wait()
         finally:
@@ -230,9 +304,16 @@ class Sender:
                 camera.stop()
             for runner in runners:
                 runner.stop()
+            for resolver in self.resolvers.values():
+                resolver.stop()
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def resolver_for(config: SenderConfig) -> Resolver:
+    """The DNS fan-out resolver of `config`'s HTTP URL."""
+    return Resolver(config.http_url, config.http_resolve_every)
 
 
 def camera_source(config: SenderConfig) -> Source:

@@ -15,17 +15,24 @@ from framewire.hub import Hub
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 
 
-def viewer_blueprint(hub: Hub, peer_url: str = "", grafana_url: str = "") -> Blueprint:
+def viewer_blueprint(
+    hub: Hub, peer_url: str = "", grafana_url: str = "", peer_port: int = 0
+) -> Blueprint:
     """/, /stats, /stream.mjpg, /snapshot.jpg and their per-camera forms.
 
-    `peer_url` is the other receiver's public URL: the page at / then shows
-    its streams and /stats beside this receiver's, fetched by the browser
-    (so /stats allows any origin). `grafana_url`, when set, is linked.
+    The page at / shows the other receiver's streams and /stats beside this
+    receiver's, fetched by the browser (so /stats allows any origin). The
+    peer is at `peer_url` (its public URL) when set, else at the host name
+    the browser used for this page on `peer_port` (the page builds that URL
+    itself, so it needs no setting behind a plain port mapping); with
+    neither, the page shows this receiver alone. `grafana_url`, when set, is
+    linked.
     """
     bp = Blueprint("viewer", __name__, template_folder="templates")
     page_config = {
         "transport": hub.transport,
         "peer_url": peer_url.rstrip("/"),
+        "peer_port": 0 if peer_url else peer_port,
         "grafana_url": grafana_url,
         "default_camera": hub.default_camera,
     }

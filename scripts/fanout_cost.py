@@ -1,0 +1,143 @@
+"""What a receiver replica costs the sender: HTTP (DNS fan-out) against Redis, 1 and 3 replicas.
+
+    .venv/bin/python scripts/fanout_cost.py [--seconds 10] [--width 1280 --height 720 --fps 30]
+
+One camera, one transport at a time. HTTP: N http-receivers on 127.0.0.1..N (one port),
+one name resolving to them through nss_wrapper (Debian libnss-wrapper), `--http-fanout dns`.
+Redis: N redis-receivers reading one redis-server. Prints, per case, the sender's CPU
+(user + system, % of one core), its send and encode time per second (wall clock: with the
+receivers on the same cores, send time also grows with their load), the bytes it uploads per
+second and the fps each replica received.
+Everything runs on loopback; every process is ours and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from framewire.bench.readers import read_metrics, total
+from framewire.bench.stack import (
+    RedisServer,
+    Service,
+    Services,
+    framewire_command,
+    free_port,
+    port_is_free,
+    wait_until,
+)
+
+HOST = "receivers.framewire.test"
+
+
+def measure(services: Services, sender: Service, receivers: list[Service], seconds: float) -> str:
+    wait_until(
+        lambda: all(
+            total(read_metrics(r.url), "framewire_frames_received_total") > 30 for r in receivers
+        ),
+        what="frames at every receiver",
+    )
+    proc = psutil.Process(sender.proc.pid)
+    before_cpu = sum(proc.cpu_times()[:2])
+    before = read_metrics(sender.url)
+    received = [total(read_metrics(r.url), "framewire_frames_received_total") for r in receivers]
+    started = time.monotonic()
+    time.sleep(seconds)  # a measurement window, not a wait for a condition
+    elapsed = time.monotonic() - started
+    cpu = (sum(proc.cpu_times()[:2]) - before_cpu) / elapsed * 100
+    after = read_metrics(sender.url)
+    send = total(after, "framewire_send_seconds_sum") - total(before, "framewire_send_seconds_sum")
+    encode = total(after, "framewire_encode_seconds_sum") - total(
+        before, "framewire_encode_seconds_sum"
+    )
+    sent = total(after, "framewire_frames_sent_total") - total(
+        before, "framewire_frames_sent_total"
+    )
+    size = total(after, "framewire_frame_bytes_sum") / max(
+        total(after, "framewire_frame_bytes_count"), 1
+    )
+    fps = [
+        (total(read_metrics(r.url), "framewire_frames_received_total") - n) / elapsed
+        for r, n in zip(receivers, received, strict=True)
+    ]
+    return (
+        f"sender CPU {cpu:5.1f} % of a core, send {send / elapsed * 1000:6.1f} ms/s,"
+        f" encode {encode / elapsed * 1000:5.1f} ms/s,"
+        f" uploads {sent * size / elapsed / 1e6:4.1f} MB/s;"
+        " fps per replica " + " ".join(f"{f:.1f}" for f in fps)
+    )
+
+
+def run(kind: str, replicas: int, args: argparse.Namespace, directory: Path) -> str:
+    services = Services(directory)
+    redis_server = RedisServer() if kind == "redis" else None
+    try:
+        camera = ["--width", str(args.width), "--height", str(args.height), "--fps", str(args.fps)]
+        if kind == "http":
+            port = wait_until(
+                lambda: (
+                    lambda p: p if all(port_is_free(p, f"127.0.0.{i}") for i in range(1, 4)) else 0
+                )(free_port()),
+                what="a free port",
+            )
+            addresses = [f"127.0.0.{i}" for i in range(1, replicas + 1)]
+            hosts = directory / "hosts"
+            hosts.write_text("".join(f"{a} {HOST}\n" for a in addresses))
+            receivers = [
+                services.start(
+                    f"http-{a}",
+                    [*framewire_command(), "http-receiver", "--bind", f"{a}:{port}"],
+                    url=f"http://{a}:{port}",
+                )
+                for a in addresses
+            ]
+            for r in receivers:
+                r.wait_ready("/healthz")
+            library = glob.glob("/usr/lib/*/libnss_wrapper.so")[0]
+            sender = services.sender(
+                *camera,
+                "--http-url",
+                f"http://{HOST}:{port}/frames",
+                "--http-fanout",
+                "dns",
+                "--redis-url",
+                "",
+                env={"LD_PRELOAD": library, "NSS_WRAPPER_HOSTS": str(hosts)},
+            )
+        else:
+            assert redis_server is not None
+            redis_server.start()
+            receivers = [
+                services.receiver("redis", "--redis-url", redis_server.url) for _ in range(replicas)
+            ]
+            sender = services.sender(*camera, "--http-url", "", "--redis-url", redis_server.url)
+        return measure(services, sender, receivers, args.seconds)
+    finally:
+        services.stop_all()
+        if redis_server is not None:
+            redis_server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--fps", type=float, default=30.0)
+    args = parser.parse_args()
+    print(f"one camera {args.width}x{args.height} at {args.fps:g} fps, {args.seconds:g} s each")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("http", "redis"):
+            for replicas in (1, 3):
+                directory = Path(tmp) / f"{kind}-{replicas}"
+                directory.mkdir()
+                print(f"{kind:5} x{replicas}: {run(kind, replicas, args, directory)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

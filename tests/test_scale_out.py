@@ -1,0 +1,203 @@
+"""Receivers scaled out: three HTTP and three Redis receivers as processes, fed by ONE sender.
+
+The HTTP receivers listen on 127.0.0.1, .2 and .3 (Linux routes all of 127/8 to lo) on
+the same port, and one host name resolves to all of them, as a Kubernetes headless
+Service does: the sender runs with nss_wrapper (Debian libnss-wrapper, LD_PRELOAD with
+NSS_WRAPPER_HOSTS), so its getaddrinfo reads a hosts file of the test's own and
+/etc/hosts is never touched. With `--http-fanout dns` the sender delivers every frame to
+every address. The Redis receivers all read the same Redis: each reads every camera.
+
+A viewer on any replica sees every camera; killing one HTTP replica leaves the others'
+frame rate alone while the sender counts that replica's drops, and picks it up again when
+it returns; a 4th replica that enters the name is fed without restarting the sender, and
+one that leaves it is forgotten (its series removed).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import RedisServer, Service, Services, free_port, scrape, wait_until
+from framewire.bench.readers import mjpeg_parts, parse_metrics, select
+from framewire.bench.stack import framewire_command, port_is_free
+from helpers import decode, received_fps
+
+HOST = "receivers.framewire.test"  # .test: reserved, never resolves for real
+ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
+CAMERAS = ("cam0", "cam1")
+FPS = 20
+WINDOW_S = 2.0
+
+
+def nss_wrapper() -> str:
+    found = glob.glob("/usr/lib/*/libnss_wrapper.so")
+    if not found:
+        pytest.fail("libnss_wrapper.so is missing: run `make test` (it installs libnss-wrapper)")
+    return found[0]
+
+
+def write_hosts(path: Path, addresses: tuple[str, ...]) -> None:
+    """The hosts file nss_wrapper reads (it reloads it when it changes); replaced atomically."""
+    new = path.with_suffix(".new")
+    new.write_text("".join(f"{address} {HOST}\n" for address in addresses))
+    os.replace(new, path)
+
+
+def shared_port() -> int:
+    """A port free on every address the replicas will use."""
+    return wait_until(
+        lambda: (lambda p: p if all(port_is_free(p, a) for a in ADDRESSES) else 0)(free_port()),
+        what="a port free on 127.0.0.1-4",
+    )
+
+
+def live(receiver: Service) -> bool:
+    stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
+    return all(stats.get(c, {}).get("state") == "live" for c in CAMERAS)
+
+
+def sender_samples(sender: Service, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+    return select(
+        parse_metrics(requests.get(f"{sender.url}/metrics", timeout=5).text), name, **labels
+    )
+
+
+def replica(sender: Service, name: str, address: str, camera: str) -> float:
+    return scrape(sender.url, f"framewire_replica_{name}", camera=camera, replica=address)
+
+
+def fps_everywhere(receivers: list[Service], start_ns: int) -> dict[tuple[str, str], float]:
+    return {
+        (r.name, camera): received_fps(r, camera, start_ns, WINDOW_S)
+        for r in receivers
+        for camera in CAMERAS
+    }
+
+
+def test_one_sender_feeds_every_replica_of_both_receivers(
+    tmp_path: Path, services: Services, redis_server: RedisServer
+) -> None:
+    port = shared_port()
+    hosts = tmp_path / "hosts"
+    write_hosts(hosts, ADDRESSES[:3])
+    cameras = tmp_path / "cameras.yaml"
+    lines = ["cameras:"]
+    for camera in CAMERAS:
+        lines += [f"  - id: {camera}", "    width: 320", "    height: 240", f"    fps: {FPS}"]
+    cameras.write_text("\n".join(lines) + "\n")
+
+    def start_http(address: str, name: str) -> Service:
+        args = ["http-receiver", "--bind", f"{address}:{port}", "--stale-after", "1"]
+        return services.start(name, [*framewire_command(), *args], url=f"http://{address}:{port}")
+
+    def start_redis(number: int) -> Service:
+        bind = f"127.0.0.1:{free_port()}"
+        args = ["redis-receiver", "--bind", bind, "--redis-url", redis_server.url]
+        return services.start(
+            f"redis-{number}", [*framewire_command(), *args], url=f"http://{bind}"
+        )
+
+    # Six receivers start at once (each takes about a second), then all must answer.
+    https = [start_http(a, f"http-{a}") for a in ADDRESSES[:3]]
+    reds = [start_redis(n) for n in range(3)]
+    for service in https + reds:
+        service.wait_ready("/healthz")
+    sender = services.sender(
+        "--cameras-file",
+        str(cameras),
+        "--http-url",
+        f"http://{HOST}:{port}/frames",
+        "--http-fanout",
+        "dns",
+        "--http-resolve-every",
+        "1",
+        "--redis-url",
+        redis_server.url,
+        env={"LD_PRELOAD": nss_wrapper(), "NSS_WRAPPER_HOSTS": str(hosts)},
+    )
+    everyone = https + reds
+    for receiver in everyone:
+        wait_until(lambda r=receiver: live(r), what=f"both cameras live at {receiver.name}")
+    # A viewer on any replica sees every camera.
+    for receiver in everyone:
+        for camera in CAMERAS:
+            url = f"{receiver.url}/stream/{camera}.mjpg"
+            with requests.get(url, stream=True, timeout=10) as response:
+                assert decode(mjpeg_parts(response, 1)[0]).shape == (240, 320, 3)
+    for camera in CAMERAS:
+        assert scrape(sender.url, "framewire_http_replicas", camera=camera) == 3
+
+    # One HTTP replica dies: the sender counts its drops; the others keep their rate.
+    before_ns = time.time_ns()
+    before = fps_everywhere(everyone, before_ns)
+    dead = https[1]
+    dead.proc.send_signal(signal.SIGKILL)
+    dead.proc.wait()
+    killed_ns = time.time_ns()
+    address = ADDRESSES[1]
+    for camera in CAMERAS:
+        wait_until(
+            lambda c=camera: (
+                replica(sender, "up", address, c) == 0
+                and replica(sender, "frames_dropped_total", address, c) >= FPS
+            ),
+            timeout=10,
+            what=f"{camera}: replica {address} down, a second of its frames counted as dropped",
+        )
+    survivors = [r for r in everyone if r is not dead]
+    after = fps_everywhere(survivors, killed_ns)
+    for key, fps in after.items():
+        print(f"{key}: {before[key]:.1f} fps before, {fps:.1f} fps after the kill")
+        assert fps >= min(before[key], FPS) - 1.5, f"{key}: {before[key]:.1f} -> {fps:.1f} fps"
+    for camera in CAMERAS:
+        assert replica(sender, "up", ADDRESSES[0], camera) == 1
+        assert replica(sender, "up", ADDRESSES[2], camera) == 1
+
+    # It returns on the same address: the sender picks it up again, unrestarted.
+    back = start_http(address, f"http-{address}-back").wait_ready("/healthz")
+    for camera in CAMERAS:
+        wait_until(
+            lambda c=camera: replica(sender, "up", address, c) == 1,
+            timeout=10,
+            what=f"{camera}: replica {address} up again",
+        )
+    wait_until(lambda: live(back), what="both cameras live at the returned replica")
+
+    # A 4th replica enters the name: fed after the next re-resolve, the sender unrestarted.
+    fourth = start_http(ADDRESSES[3], f"http-{ADDRESSES[3]}").wait_ready("/healthz")
+    write_hosts(hosts, ADDRESSES)
+    wait_until(lambda: live(fourth), timeout=10, what="both cameras live at the 4th replica")
+    for camera in CAMERAS:
+        assert scrape(sender.url, "framewire_http_replicas", camera=camera) == 4
+        assert replica(sender, "frames_sent_total", ADDRESSES[3], camera) > 0
+
+    # It leaves the name: the sender stops sending to it and drops its series.
+    write_hosts(hosts, ADDRESSES[:3])
+    wait_until(
+        lambda: all(scrape(sender.url, "framewire_http_replicas", camera=c) == 3 for c in CAMERAS),
+        timeout=10,
+        what="the sender to forget the 4th replica",
+    )
+    assert sender_samples(sender, "framewire_replica_up", replica=ADDRESSES[3]) == []
+    assert sender.proc.poll() is None
+
+    # Aggregates keep their labels: HTTP sent is the sum over replicas, past and present.
+    for camera in CAMERAS:
+        sent = scrape(sender.url, "framewire_frames_sent_total", camera=camera, transport="http")
+        per_replica = sum(
+            v
+            for _, v in sender_samples(sender, "framewire_replica_frames_sent_total", camera=camera)
+        )
+        assert sent >= per_replica > 0
+    log = sender.log()
+    for camera in CAMERAS:
+        down = f"camera {camera}: http transport down: http://{address}:{port}/frames"
+        assert log.count(down) == 1, log
+    assert log.count(f"HTTP fan-out: {HOST} resolves to") == 3, log
