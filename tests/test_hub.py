@@ -12,10 +12,10 @@ from prometheus_client import generate_latest
 from conftest import metric_value, wait_until
 from framewire import mjpeg
 from framewire.config import ReceiverConfig
-from framewire.frame import Frame, WireError
+from framewire.frame import Frame, WireError, decode
 from framewire.hub import CameraNotFound, Hub
 from framewire.metrics import ReceiverMetrics
-from framewire.pipeline import Pipeline, decode
+from framewire.pipeline import Pipeline
 from framewire.processing import passthrough
 from helpers import claiming, make_jpeg
 

@@ -10,7 +10,7 @@ resolves the host with getaddrinfo every `--http-resolve-every` seconds on
 its own thread and hands the current set of addresses to its subscribers. A
 failed resolve keeps the set it had (one log line per change of state).
 Each camera's `Replicas` keeps one transport worker per address (its own
-`HttpPublisher`, one-slot mailbox and thread, labelled `replica=<address>`):
+`HttpSender`, one-slot mailbox and thread, labelled `replica=<address>`):
 it starts one for an address that appears and stops one whose address is
 gone, removing that replica's metric series. A replica that is down backs off
 and counts its own drops; the others do not notice.

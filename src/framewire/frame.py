@@ -15,11 +15,15 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+import simplejpeg
+
 CAMERA_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_INT64 = 2**63 - 1
 
 JPEG_SOI = b"\xff\xd8"
 JPEG_EOI = b"\xff\xd9"
+MIN_BYTES_PER_PIXEL = 1 / 2000  # a real JPEG carries far more (a black 1080p frame: 1/170)
 
 
 class WireError(ValueError):
@@ -83,3 +87,28 @@ def b64decode(data: bytes) -> bytes:
         return base64.b64decode(data, validate=True)
     except binascii.Error as exc:
         raise WireError("bad_base64", "image is not valid base64") from exc
+
+
+def decode(jpeg: bytes, max_pixels: int) -> np.ndarray:
+    """Decode JPEG bytes to a BGR image; WireError if they must not or cannot be decoded.
+
+    The frame header is read first, so a JPEG over `max_pixels`, or claiming
+    more pixels than its size could plausibly carry (a decompression bomb),
+    is refused before any pixel is decoded. Decoding is strict: data cut short
+    or corrupt is refused, never shown half grey.
+    """
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
+    except ValueError:
+        raise WireError("undecodable", "JPEG has no readable frame header") from None
+    pixels = width * height
+    if pixels > max_pixels:
+        raise WireError("too_many_pixels", f"JPEG is {width}x{height}, over {max_pixels} pixels")
+    if pixels * MIN_BYTES_PER_PIXEL > len(jpeg):
+        raise WireError(
+            "implausible_size", f"{len(jpeg)} bytes cannot carry a {width}x{height} JPEG"
+        )
+    try:
+        return simplejpeg.decode_jpeg(jpeg, colorspace="BGR", strict=True)
+    except ValueError as exc:
+        raise WireError("undecodable", f"JPEG could not be decoded: {exc}") from None

@@ -22,10 +22,9 @@ import time
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import numpy as np
-import simplejpeg
 
 from framewire.config import ReceiverConfig
-from framewire.frame import Frame, WireError
+from framewire.frame import Frame, WireError, decode
 from framewire.hub import Channel, Hub
 from framewire.mailbox import Mailbox
 from framewire.metrics import ReceiverMetrics
@@ -35,34 +34,8 @@ from framewire.resilience import Worker
 
 log = logging.getLogger(__name__)
 
-MIN_BYTES_PER_PIXEL = 1 / 2000  # a real JPEG carries far more (a black 1080p frame: 1/170)
 DECODE_THREADS = 2  # decodes at once; their own threads, so freed images stay in 2 malloc arenas
 JOIN_TIMEOUT = 2.0  # seconds a camera worker may take to finish its frame when stopped
-
-
-def decode(jpeg: bytes, max_pixels: int) -> np.ndarray:
-    """Decode JPEG bytes to a BGR image; WireError if they must not or cannot be decoded.
-
-    The frame header is read first, so a JPEG over `max_pixels`, or claiming
-    more pixels than its size could plausibly carry (a decompression bomb),
-    is refused before any pixel is decoded. Decoding is strict: data cut short
-    or corrupt is refused, never shown half grey.
-    """
-    try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
-    except ValueError:
-        raise WireError("undecodable", "JPEG has no readable frame header") from None
-    pixels = width * height
-    if pixels > max_pixels:
-        raise WireError("too_many_pixels", f"JPEG is {width}x{height}, over {max_pixels} pixels")
-    if pixels * MIN_BYTES_PER_PIXEL > len(jpeg):
-        raise WireError(
-            "implausible_size", f"{len(jpeg)} bytes cannot carry a {width}x{height} JPEG"
-        )
-    try:
-        return simplejpeg.decode_jpeg(jpeg, colorspace="BGR", strict=True)
-    except ValueError as exc:
-        raise WireError("undecodable", f"JPEG could not be decoded: {exc}") from None
 
 
 def _decode_timed(jpeg: bytes, max_pixels: int) -> tuple[np.ndarray, float]:

@@ -32,8 +32,8 @@ from framewire.metrics import RateMeter, SenderMetrics
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.sources import Grabber, Source, open_source
 from framewire.transports import Publisher, PublishError
-from framewire.transports.http import HttpPublisher
-from framewire.transports.redis import RedisPublisher
+from framewire.transports.http import HttpSender
+from framewire.transports.redis import RedisSender
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +45,33 @@ def publishers(config: SenderConfig) -> list[Publisher]:
     """
     found: list[Publisher] = []
     if config.http_url and config.http_fanout == "none":
-        found.append(
-            HttpPublisher(
-                config.http_url,
-                config.http_connect_timeout,
-                config.http_read_timeout,
-                token=config.token,
-                mode=config.http_mode,
-            )
-        )
+        found.append(http_sender(config, config.http_url))
     if config.redis_url:
         found.append(
-            RedisPublisher(
+            RedisSender(
                 config.redis_url,
-                config.redis_maxlen,
-                config.redis_timeout,
+                maxlen=config.redis_maxlen,
+                timeout=config.redis_timeout,
                 mode=config.redis_mode,
                 ca_cert=config.redis_ca_cert,
+                camera=config.camera,
+                quality=config.quality,
             )
         )
     return found
+
+
+def http_sender(config: SenderConfig, url: str) -> HttpSender:
+    """The HTTP sender of one camera to `url` (the receiver, or one of its replicas)."""
+    return HttpSender(
+        url,
+        config.token,
+        connect_timeout=config.http_connect_timeout,
+        read_timeout=config.http_read_timeout,
+        mode=config.http_mode,
+        camera=config.camera,
+        quality=config.quality,
+    )
 
 
 class TransportWorker:
@@ -245,11 +252,10 @@ class CameraSender:
 
     def _replica_worker(self, url: str, address: str) -> TransportWorker:
         """The worker of one HTTP receiver replica: its own publisher, mailbox and thread."""
-        c = self.config
-        publisher = HttpPublisher(
-            url, c.http_connect_timeout, c.http_read_timeout, token=c.token, mode=c.http_mode
+        publisher = http_sender(self.config, url)
+        return TransportWorker(
+            publisher, self.config.camera, self.metrics, self._taken, replica=address
         )
-        return TransportWorker(publisher, c.camera, self.metrics, self._taken, replica=address)
 
     def _taken(self) -> None:
         with self._room:

@@ -1,22 +1,91 @@
 """The two transports. Each module holds its wire codec and its sending and receiving side.
 
 Transports sit below the pipeline: a receiving side hands frames to a
-`FrameSink` (the receivers pass their pipeline) and never imports it.
+`FrameSink` (the receivers pass their pipeline) and never imports it. The
+sending sides (`HttpSender`, `RedisSender`) are what `framewire send` uses and
+what `framewire.client` offers to other programs; `Framing` turns a user's
+image into a `Frame` for them.
 """
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections import defaultdict
+from collections.abc import Iterator
 from typing import Protocol
 
-from framewire.frame import Frame
+import cv2
+import numpy as np
+
+from framewire.frame import Frame, WireError, check_jpeg, parse_camera, parse_int
+
+Image = Frame | np.ndarray | bytes | bytearray | memoryview
 
 
 class PublishError(RuntimeError):
-    """A send that failed; `reason` is a short metric label."""
+    """A send that failed; `reason` is a short metric label. The message names no secret."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class Refused(PublishError):
+    """The frame was refused: by the receiver (`status`, its JSON `error` and `detail`), or
+    before sending, by the same checks (`status` 0)."""
+
+    def __init__(self, error: str, detail: str, status: int = 0) -> None:
+        label = f"http_{status}" if status else error
+        where = f"the receiver refused the frame ({status} {error})" if status else error
+        super().__init__(label, f"{where}: {detail}")
+        self.error = error
+        self.detail = detail
+        self.status = status
+
+
+class Unreachable(PublishError):
+    """The receiver or Redis could not be reached (or did not answer) within the timeout."""
+
+
+class Framing:
+    """Turns what a user sends (a BGR image, JPEG bytes or a ready Frame) into a Frame.
+
+    Defaults: the sender's camera, the next sequence number of that camera
+    (from 1), the current time; images are JPEG-encoded at `quality`.
+    """
+
+    def __init__(self, camera: str = "cam0", quality: int = 80) -> None:
+        self.camera = parse_camera(camera)
+        self.quality = quality
+        self._seqs: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
+
+    def frame(
+        self,
+        image: Image,
+        camera: str | None = None,
+        seq: int | None = None,
+        captured_ns: int | None = None,
+    ) -> Frame:
+        """The Frame to send; raises Refused when it breaks the wire contract."""
+        if isinstance(image, Frame):
+            return image
+        captured_ns = time.time_ns() if captured_ns is None else captured_ns
+        try:
+            camera = parse_camera(self.camera if camera is None else camera)
+            if isinstance(image, np.ndarray):
+                ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                if not ok:
+                    raise WireError("not_jpeg", f"cannot JPEG-encode an image of {image.shape}")
+                jpeg = buffer.tobytes()
+            else:
+                jpeg = bytes(image)
+                check_jpeg(jpeg)
+            seq = next(self._seqs[camera]) if seq is None else parse_int("seq", str(seq))
+            captured_ns = parse_int("captured_ns", str(captured_ns))
+        except WireError as exc:
+            raise Refused(exc.reason, exc.detail) from None
+        return Frame(camera, seq, captured_ns, jpeg)
 
 
 class Publisher(Protocol):

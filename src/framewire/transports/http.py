@@ -15,7 +15,7 @@ import requests
 
 from framewire.config import redact
 from framewire.frame import Frame, b64decode, check_jpeg, parse_camera, parse_int
-from framewire.transports import PublishError
+from framewire.transports import Framing, Image, PublishError, Refused, Unreachable
 
 CONTENT_TYPE = "image/jpeg"
 HEADER_CAMERA = "X-Framewire-Camera"
@@ -80,19 +80,28 @@ def from_form(form: Mapping[str, str]) -> Frame:
     return Frame(camera, seq, captured_ns, jpeg)
 
 
-class HttpPublisher:
-    """Posts frames to a receiver's `/frames` over one keep-alive session."""
+class HttpSender(Framing):
+    """Posts frames to a receiver's `POST /frames` over one keep-alive session.
+
+    `send(image, camera=...)` takes a BGR image, JPEG bytes or a Frame. A
+    refused frame raises `Refused` with the receiver's reason; a receiver
+    that cannot be reached or does not answer in time raises `Unreachable`.
+    """
 
     name = "http"
 
     def __init__(
         self,
-        url: str,
-        connect_timeout: float,
-        read_timeout: float,
+        url: str = "http://127.0.0.1:8001/frames",
         token: str = "",
+        *,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 2.0,
         mode: str = "raw",
+        camera: str = "cam0",
+        quality: int = 80,
     ) -> None:
+        super().__init__(camera, quality)
         self.url = url
         self.mode = mode
         self.target = redact(url)
@@ -101,29 +110,44 @@ class HttpPublisher:
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
-    def send(self, frame: Frame) -> None:
+    def send(
+        self,
+        image: Image,
+        camera: str | None = None,
+        *,
+        seq: int | None = None,
+        captured_ns: int | None = None,
+    ) -> Frame:
+        """Deliver one frame (and return it) or raise PublishError."""
+        frame = self.frame(image, camera, seq, captured_ns)
         if self.mode == "raw":
             data, extra = frame.jpeg, headers(frame)
         else:
             data, extra = form_fields(frame), None
+        connect, read = self._timeout
         try:
             response = self._session.post(self.url, data=data, headers=extra, timeout=self._timeout)
+        except requests.ConnectionError as exc:  # also a connect timeout
+            detail = f"cannot connect to the receiver at {self.target} within {connect:g} s"
+            raise Unreachable("connect", detail) from exc
         except requests.Timeout as exc:
-            raise PublishError("timeout", "receiver did not answer in time") from exc
-        except requests.ConnectionError as exc:
-            raise PublishError("connect", "cannot connect to the receiver") from exc
+            detail = f"no answer from the receiver at {self.target} within {read:g} s"
+            raise Unreachable("timeout", detail) from exc
         except requests.RequestException as exc:
             raise PublishError("request", type(exc).__name__) from exc
         if response.status_code >= 300:
-            reason = _reason(response)
-            raise PublishError(f"http_{response.status_code}", f"receiver refused: {reason}")
+            error, detail = _refusal(response)
+            raise Refused(error, detail, response.status_code)
+        return frame
 
     def close(self) -> None:
         self._session.close()
 
 
-def _reason(response: requests.Response) -> str:
+def _refusal(response: requests.Response) -> tuple[str, str]:
+    """The receiver's JSON `error` and `detail` (or the status line, for another answer)."""
     try:
-        return str(response.json().get("error", response.reason))
-    except ValueError:
-        return response.reason or str(response.status_code)
+        body = response.json()
+        return str(body["error"]), str(body.get("detail", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return response.reason or str(response.status_code), "not a framewire receiver's answer"

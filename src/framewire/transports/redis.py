@@ -32,7 +32,7 @@ import redis
 from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.resilience import Backoff, UpDown, Worker
-from framewire.transports import FrameSink, PublishError
+from framewire.transports import FrameSink, Framing, Image, PublishError, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -144,20 +144,45 @@ def error_reason(exc: redis.RedisError) -> str:
     return "response"
 
 
-class RedisPublisher:
-    """Sends frames through Redis: XADD (default), PUBLISH, or SET + PUBLISH."""
+class RedisSender(Framing):
+    """Sends frames through Redis: XADD to the camera's stream (trimmed to about `maxlen`
+    entries; the default), or the comparison modes PUBLISH and SET + PUBLISH.
+
+    `send(image, camera=...)` takes a BGR image, JPEG bytes or a Frame; a frame
+    that breaks the wire contract raises `Refused` before anything is sent,
+    and a Redis that cannot be reached within `timeout` raises `Unreachable`.
+    """
 
     name = "redis"
 
     def __init__(
-        self, url: str, maxlen: int, timeout: float, mode: str = "stream", ca_cert: str = ""
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        maxlen: int = 8,
+        timeout: float = 2.0,
+        mode: str = "stream",
+        ca_cert: str = "",
+        camera: str = "cam0",
+        quality: int = 80,
     ) -> None:
+        super().__init__(camera, quality)
         self.target = redact(url)
         self.mode = mode
         self._client = connect(url, timeout, timeout, ca_cert)
         self._maxlen = maxlen
+        self._timeout = timeout
 
-    def send(self, frame: Frame) -> None:
+    def send(
+        self,
+        image: Image,
+        camera: str | None = None,
+        *,
+        seq: int | None = None,
+        captured_ns: int | None = None,
+    ) -> Frame:
+        """Deliver one frame (and return it) or raise PublishError."""
+        frame = self.frame(image, camera, seq, captured_ns)
         try:
             if self.mode == "stream":
                 self._client.xadd(
@@ -173,7 +198,12 @@ class RedisPublisher:
                 self._client.set(latest, latest_value(frame))
                 self._client.publish(key("notify", frame.camera), latest)
         except redis.RedisError as exc:
-            raise PublishError(error_reason(exc), type(exc).__name__) from exc
+            reason = error_reason(exc)
+            if reason in ("connect", "timeout"):
+                detail = f"cannot reach Redis at {self.target} within {self._timeout:g} s"
+                raise Unreachable(reason, detail) from exc
+            raise PublishError(reason, f"Redis refused: {type(exc).__name__}") from exc
+        return frame
 
     def close(self) -> None:
         self._client.close()
