@@ -16,7 +16,7 @@ LAYERS = [  # as the README's "Architecture" section shows them
     | {"processing", "overlay", "access"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
     {"pipeline", "hub", "mjpeg"},
-    {"viewer", "ops", "app", "receivers", "worker", "sender", "fanout"},
+    {"viewer", "ops", "app", "receivers", "worker", "sender", "client", "fanout"},
     {"bench", "cli"},
 ]
 

@@ -9,10 +9,7 @@ image into a `Frame` for them.
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections import defaultdict
-from collections.abc import Iterator
 from typing import Protocol
 
 import cv2
@@ -52,13 +49,14 @@ class Framing:
     """Turns what a user sends (a BGR image, JPEG bytes or a ready Frame) into a Frame.
 
     Defaults: the sender's camera, the next sequence number of that camera
-    (from 1), the current time; images are JPEG-encoded at `quality`.
+    (1, then one more than the last one sent), the current time; images are
+    JPEG-encoded at `quality`.
     """
 
     def __init__(self, camera: str = "cam0", quality: int = 80) -> None:
         self.camera = parse_camera(camera)
         self.quality = quality
-        self._seqs: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
+        self._next_seq: dict[str, int] = {}  # per camera: one more than the last seq sent
 
     def frame(
         self,
@@ -81,10 +79,11 @@ class Framing:
             else:
                 jpeg = bytes(image)
                 check_jpeg(jpeg)
-            seq = next(self._seqs[camera]) if seq is None else parse_int("seq", str(seq))
+            seq = self._next_seq.get(camera, 1) if seq is None else parse_int("seq", str(seq))
             captured_ns = parse_int("captured_ns", str(captured_ns))
         except WireError as exc:
             raise Refused(exc.reason, exc.detail) from None
+        self._next_seq[camera] = seq + 1
         return Frame(camera, seq, captured_ns, jpeg)
 
 

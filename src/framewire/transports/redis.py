@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import redis
 
@@ -274,16 +274,17 @@ class _Consumer:
 class StreamConsumer(_Consumer):
     """Reads the newest entry of every camera stream (the default mode)."""
 
-    def __init__(self, url: str, sink: FrameSink, ca_cert: str = "") -> None:
+    def __init__(
+        self, url: str, sink: FrameSink, ca_cert: str = "", cameras: Collection[str] = ()
+    ) -> None:
         super().__init__(url, sink, ca_cert)
         self._ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._discovered_at = 0.0
+        self._only = [key("stream", camera).encode() for camera in cameras]  # empty: every camera
 
     def _poll(self) -> None:
-        now = time.monotonic()
-        if now - self._discovered_at > (DISCOVER_EVERY if self._ids else 0.25):
-            self._discover()
-            self._discovered_at = now
+        if time.monotonic() - self._discovered_at > (DISCOVER_EVERY if self._ids else 0.25):
+            self.discover()
         if not self._ids:
             self._worker.stopping.wait(0.25)
             return
@@ -293,17 +294,20 @@ class StreamConsumer(_Consumer):
             self._ids[name] = entries[-1][0]
             self._take(name, entries)
 
-    def _discover(self) -> None:
-        """Follow every camera stream that appeared, from the entry after its newest one.
+    def discover(self) -> None:
+        """Follow every camera stream that appeared (or the cameras asked for, whether their
+        streams exist yet or not), from the entry after its newest one.
 
         A real id, not `$`: XREAD resolves `$` afresh at every call, so entries
         added between two calls would be missed.
         """
         pattern = key("stream", "*")
-        for name in self._client.scan_iter(match=pattern, count=100, _type="stream"):
+        names = self._only or self._client.scan_iter(match=pattern, count=100, _type="stream")
+        for name in names:
             if name not in self._ids:
                 newest = self._client.xrevrange(name, count=1)
                 self._ids[name] = newest[0][0] if newest else b"0-0"
+        self._discovered_at = time.monotonic()
         self._state.set(True)
 
     def _take(self, name: bytes, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
