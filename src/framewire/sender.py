@@ -31,19 +31,19 @@ from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.sources import Grabber, Source, open_source
-from framewire.transports import Publisher, PublishError
+from framewire.transports import FrameSender, PublishError
 from framewire.transports.http import HttpSender
 from framewire.transports.redis import RedisSender
 
 log = logging.getLogger(__name__)
 
 
-def publishers(config: SenderConfig) -> list[Publisher]:
+def publishers(config: SenderConfig) -> list[FrameSender]:
     """The publishers `config` asks for: HTTP unless its URL is empty, Redis likewise.
 
     With `http_fanout` dns, HTTP is not among them: the camera's `Replicas` holds one per replica.
     """
-    found: list[Publisher] = []
+    found: list[FrameSender] = []
     if config.http_url and config.http_fanout == "none":
         found.append(http_sender(config, config.http_url))
     if config.redis_url:
@@ -79,7 +79,7 @@ class TransportWorker:
 
     def __init__(
         self,
-        publisher: Publisher,
+        publisher: FrameSender,
         camera: str,
         metrics: SenderMetrics,
         on_taken: Callable[[], None] = lambda: None,
@@ -165,7 +165,7 @@ class CameraSender:
         self,
         config: SenderConfig,
         source: Source,
-        publishers: list[Publisher],
+        publishers: list[FrameSender],
         metrics: SenderMetrics | None = None,
         resolver: Resolver | None = None,
     ) -> None:

@@ -3,13 +3,13 @@
 Transports sit below the pipeline: a receiving side hands frames to a
 `FrameSink` (the receivers pass their pipeline) and never imports it. The
 sending sides (`HttpSender`, `RedisSender`) are what `framewire send` uses and
-what `framewire.client` offers to other programs; `Framing` turns a user's
-image into a `Frame` for them.
+what `framewire.client` offers to other programs, both `FrameSender`s.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 import cv2
@@ -45,8 +45,9 @@ class Unreachable(PublishError):
     """The receiver or Redis could not be reached (or did not answer) within the timeout."""
 
 
-class Framing:
-    """Turns what a user sends (a BGR image, JPEG bytes or a ready Frame) into a Frame.
+class FrameSender(ABC):
+    """A transport's sending side: `send` turns what a user sends (a BGR image, JPEG bytes or a
+    ready Frame) into a Frame and delivers it; subclasses `deliver` it.
 
     Defaults: the sender's camera, the next sequence number of that camera
     (1, then one more than the last one sent), the current time; images are
@@ -58,12 +59,31 @@ class Framing:
         self.quality = quality
         self._next_seq: dict[str, int] = {}  # per camera: one more than the last seq sent
 
-    def frame(
+    name: str
+    target: str  # where it sends, safe to log
+
+    def send(
         self,
         image: Image,
         camera: str | None = None,
+        *,
         seq: int | None = None,
         captured_ns: int | None = None,
+    ) -> Frame:
+        """Deliver one frame and return it; raise PublishError (Refused, Unreachable)."""
+        frame = self.frame(image, camera, seq, captured_ns)
+        self.deliver(frame)
+        return frame
+
+    @abstractmethod
+    def deliver(self, frame: Frame) -> None:
+        """Put one frame on the wire or raise PublishError."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def frame(
+        self, image: Image, camera: str | None, seq: int | None, captured_ns: int | None
     ) -> Frame:
         """The Frame to send; raises Refused when it breaks the wire contract."""
         if isinstance(image, Frame):
@@ -85,18 +105,6 @@ class Framing:
             raise Refused(exc.reason, exc.detail) from None
         self._next_seq[camera] = seq + 1
         return Frame(camera, seq, captured_ns, jpeg)
-
-
-class Publisher(Protocol):
-    """The sending side of a transport."""
-
-    name: str
-    target: str  # where it sends, safe to log
-
-    def send(self, frame: Frame) -> None:
-        """Deliver one frame or raise PublishError."""
-
-    def close(self) -> None: ...
 
 
 class FrameSink(Protocol):

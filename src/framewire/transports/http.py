@@ -15,7 +15,7 @@ import requests
 
 from framewire.config import redact
 from framewire.frame import Frame, b64decode, check_jpeg, parse_camera, parse_int
-from framewire.transports import Framing, Image, PublishError, Refused, Unreachable
+from framewire.transports import FrameSender, PublishError, Refused, Unreachable
 
 CONTENT_TYPE = "image/jpeg"
 HEADER_CAMERA = "X-Framewire-Camera"
@@ -80,7 +80,7 @@ def from_form(form: Mapping[str, str]) -> Frame:
     return Frame(camera, seq, captured_ns, jpeg)
 
 
-class HttpSender(Framing):
+class HttpSender(FrameSender):
     """Posts frames to a receiver's `POST /frames` over one keep-alive session.
 
     `send(image, camera=...)` takes a BGR image, JPEG bytes or a Frame. A
@@ -110,16 +110,7 @@ class HttpSender(Framing):
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
-    def send(
-        self,
-        image: Image,
-        camera: str | None = None,
-        *,
-        seq: int | None = None,
-        captured_ns: int | None = None,
-    ) -> Frame:
-        """Deliver one frame (and return it) or raise PublishError."""
-        frame = self.frame(image, camera, seq, captured_ns)
+    def deliver(self, frame: Frame) -> None:
         if self.mode == "raw":
             data, extra = frame.jpeg, headers(frame)
         else:
@@ -138,7 +129,6 @@ class HttpSender(Framing):
         if response.status_code >= 300:
             error, detail = _refusal(response)
             raise Refused(error, detail, response.status_code)
-        return frame
 
     def close(self) -> None:
         self._session.close()

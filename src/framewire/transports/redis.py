@@ -32,7 +32,7 @@ import redis
 from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.resilience import Backoff, UpDown, Worker
-from framewire.transports import FrameSink, Framing, Image, PublishError, Unreachable
+from framewire.transports import FrameSender, FrameSink, PublishError, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def error_reason(exc: redis.RedisError) -> str:
     return "response"
 
 
-class RedisSender(Framing):
+class RedisSender(FrameSender):
     """Sends frames through Redis: XADD to the camera's stream (trimmed to about `maxlen`
     entries; the default), or the comparison modes PUBLISH and SET + PUBLISH.
 
@@ -173,16 +173,7 @@ class RedisSender(Framing):
         self._maxlen = maxlen
         self._timeout = timeout
 
-    def send(
-        self,
-        image: Image,
-        camera: str | None = None,
-        *,
-        seq: int | None = None,
-        captured_ns: int | None = None,
-    ) -> Frame:
-        """Deliver one frame (and return it) or raise PublishError."""
-        frame = self.frame(image, camera, seq, captured_ns)
+    def deliver(self, frame: Frame) -> None:
         try:
             if self.mode == "stream":
                 self._client.xadd(
@@ -203,7 +194,6 @@ class RedisSender(Framing):
                 detail = f"cannot reach Redis at {self.target} within {self._timeout:g} s"
                 raise Unreachable(reason, detail) from exc
             raise PublishError(reason, f"Redis refused: {type(exc).__name__}") from exc
-        return frame
 
     def close(self) -> None:
         self._client.close()
