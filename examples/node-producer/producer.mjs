@@ -7,9 +7,10 @@
 //          (and Authorization: Bearer <token> when a token is given)
 //   Redis: XADD framewire:frames:<camera> MAXLEN ~ 8 * seq <n> captured_ns <ns> jpeg <bytes>
 //
-// The two transports are independent: a frame that finds a transport still busy with the
-// previous one is skipped for that transport and counted (the latest frame wins), so a slow
-// or unreachable receiver never holds up the other transport or the frame clock.
+// The two transports are independent, each with a one-frame mailbox: a frame that finds its
+// transport still busy waits there, replacing (and counting as dropped) any older frame
+// waiting, so the latest frame wins, nothing queues up, and a slow or unreachable receiver
+// never holds up the other transport or the frame clock.
 
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -255,7 +256,6 @@ async function main() {
   if (opts.redisUrl) transports.push(new RedisTransport(opts.redisUrl, opts.timeoutMs));
   const where = { http: opts.httpUrl, redis: opts.redisUrl };
   const counts = Object.fromEntries(transports.map((t) => [t.name, { sent: 0, dropped: 0, errors: 0 }]));
-  const busy = new Map(); // transport -> the send in flight
   const lastError = {};
   let refused = null;
   let stopping = false;
@@ -273,29 +273,44 @@ async function main() {
   const targets = transports.map((t) => `${t.name} ${redact(where[t.name])}`).join(', ');
   console.error(`sending ${jpegs.length} JPEG file(s) as camera ${opts.camera} at ${opts.fps || 'max'} fps to ${targets}`);
 
-  const send = (transport, seq, capturedNs, jpeg) => {
+  const deliver = async (transport, frame) => {
     const count = counts[transport.name];
-    const pending = transport
-      .send(opts.camera, seq, capturedNs, jpeg)
-      .then(() => {
-        count.sent += 1;
-      })
-      .catch((error) => {
-        if (error instanceof Refused) {
-          refused ??= error;
-          stopping = true;
-          return;
-        }
-        count.errors += 1;
-        const message = error.name === 'TimeoutError' ? 'timeout' : (error.cause?.code ?? error.message);
-        if (lastError[transport.name] !== message) {
-          console.error(`${transport.name}: send failed: ${message} (counted; going on)`);
-          lastError[transport.name] = message;
-        }
-      })
-      .finally(() => busy.delete(transport));
-    busy.set(transport, pending);
+    try {
+      await transport.send(opts.camera, frame.seq, frame.capturedNs, frame.jpeg);
+      count.sent += 1;
+    } catch (error) {
+      if (error instanceof Refused) {
+        refused ??= error;
+        stopping = true;
+        return;
+      }
+      count.errors += 1;
+      const message = error.name === 'TimeoutError' ? 'timeout' : (error.cause?.code ?? error.message);
+      if (lastError[transport.name] !== message) {
+        console.error(`${transport.name}: send failed: ${message} (counted; going on)`);
+        lastError[transport.name] = message;
+      }
+    }
   };
+  // Per transport: the send in flight (a promise that goes on to send what arrived
+  // meanwhile) and the newest frame waiting for it.
+  const lanes = transports.map((transport) => ({ transport, inflight: null, waiting: null }));
+  const offer = (lane, frame) => {
+    if (lane.inflight) {
+      if (lane.waiting) counts[lane.transport.name].dropped += 1; // replaced unsent
+      lane.waiting = frame;
+      return;
+    }
+    lane.inflight = (async () => {
+      for (let next = frame; next; ) {
+        await deliver(lane.transport, next);
+        next = refused ? null : lane.waiting;
+        lane.waiting = null;
+      }
+      lane.inflight = null;
+    })();
+  };
+  const idle = () => Promise.all(lanes.map((lane) => lane.inflight));
 
   const intervalMs = opts.fps > 0 ? 1000 / opts.fps : 0;
   const started = performance.now();
@@ -306,17 +321,12 @@ async function main() {
       if (wait > 0) await sleep(wait);
       if (stopping) break;
     } else {
-      await Promise.all(busy.values()); // as fast as possible: one frame at a time per transport
+      await idle(); // as fast as possible: one frame at a time per transport
     }
-    const seq = i + 1;
-    const capturedNs = nowNs();
-    const jpeg = jpegs[i % jpegs.length];
-    for (const transport of transports) {
-      if (busy.has(transport)) counts[transport.name].dropped += 1; // latest frame wins
-      else send(transport, seq, capturedNs, jpeg);
-    }
+    const frame = { seq: i + 1, capturedNs: nowNs(), jpeg: jpegs[i % jpegs.length] };
+    for (const lane of lanes) offer(lane, frame);
   }
-  await Promise.all(busy.values());
+  await idle(); // the newest frame reaches every transport before we stop
   await Promise.all(transports.map((t) => t.close()));
 
   const summary = { camera: opts.camera, ...counts };

@@ -122,14 +122,24 @@ public final class FramewireProducer {
     long errors = 0;
     Refused refused = null;
     String lastError = null;
+    long dropped = 0;
     long intervalNs = opts.fps() > 0 ? Math.round(1e9 / opts.fps()) : 0;
     long started = System.nanoTime();
     for (long i = 0; !stopping[0] && (opts.count() == 0 || i < opts.count()); i++) {
       if (intervalNs > 0) {
-        long waitNs = started + i * intervalNs - System.nanoTime();
-        if (waitNs > 0) {
+        long lateNs = System.nanoTime() - (started + i * intervalNs);
+        if (lateNs >= intervalNs) {
+          // A slow send let later frames fall due: skip to the newest one (the latest frame
+          // wins, nothing queues up), never past the last frame, and count the skipped ones.
+          long newest = i + lateNs / intervalNs;
+          if (opts.count() > 0) {
+            newest = Math.min(newest, opts.count() - 1);
+          }
+          dropped += newest - i;
+          i = newest;
+        } else if (lateNs < 0) {
           try {
-            Thread.sleep(waitNs / 1_000_000, (int) (waitNs % 1_000_000));
+            Thread.sleep(-lateNs / 1_000_000, (int) (-lateNs % 1_000_000));
           } catch (InterruptedException e) {
             break;
           }
@@ -154,12 +164,11 @@ public final class FramewireProducer {
         break;
       }
     }
-    // Frames are sent one at a time: a frame's clock tick that passes during a slow send is
-    // simply late, so no frame is queued behind another (the latest frame wins).
 
     StringBuilder summary = new StringBuilder();
     summary.append("{\"camera\": \"").append(opts.camera()).append("\", \"http\": {\"sent\": ")
-        .append(sent).append(", \"errors\": ").append(errors).append('}');
+        .append(sent).append(", \"dropped\": ").append(dropped).append(", \"errors\": ")
+        .append(errors).append('}');
     if (refused != null) {
       summary.append(", \"refused\": {\"status\": ").append(refused.status)
           .append(", \"reason\": \"").append(jsonEscape(refused.reason)).append("\"}");
