@@ -212,7 +212,9 @@ class RedisTransport {
       timer = setTimeout(() => reject(new Error(`no connection within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
     try {
-      await Promise.race([this.client.connect(), timeout]);
+      const connecting = this.client.connect();
+      connecting.catch(() => {}); // it fails in its own time once destroyed below
+      await Promise.race([connecting, timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -228,8 +230,8 @@ class RedisTransport {
   }
 
   async close() {
-    if (this.client.isOpen) await this.client.quit().catch(() => this.client.destroy());
-    else this.client.destroy();
+    if (this.client.isReady) await this.client.close().catch(() => this.client.destroy());
+    else if (this.client.isOpen) this.client.destroy(); // still connecting: stop retrying
   }
 }
 
@@ -285,7 +287,7 @@ async function main() {
         return;
       }
       count.errors += 1;
-      const message = error.name === 'TimeoutError' ? 'timeout' : (error.cause?.code ?? error.message);
+      const message = error.name === 'TimeoutError' ? 'timeout' : (error.cause?.code ?? error.cause?.message ?? error.message);
       if (lastError[transport.name] !== message) {
         console.error(`${transport.name}: send failed: ${message} (counted; going on)`);
         lastError[transport.name] = message;
