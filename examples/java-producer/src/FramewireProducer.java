@@ -1,4 +1,5 @@
 import java.io.IOException;
+import java.net.ConnectException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -154,8 +155,9 @@ public final class FramewireProducer {
         break;
       } catch (IOException e) {
         errors++;
-        String message = e instanceof HttpTimeoutException ? "timeout" : e.getClass().getSimpleName()
-            + (e.getMessage() == null ? "" : ": " + e.getMessage());
+        String message = e instanceof HttpTimeoutException ? "timeout"
+            : e instanceof ConnectException ? "cannot connect (ConnectException)"
+            : e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage());
         if (!message.equals(lastError)) {
           System.err.println("http: send failed: " + message + " (counted; going on)");
           lastError = message;
