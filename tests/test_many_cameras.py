@@ -34,7 +34,7 @@ def cameras_file(tmp_path: Path, rtsp: RtspCamera) -> Path:
     url = rtsp.url.replace("rtsp://", "rtsp://viewer:${FW_TEST_DOOR_PASSWORD}@")
     lines = ["cameras:"]
     for camera in SYNTHETIC:
-        lines += [f"  - id: {camera}", "    width: 320", "    height: 240", "    fps: 30"]
+        lines += [f"  - id: {camera}", "    width: 160", "    height: 120", "    fps: 30"]
     lines += [f"  - id: {RTSP}", f"    source: {url}", "    read_timeout: 2", "    open_timeout: 2"]
     path = tmp_path / "cameras.yaml"
     path.write_text("\n".join(lines) + "\n")
