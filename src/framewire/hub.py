@@ -35,6 +35,7 @@ from framewire.config import ReceiverConfig
 from framewire.frame import WireError, parse_camera
 from framewire.metrics import LatencyLog, RateMeter, ReceiverMetrics
 from framewire.overlay import no_signal
+from framewire.variants import FULL, EncodeKey, key_label, scaled
 
 RING = 300  # latency samples kept per channel for /stats
 LATENCY_WINDOW = 5.0  # seconds of served latencies behind p50 and p95
@@ -58,28 +59,6 @@ def percentile(ordered: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-# What a picture is encoded as: (width, quality); None means the frame's own width, the
-# receiver's --quality. FULL is the plain stream and the snapshots.
-EncodeKey = tuple[int | None, int | None]
-FULL: EncodeKey = (None, None)
-
-
-def key_label(key: EncodeKey) -> str:
-    """The `variant` label of an encode key: `full`, `640px`, `640px-q50`, `full-q50`."""
-    width, quality = key
-    name = f"{width}px" if width else "full"
-    return name if quality is None else f"{name}-q{quality}"
-
-
-def scaled(image: np.ndarray, width: int | None) -> np.ndarray:
-    """`image` at most `width` pixels wide, aspect ratio kept (INTER_AREA); never upscaled."""
-    height, own = image.shape[:2]
-    if width is None or width >= own:
-        return image
-    size = (width, max(1, round(height * width / own)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,9 @@ import time
 from collections.abc import Iterator
 
 from framewire.grid import Grid
-from framewire.hub import FULL, Channel, EncodeKey
+from framewire.hub import Channel
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
+from framewire.variants import FULL, EncodeKey
 
 BOUNDARY = b"framewireframe"
 CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"

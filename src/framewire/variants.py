@@ -1,7 +1,7 @@
 """Stream variants: the bounded sets of width, fps and quality a viewer may ask for.
 
 A variant is `/stream/<camera>.mjpg?width=640&fps=10&quality=70`. Width and
-quality make its encode key (hub.EncodeKey): the newest frame is encoded once
+quality make its encode key (EncodeKey): the newest frame is encoded once
 per key in use and shared by every viewer of that key. The fps is a pacing of
 each viewer on a clock grid all viewers share (see mjpeg.stream), so viewers
 of one key at 5, 10 or 30 fps still share each encode. Only the listed values
@@ -13,7 +13,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from framewire.hub import EncodeKey
+import cv2
+import numpy as np
+
+# What a picture is encoded as: (width, quality); None means the frame's own width, the
+# receiver's --quality. FULL is the plain stream and the snapshots.
+EncodeKey = tuple[int | None, int | None]
+FULL: EncodeKey = (None, None)
+
+
+def key_label(key: EncodeKey) -> str:
+    """The `variant` label of an encode key: `full`, `640px`, `640px-q50`, `full-q50`."""
+    width, quality = key
+    name = f"{width}px" if width else "full"
+    return name if quality is None else f"{name}-q{quality}"
+
+
+def scaled(image: np.ndarray, width: int | None) -> np.ndarray:
+    """`image` at most `width` pixels wide, aspect ratio kept (INTER_AREA); never upscaled."""
+    height, own = image.shape[:2]
+    if width is None or width >= own:
+        return image
+    size = (width, max(1, round(height * width / own)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
 
 WIDTHS = (320, 640, 960, 1280)  # or "full": the frame's own width (never upscaled)
 FPS = (1, 5, 10, 15, 30)  # or "full": every frame the viewer can keep up with
