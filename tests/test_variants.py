@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from conftest import Service, Services, scrape, wait_until
 from framewire import grid as grid_module
+from framewire.bench import variant_cost
 from framewire.config import ReceiverConfig
 from framewire.hub import Hub
 from framewire.metrics import ReceiverMetrics
@@ -228,6 +229,11 @@ def test_640_px_10_fps_variant_and_shared_encodes(services: Services) -> None:
     taken = [b - a for a, b in zip(p0, p1, strict=True)]
     print(f"two 10 fps viewers: {e1 - e0:.0f} encodes, parts {taken} in 3 s")
     assert e1 - e0 <= 1.25 * max(taken), (e1 - e0, taken)
+
+    # The bench's reader of one stream (scripts/variant_cost.py), briefly.
+    figures = variant_cost.measure_stream(http, "?width=640&fps=10", 1.5)
+    assert 8 <= figures["parts_per_second"] <= 12, figures
+    assert 10_000 < figures["bytes_per_part"] < 100_000, figures
 
     # The full stream still works as before, at full size and rate.
     response = requests.get(f"{http.url}/stream.mjpg", stream=True, timeout=10)
