@@ -6,12 +6,14 @@ shared encodes and the grid run against a real receiver fed by a real sender.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import Service, Services, scrape, wait_until
@@ -305,3 +307,24 @@ def test_grid_shows_no_signal_for_a_stale_camera() -> None:
         assert (strip[..., 2] > 200).any() and not (strip[..., 0] > 200).all()
     finally:
         hub.close()
+
+
+def test_grid_stream_ends_at_shutdown(app: Flask, client: FlaskClient) -> None:
+    response = client.get("/grid.mjpg?fps=10")
+    parts = iter(response.response)
+    assert next(parts).startswith(b"--framewireframe")
+    head, _, body = next(parts).partition(b"\r\n\r\n")
+    assert b"Content-Type: image/jpeg" in head and b"X-Framewire-Seq" not in head
+    mosaic = decode(body.removesuffix(b"\r\n--framewireframe\r\n"))
+    assert mosaic.shape == (720, 1280, 3)  # the default camera alone, waiting for frames
+    ended = threading.Event()
+
+    def drain() -> None:
+        for _ in parts:
+            pass
+        ended.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    app.extensions["framewire.shutdown"]()
+    assert ended.wait(5), "the grid stream did not end at shutdown"
+    response.close()
