@@ -1,10 +1,11 @@
 """The hub: per camera, the newest annotated frame, shared by every viewer.
 
 A camera's channel holds its newest frame. The frame is JPEG-encoded at most
-once, when the first viewer (or snapshot) asks for it, and that encoding is
-shared by every viewer; nothing is encoded while nobody watches. Viewers wait
-on the channel's condition for the next frame; a frame older than
-`stale_after` is replaced by a "no signal" picture.
+once per encode key (width, quality), when the first viewer (or snapshot) of
+that key asks for it, and that encoding is shared by every viewer of the key;
+nothing is encoded while nobody watches, and a key nobody watches any more
+keeps no picture. Viewers wait on the channel's condition for the next frame;
+a frame older than `stale_after` is replaced by a "no signal" picture.
 
 Each channel also counts what /stats reports when it happens: frames
 published (one rate meter, also shown on the frame), frames dropped by stage,
@@ -22,16 +23,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+from prometheus_client import Counter
 
 from framewire.config import ReceiverConfig
 from framewire.frame import WireError, parse_camera
 from framewire.metrics import LatencyLog, RateMeter, ReceiverMetrics
 from framewire.overlay import no_signal
+from framewire.variants import FULL, EncodeKey, key_label, scaled
 
 RING = 300  # latency samples kept per channel for /stats
 LATENCY_WINDOW = 5.0  # seconds of served latencies behind p50 and p95
@@ -79,7 +83,9 @@ class Channel:
         self._captured_ns = 0
         self._received_at = 0.0  # monotonic
         self._version = 0
-        self._served: Served | None = None
+        self._served: dict[EncodeKey, Served] = {}  # the newest picture per encode key
+        self._watchers: dict[EncodeKey, int] = {}  # open streams per encode key but FULL
+        self._measured = 0  # the version whose served latency was recorded
         self._published = RateMeter(FPS_WINDOW)
         self._latencies: deque[tuple[float, float]] = deque(maxlen=RING)  # (monotonic, ms)
         self._drops = dict.fromkeys(DROP_STAGES, 0)
@@ -158,7 +164,8 @@ class Channel:
     def release_image(self) -> None:
         """Let go of the newest frame (an idle default camera): viewers see "waiting for frames"."""
         with self._cond:
-            self._image = self._served = None
+            self._image = None
+            self._served.clear()
             self._version += 1
             self._cond.notify_all()
 
@@ -166,38 +173,88 @@ class Channel:
         """End the channel: open streams of it end, nothing more is published or counted."""
         with self._cond:
             self.closed = True
-            self._image = self._served = None
+            self._image = None
+            self._served.clear()
             self._cond.notify_all()
 
-    def current(self) -> Served:
-        """The picture to serve now: the newest frame, encoded once, or "no signal"."""
+    def pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the channel closes meanwhile."""
+        end = time.monotonic() + seconds
         with self._cond:
-            cached = self._served
+            while not self.closed and (left := end - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+    def watch(self, key: EncodeKey) -> None:
+        """A stream of encode key `key` opened."""
+        if key != FULL:
+            with self._cond:
+                self._watchers[key] = self._watchers.get(key, 0) + 1
+
+    def unwatch(self, key: EncodeKey) -> None:
+        """A stream of `key` closed; the last one lets go of the key's picture."""
+        if key == FULL:
+            return
+        with self._cond:
+            left = self._watchers.get(key, 0) - 1
+            if left > 0:
+                self._watchers[key] = left
+            else:
+                self._watchers.pop(key, None)
+                self._served.pop(key, None)
+
+    def encode_keys(self) -> list[EncodeKey]:
+        """The encode keys holding a picture now (FULL and the watched variants)."""
+        with self._cond:
+            return list(self._served)
+
+    def latest(self) -> tuple[np.ndarray | None, int]:
+        """The newest frame if it is fresh (else None) and its version; no encoding."""
+        with self._cond:
+            return (self._image if self.fresh() else None), self._version
+
+    def current(self, key: EncodeKey = FULL) -> Served:
+        """The picture to serve now: the newest frame encoded once per `key`, or "no signal"."""
+        with self._cond:
+            cached = self._served.get(key)
             if cached and cached.version == self._version and (cached.seq is None or self.fresh()):
                 return cached
             if self._image is None or not self.fresh():
-                return self._no_signal()
-            ok, buffer = cv2.imencode(".jpg", self._image, self.hub.encode_params)
+                return self._no_signal(key)
+            width, quality = key
+            params = self.hub.encode_params if quality is None else self.hub.params(quality)
+            ok, buffer = cv2.imencode(".jpg", scaled(self._image, width), params)
             if not ok:  # pragma: no cover - imencode of a valid image does not fail
                 raise RuntimeError("JPEG encode failed")
-            latency = (time.time_ns() - self._captured_ns) / 1e9
-            self._latencies.append((time.monotonic(), latency * 1000))
-            self.latency_logs["served"].add(self._captured_ns, latency)
             if not self.closed:
-                self.hub.metrics.frame_latency.labels(
-                    self.camera, self.hub.transport, "served"
-                ).observe(latency)
-            self._served = Served(buffer.tobytes(), self._seq, self._captured_ns, self._version)
-            return self._served
+                self.hub.encodes.labels(self.camera, self.hub.transport, key_label(key)).inc()
+            if self._measured != self._version:  # once per frame, whichever key came first
+                self._measured = self._version
+                latency = (time.time_ns() - self._captured_ns) / 1e9
+                self._latencies.append((time.monotonic(), latency * 1000))
+                self.latency_logs["served"].add(self._captured_ns, latency)
+                if not self.closed:
+                    self.hub.metrics.frame_latency.labels(
+                        self.camera, self.hub.transport, "served"
+                    ).observe(latency)
+            served = Served(buffer.tobytes(), self._seq, self._captured_ns, self._version)
+            if key == FULL or key in self._watchers:  # no picture kept for a key nobody watches
+                self._served[key] = served
+            return served
 
-    def _no_signal(self) -> Served:
-        if self._served is None or self._served.seq is not None:
+    def _no_signal(self, key: EncodeKey) -> Served:
+        cached = self._served.get(key)
+        if cached is None or cached.seq is not None:
             height, width = self._image.shape[:2] if self._image is not None else (360, 640)
+            if key[0] is not None and key[0] < width:
+                width, height = key[0], max(1, round(height * key[0] / width))
             detail = "waiting for frames" if self._image is None else "last frame too old"
             picture = no_signal(width, height, self.camera, detail)
-            _, buffer = cv2.imencode(".jpg", picture, self.hub.encode_params)
-            self._served = Served(buffer.tobytes(), None, self._captured_ns, self._version)
-        return self._served
+            params = self.hub.encode_params if key[1] is None else self.hub.params(key[1])
+            _, buffer = cv2.imencode(".jpg", picture, params)
+            cached = Served(buffer.tobytes(), None, self._captured_ns, self._version)
+            if key == FULL or key in self._watchers:
+                self._served[key] = cached
+        return cached
 
 
 class Hub:
@@ -206,17 +263,36 @@ class Hub:
     def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
         self.metrics = metrics
         self.transport = config.transport
-        self.encode_params = [cv2.IMWRITE_JPEG_QUALITY, config.quality]
+        self.encode_params = self.params(config.quality)
+        # Here, not in metrics.py: series of the viewers' encodes, removed with their camera.
+        self.encodes = Counter(
+            "framewire_viewer_encodes_total",
+            "JPEG encodes for viewers, by camera and variant (one per frame and variant watched).",
+            ["camera", "transport", "variant"],
+            registry=metrics.registry,
+        )
+        self.grid_encodes = Counter(
+            "framewire_grid_encodes_total",
+            "Mosaics of every camera encoded for /grid.mjpg (one per tick watched).",
+            ["transport"],
+            registry=metrics.registry,
+        )
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras
         self.max_viewers = config.max_viewers
         self.stale_after = config.stale_after
         self.keepalive = config.keepalive
         self.closed = False
+        self.closers: list[Callable[[], None]] = []  # more to end at close (the grid's streams)
         self._channels: dict[str, Channel] = {}
         self._viewers = 0
         self._lock = threading.Lock()
         self.add(self.default_camera)
+
+    @staticmethod
+    def params(quality: int) -> list[int]:
+        """cv2.imencode's parameters for a JPEG of `quality`."""
+        return [cv2.IMWRITE_JPEG_QUALITY, quality]
 
     def find(self, camera: str) -> Channel | None:
         """The channel of a known camera, else None."""
@@ -245,6 +321,7 @@ class Hub:
                 return
             channel.close()
             self._viewers -= channel.viewers
+            self.encodes.remove_by_labels({"camera": camera, "transport": self.transport})
 
     def lookup(self, camera: str | None) -> Channel:
         """The channel a route names (None: the default camera); CameraNotFound if unknown."""
@@ -262,19 +339,27 @@ class Hub:
         with self._lock:
             return [self._channels[c] for c in sorted(self._channels)]
 
-    def acquire_viewer(self, channel: Channel) -> bool:
-        """Count a new viewer of `channel`; False at the cap or once it is closed."""
+    def acquire_viewer(self, channel: Channel | None) -> bool:
+        """Count a new viewer of `channel` (None: the grid); False at the cap or once closed."""
         with self._lock:
-            if self._viewers >= self.max_viewers or self.closed or channel.closed:
+            if self._viewers >= self.max_viewers or self.closed:
+                return False
+            if channel is None:
+                self._viewers += 1
+                return True
+            if channel.closed:
                 return False
             self._viewers += 1
             channel.viewers += 1
             self.metrics.viewers.labels(channel.camera, self.transport).inc()
         return True
 
-    def release_viewer(self, channel: Channel) -> None:
-        """A viewer of `channel` left (a forgotten channel's viewers were uncounted already)."""
+    def release_viewer(self, channel: Channel | None) -> None:
+        """A viewer of `channel` (None: the grid) left (a forgotten channel's were uncounted)."""
         with self._lock:
+            if channel is None:
+                self._viewers -= 1
+                return
             if channel.closed and self._channels.get(channel.camera) is not channel:
                 return
             self._viewers -= 1
@@ -299,3 +384,5 @@ class Hub:
             channels = list(self._channels.values())
         for channel in channels:
             channel.close()
+        for closer in self.closers:
+            closer()

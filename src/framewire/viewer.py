@@ -2,15 +2,18 @@
 
 The bare routes mean the default camera; `/stream/<camera>.mjpg` and
 `/snapshot/<camera>.jpg` name one. A camera the hub does not know is a 404
-`unknown_camera` (viewers never create cameras). Errors are JSON, answered
-by the app's handlers.
+`unknown_camera` (viewers never create cameras). A stream may ask for a
+variant (`width`, `fps`, `quality` from the sets in variants.py; anything
+else is a 400 `bad_variant`); `/grid.mjpg` is every camera in one mosaic.
+Errors are JSON, answered by the app's handlers or here.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, jsonify, render_template, request
 
-from framewire import mjpeg
+from framewire import mjpeg, variants
+from framewire.grid import Grid
 from framewire.hub import Hub
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 
@@ -29,6 +32,7 @@ def viewer_blueprint(
     linked.
     """
     bp = Blueprint("viewer", __name__, template_folder="templates")
+    grid = Grid(hub)
     page_config = {
         "transport": hub.transport,
         "peer_url": peer_url.rstrip("/"),
@@ -54,16 +58,48 @@ def viewer_blueprint(
     @bp.get("/stream.mjpg")
     @bp.get("/stream/<camera>.mjpg")
     def stream(camera: str | None = None) -> Response | tuple[Response, int]:
+        try:
+            variant = variants.parse(request.args)
+        except variants.BadVariant as exc:
+            return jsonify(error=exc.reason, detail=exc.detail), 400
         channel = hub.lookup(camera)
         if not hub.acquire_viewer(channel):
             return jsonify(error="viewer_limit", detail=f"at most {hub.max_viewers} viewers"), 503
+        channel.watch(variant.key)
         response = Response(
-            mjpeg.stream(channel, hub.keepalive),
+            mjpeg.stream(channel, hub.keepalive, variant.key, variant.fps),
             headers={"Cache-Control": "no-store"},
             content_type=mjpeg.CONTENT_TYPE,
         )
+
+        def release() -> None:
+            channel.unwatch(variant.key)
+            hub.release_viewer(channel)
+
         # On close, even if the client left before the first part was generated.
-        response.call_on_close(lambda: hub.release_viewer(channel))
+        response.call_on_close(release)
+        return response
+
+    @bp.get("/grid.mjpg")
+    def grid_stream() -> Response | tuple[Response, int]:
+        try:
+            fps = variants.parse_grid_fps(request.args)
+        except variants.BadVariant as exc:
+            return jsonify(error=exc.reason, detail=exc.detail), 400
+        if not hub.acquire_viewer(None):
+            return jsonify(error="viewer_limit", detail=f"at most {hub.max_viewers} viewers"), 503
+        grid.watch()
+        response = Response(
+            mjpeg.grid_stream(grid, fps),
+            headers={"Cache-Control": "no-store"},
+            content_type=mjpeg.CONTENT_TYPE,
+        )
+
+        def release() -> None:
+            grid.unwatch()
+            hub.release_viewer(None)
+
+        response.call_on_close(release)
         return response
 
     @bp.get("/snapshot.jpg")

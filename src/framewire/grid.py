@@ -1,0 +1,129 @@
+"""The grid: every camera's newest frame in one labelled mosaic, for /grid.mjpg.
+
+Composed on demand, once per tick of a clock grid all viewers share
+(`tick = floor(monotonic * fps)`): the first viewer to reach a tick composes
+and encodes the mosaic, every other viewer of that fps gets the same JPEG.
+No thread of its own: nothing runs while nobody watches, and the last viewer
+to leave lets go of the mosaic. At most MAX_TILES cameras (by camera id),
+GRID_WIDTH pixels wide, 16:9 tiles; each tile is labelled with its camera,
+transport and fps, or "NO SIGNAL" when the camera's newest frame is stale.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import cv2
+import numpy as np
+
+from framewire.hub import Hub, Served
+from framewire.overlay import no_signal
+
+MAX_TILES = 16
+GRID_WIDTH = 1280
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def layout(count: int) -> tuple[int, int, int, int]:
+    """(columns, rows, tile width, tile height) for `count` tiles (at least one)."""
+    count = max(1, min(count, MAX_TILES))
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    width = GRID_WIDTH // columns
+    return columns, rows, width, width * 9 // 16
+
+
+def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` scaled into a `width` x `height` black tile, aspect ratio kept, centred."""
+    tile = np.zeros((height, width, 3), np.uint8)
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    tile[top : top + size[1], left : left + size[0]] = small
+    return tile
+
+
+def label(tile: np.ndarray, text: str, alarm: bool = False) -> None:
+    """Write `text` on a dark strip at the bottom of `tile` (red when `alarm`)."""
+    height, width = tile.shape[:2]
+    scale = max(width / 640, 0.35)
+    strip = int(30 * scale)
+    cv2.rectangle(tile, (0, height - strip), (width, height), (0, 0, 0), -1)
+    colour = (60, 60, 230) if alarm else (255, 255, 255)
+    origin = (int(8 * scale), height - int(9 * scale))
+    cv2.putText(tile, text, origin, _FONT, 0.7 * scale, colour, 1, cv2.LINE_AA)
+
+
+class Grid:
+    """The shared mosaic of a hub's cameras, composed at most once per tick and fps."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.viewers = 0
+        self._lock = threading.Lock()
+        self._mosaics: dict[int, Served] = {}  # fps -> the mosaic of its latest tick
+        self._stop = threading.Event()
+        hub.closers.append(self.close)
+
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
+    def close(self) -> None:
+        """End every grid stream (at shutdown)."""
+        self._stop.set()
+
+    def watch(self) -> None:
+        with self._lock:
+            self.viewers += 1
+
+    def unwatch(self) -> None:
+        """A grid stream closed; the last one lets go of the mosaics."""
+        with self._lock:
+            self.viewers -= 1
+            if self.viewers <= 0:
+                self._mosaics.clear()
+
+    def pause(self, fps: int) -> None:
+        """Sleep until the next tick of `fps` (or the grid closes)."""
+        now = time.monotonic()
+        self._stop.wait((math.floor(now * fps) + 1) / fps - now)
+
+    def current(self, fps: int) -> Served:
+        """The mosaic of the current tick of `fps`, composed by the first viewer to ask."""
+        tick = math.floor(time.monotonic() * fps)
+        with self._lock:
+            cached = self._mosaics.get(fps)
+            if cached is not None and cached.version == tick:
+                return cached
+            ok, buffer = cv2.imencode(".jpg", self.compose(), self.hub.encode_params)
+            if not ok:  # pragma: no cover - imencode of a valid image does not fail
+                raise RuntimeError("JPEG encode failed")
+            self.hub.grid_encodes.labels(self.hub.transport).inc()
+            served = Served(buffer.tobytes(), tick, time.time_ns(), tick)
+            if self.viewers > 0:
+                self._mosaics[fps] = served
+            return served
+
+    def compose(self) -> np.ndarray:
+        """The mosaic now: up to MAX_TILES cameras by id, each tile labelled."""
+        channels = self.hub.channels()[:MAX_TILES]
+        columns, rows, width, height = layout(len(channels))
+        mosaic = np.zeros((rows * height, columns * width, 3), np.uint8)
+        transport = self.hub.transport.upper()
+        for index, channel in enumerate(channels):
+            image, _ = channel.latest()
+            if image is None:
+                detail = "waiting for frames" if channel.age() is None else "last frame too old"
+                tile = no_signal(width, height, channel.camera, detail)
+                label(tile, f"{channel.camera}  {transport}  NO SIGNAL", alarm=True)
+            else:
+                tile = fit(image, width, height)
+                label(tile, f"{channel.camera}  {transport}  {channel.fps():.1f} fps")
+            row, column = divmod(index, columns)
+            mosaic[row * height : (row + 1) * height, column * width : (column + 1) * width] = tile
+        return mosaic
