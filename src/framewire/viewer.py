@@ -59,7 +59,8 @@ def viewer_blueprint(
             return jsonify(error="viewer_limit", detail=f"at most {hub.max_viewers} viewers"), 503
         response = Response(
             mjpeg.stream(channel, hub.keepalive),
-            headers={"Cache-Control": "no-store"},
+            # Read by the peer receiver's page with fetch() (per-part capture times); GET only.
+            headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"},
             content_type=mjpeg.CONTENT_TYPE,
         )
         # On close, even if the client left before the first part was generated.
