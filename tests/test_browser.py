@@ -43,7 +43,10 @@ GRAFANA = "http://localhost:3000/"
 SMALL = ("--width", "320", "--height", "240")
 NO_FIGURE = "\u2013"  # the page's en dash for a missing figure
 WAIT_MS = 20_000
-STREAMS_SHOWN = "[...document.querySelectorAll('img.stream')].every(i => i.naturalWidth > 1)"
+# Every focus stream (read with fetch() and drawn to its canvas) has drawn a picture.
+STREAMS_SHOWN = (
+    "[...document.querySelectorAll('canvas.stream')].every(c => Number(c.dataset.frames) > 0)"
+)
 
 
 @pytest.fixture
@@ -130,7 +133,7 @@ def open_page(chromium: Browser, url: str) -> Page:
 
 def assert_moving(page: Page, side: str) -> None:
     """Two screenshots of the side's stream a second apart differ."""
-    stream = page.locator(f"[data-side={side}] img.stream")
+    stream = page.locator(f"[data-side={side}] canvas.stream")
     first = stream.screenshot()
     page.wait_for_timeout(1000)  # the one deliberate wait: let the picture move
     assert stream.screenshot() != first, f"the {side} stream did not change in a second"
@@ -164,6 +167,18 @@ def wait_figures_change(page: Page, side: str) -> dict[str, str]:
         arg=[side, before["seq"]],
     )
     return figures(page, side)
+
+
+def assert_display_latency(page: Page, side: str) -> float:
+    """The side shows a capture-to-display latency between its served latency and a second."""
+    page.wait_for_function(
+        "side => document.querySelector(`[data-side=${side}] [data-field=display]`)"
+        ".textContent.endsWith(' ms')",
+        arg=side,
+    )
+    shown = wait_figures_change(page, side)  # served and display figures of one moment
+    assert ms(shown["p50"]) < ms(shown["display"]) < 1000, shown
+    return ms(shown["display"])
 
 
 def ms(text: str) -> float:
@@ -206,6 +221,15 @@ def test_comparison_page_in_chromium(
         shown = wait_figures_change(page, side)
         assert float(shown["fps"]) > 0, shown
         assert 0 < ms(shown["p50"]) <= ms(shown["p95"]), shown
+        assert_display_latency(page, side)
+        assert (
+            page.evaluate(  # the picture drawn is the stream's newest (within a second)
+                "side => Number(document.querySelector(`[data-side=${side}] canvas.stream`)"
+                ".dataset.seq)",
+                side,
+            )
+            > int(shown["seq"]) - 30
+        )
     assert page.locator("[data-side=peer] .transport").inner_text() == "REDIS"
     assert page.locator("[data-side=peer] .origin").inner_text() == red.url
     assert page.locator("#grafana").get_attribute("href") == GRAFANA
