@@ -11,6 +11,7 @@ set.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -320,13 +321,8 @@ def test_page_keeps_working_while_the_peer_is_down(
         wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
 
 
-def test_four_cameras_stay_within_the_connection_limit(
-    services: Services, redis_server: RedisServer, browser: Browser
-) -> None:
-    """One live stream per receiver; the other cameras are snapshots refreshed in turn."""
-    cameras = ["cam0", "cam1", "cam2", "cam3"]
-    http, red, _ = start_stack(services, redis_server, cameras, *SMALL, "--fps", "10")
-    page = open_page(browser, f"{http.url}/")
+def assert_snapshot_tiles(page: Page) -> None:
+    """Every tile shows its camera's snapshot and each is refreshed."""
     tiles = "[...document.querySelectorAll('.tile img')]"
     page.wait_for_function(f"{tiles}.filter(i => i.naturalWidth > 1).length === 4")
     sources = page.evaluate(f"{tiles}.map(i => i.src)")
@@ -334,13 +330,148 @@ def test_four_cameras_stay_within_the_connection_limit(
         f"srcs => {tiles}.every((img, k) => img.src !== srcs[k] && img.naturalWidth > 1)",
         arg=sources,
     )
+
+
+def assert_live_grid(page: Page, cameras: list[str]) -> None:
+    """The receiver's /grid.mjpg moves, and a click on a camera's tile focuses that camera."""
+    grid = page.locator("#grid-live")
+    page.wait_for_function("document.getElementById('grid-live').naturalWidth > 1")
+    first = grid.screenshot()
+    page.wait_for_timeout(1000)  # as in assert_moving: let the mosaic move
+    assert grid.screenshot() != first, "the grid did not change in a second"
+    columns = page.evaluate("grid.columns") or math.ceil(math.sqrt(len(cameras)))
+    box = grid.bounding_box()
+    assert box is not None
+    natural = page.evaluate("[grid.img.naturalWidth, grid.img.naturalHeight]")
+    scale = min(box["width"] / natural[0], box["height"] / natural[1])
+    rows = math.ceil(len(cameras) / columns)
+    index = len(cameras) - 1  # the last camera's tile, at its centre
+    x = (box["width"] - natural[0] * scale) / 2 + (index % columns + 0.5) * natural[
+        0
+    ] * scale / columns
+    y = (box["height"] - natural[1] * scale) / 2 + (index // columns + 0.5) * natural[
+        1
+    ] * scale / rows
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_function(
+        "name => document.getElementById('focus-name').textContent === name", arg=cameras[-1]
+    )
+    page.evaluate("location.hash = 'cam0'")
+    page.wait_for_function("document.getElementById('focus-name').textContent === 'cam0'")
+    page.wait_for_function(STREAMS_SHOWN)
+
+
+GRID_CELLS = [  # (x, y, box, picture, cameras, columns) -> the camera's index, -1 for none
+    ((10, 10, (200, 100), (200, 100), 4, 0), 0),
+    ((150, 10, (200, 100), (200, 100), 4, 0), 1),
+    ((150, 90, (200, 100), (200, 100), 4, 0), 3),
+    ((150, 90, (200, 100), (200, 100), 3, 0), -1),  # the empty fourth place of a 2x2 mosaic
+    ((5, 20, (300, 100), (200, 100), 4, 0), -1),  # in the letterbox left of the picture
+    ((60, 20, (300, 100), (200, 100), 4, 0), 0),  # the picture starts at x = 50
+    ((150, 90, (300, 100), (300, 100), 5, 0), 4),  # 5 cameras: 3 columns, 2 rows
+    ((290, 10, (300, 100), (300, 100), 16, 0), 3),  # 16 cameras: 4 columns
+    ((290, 10, (300, 100), (300, 100), 16, 8), 7),  # the server's hint: 8 columns
+    ((290, 90, (300, 100), (300, 100), 5, 0), -1),  # the empty sixth place
+]
+GRID_HINTS = {"columns=3": 3, "cols=5; rows=2": 5, "4": 4, "": 0, "rows=2": 0}
+
+
+def assert_grid_rules(page: Page) -> None:
+    """The page's rules for the grid: a click's tile, and the X-Framewire-Grid hint."""
+    for (x, y, box, picture, count, columns), expected in GRID_CELLS:
+        got = page.evaluate(
+            "([x, y, b, p, n, c]) => gridCell(x, y, {width: b[0], height: b[1]},"
+            " {width: p[0], height: p[1]}, n, c)",
+            [x, y, box, picture, count, columns],
+        )
+        assert got == expected, (x, y, box, picture, count, columns)
+    for hint, expected in GRID_HINTS.items():
+        assert page.evaluate("h => gridColumns(h)", hint) == expected, hint
+
+
+def stream_sources(page: Page) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('canvas.stream')].map(c => c.dataset.src)")
+
+
+def test_variant_selector_hidden_tab_and_grid_rules(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    """The variant moves both focus streams to width=640&fps=10, and is remembered."""
+    http, red, _ = start_stack(services, redis_server, ["cam0"], *SMALL)
+    page = open_page(browser, f"{http.url}/")
+    assert_grid_rules(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.select_option("#variant", label="640 px 10 fps")
+    page.wait_for_function(
+        "[...document.querySelectorAll('canvas.stream')]"
+        ".every(c => c.dataset.src.includes('?width=640&fps=10&'))"
+    )
+    page.wait_for_function(STREAMS_SHOWN)
+    for receiver in (http, red):
+        prefix = f"{receiver.url}/stream/cam0.mjpg?width=640&fps=10&t="
+        assert any(url.startswith(prefix) for url in requested), (prefix, requested)
+        wait_until(
+            lambda r=receiver: viewers(r) == 1, what=f"{receiver.name}: the old stream closed"
+        )
+
+    page.reload(wait_until="commit")  # remembered by this browser
+    page.wait_for_function(STREAMS_SHOWN)
+    assert page.eval_on_selector("#variant", "s => s.value") == "width=640&fps=10"
+    assert all("?width=640&fps=10&" in src for src in stream_sources(page))
+
+    # A hidden tab holds no stream (the fetch() is aborted); shown again, both reopen.
+    page.evaluate(
+        """hidden => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        True,
+    )
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
+    page.evaluate(
+        """hidden => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        False,
+    )
+    page.wait_for_function(STREAMS_SHOWN)
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 1, what=f"{receiver.name} stream reopened")
+
+    page.select_option("#variant", label="full")
+    page.wait_for_function(
+        "[...document.querySelectorAll('canvas.stream')]"
+        ".every(c => !c.dataset.src.includes('width='))"
+    )
+    page.wait_for_function(STREAMS_SHOWN)
+    page.close()
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
+
+
+def test_four_cameras_stay_within_the_connection_limit(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    """One live stream per receiver; every camera moves on the grid (or its snapshot tile)."""
+    cameras = ["cam0", "cam1", "cam2", "cam3"]
+    http, red, _ = start_stack(services, redis_server, cameras, *SMALL, "--fps", "10")
+    page = open_page(browser, f"{http.url}/")
+    page.wait_for_function("document.getElementById('grid').dataset.mode !== 'probing'")
+    if page.evaluate("document.getElementById('grid').dataset.mode") == "live":
+        assert_live_grid(page, cameras)
+    else:  # a receiver without /grid.mjpg: snapshot tiles refreshed in turn
+        assert_snapshot_tiles(page)
     ticks = int(page.evaluate("document.body.dataset.ticks"))
     page.wait_for_function(f"Number(document.body.dataset.ticks) >= {ticks + 2}")
     for side in ("own", "peer"):
         wait_state(page, side, "live")
         assert_moving(page, side)
     for receiver in (http, red):
-        assert viewers(receiver) == 1, f"{receiver.name}: only the camera in focus streams"
+        for camera in cameras:  # only the camera in focus streams
+            assert viewers(receiver, camera) == (camera == "cam0"), (receiver.name, camera)
     page.locator(".tile[data-camera=cam3]").click()
     for receiver in (http, red):
         wait_until(
