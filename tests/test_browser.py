@@ -352,7 +352,7 @@ def assert_live_grid(page: Page, cameras: list[str]) -> None:
     y = (box["height"] - natural[1] * scale) / 2 + (index // columns + 0.5) * natural[
         1
     ] * scale / rows
-    page.mouse.click(box["x"] + x, box["y"] + y)
+    grid.click(position={"x": x, "y": y})
     page.wait_for_function(
         "name => document.getElementById('focus-name').textContent === name", arg=cameras[-1]
     )
