@@ -11,6 +11,7 @@ set.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,10 @@ GRAFANA = "http://localhost:3000/"
 SMALL = ("--width", "320", "--height", "240")
 NO_FIGURE = "\u2013"  # the page's en dash for a missing figure
 WAIT_MS = 20_000
-STREAMS_SHOWN = "[...document.querySelectorAll('img.stream')].every(i => i.naturalWidth > 1)"
+# Every focus stream (read with fetch() and drawn to its canvas) has drawn a picture.
+STREAMS_SHOWN = (
+    "[...document.querySelectorAll('canvas.stream')].every(c => Number(c.dataset.frames) > 0)"
+)
 
 
 @pytest.fixture
@@ -73,11 +77,11 @@ def start_stack(
 ) -> tuple[Service, Service, dict[str, Service]]:
     """Redis receiver, HTTP receiver comparing with it, and one sender per camera.
 
-    The HTTP receiver's peer is given by --peer-url, or with `by_port` by --peer-port only
-    (and then the Redis receiver's peer too, the HTTP receiver's port).
+    Each receiver's peer is the other, given by --peer-url, or with `by_port` by --peer-port
+    only (a stream is readable cross-origin by its peer's page only).
     """
+    http_port = free_port()  # known before the Redis receiver starts: it is that one's peer
     if by_port:
-        http_port = free_port()
         red = services.receiver(
             "redis", "--redis-url", redis_server.url, "--peer-port", str(http_port)
         )
@@ -86,8 +90,11 @@ def start_stack(
             "http", "--peer-port", red_port, "--grafana-url", GRAFANA, port=http_port
         )
     else:
-        red = services.receiver("redis", "--redis-url", redis_server.url)
-        http = services.receiver("http", "--peer-url", red.url, "--grafana-url", GRAFANA)
+        http_url = f"http://127.0.0.1:{http_port}"
+        red = services.receiver("redis", "--redis-url", redis_server.url, "--peer-url", http_url)
+        http = services.receiver(
+            "http", "--peer-url", red.url, "--grafana-url", GRAFANA, port=http_port
+        )
     senders = {
         camera: services.sender(
             "--camera",
@@ -130,7 +137,7 @@ def open_page(chromium: Browser, url: str) -> Page:
 
 def assert_moving(page: Page, side: str) -> None:
     """Two screenshots of the side's stream a second apart differ."""
-    stream = page.locator(f"[data-side={side}] img.stream")
+    stream = page.locator(f"[data-side={side}] canvas.stream")
     first = stream.screenshot()
     page.wait_for_timeout(1000)  # the one deliberate wait: let the picture move
     assert stream.screenshot() != first, f"the {side} stream did not change in a second"
@@ -164,6 +171,18 @@ def wait_figures_change(page: Page, side: str) -> dict[str, str]:
         arg=[side, before["seq"]],
     )
     return figures(page, side)
+
+
+def assert_display_latency(page: Page, side: str) -> float:
+    """The side shows a capture-to-display latency between its served latency and a second."""
+    page.wait_for_function(
+        "side => document.querySelector(`[data-side=${side}] [data-field=display]`)"
+        ".textContent.endsWith(' ms')",
+        arg=side,
+    )
+    shown = wait_figures_change(page, side)  # served and display figures of one moment
+    assert ms(shown["p50"]) < ms(shown["display"]) < 1000, shown
+    return ms(shown["display"])
 
 
 def ms(text: str) -> float:
@@ -206,12 +225,21 @@ def test_comparison_page_in_chromium(
         shown = wait_figures_change(page, side)
         assert float(shown["fps"]) > 0, shown
         assert 0 < ms(shown["p50"]) <= ms(shown["p95"]), shown
+        assert_display_latency(page, side)
+        assert (
+            page.evaluate(  # the picture drawn is the stream's newest (within a second)
+                "side => Number(document.querySelector(`[data-side=${side}] canvas.stream`)"
+                ".dataset.seq)",
+                side,
+            )
+            > int(shown["seq"]) - 30
+        )
     assert page.locator("[data-side=peer] .transport").inner_text() == "REDIS"
     assert page.locator("[data-side=peer] .origin").inner_text() == red.url
     assert page.locator("#grafana").get_attribute("href") == GRAFANA
-    page.wait_for_function(
-        "[...document.querySelectorAll('.tile img')].filter(i => i.naturalWidth > 1).length === 2"
-    )
+    # Every camera live on the grid (this receiver's /grid.mjpg), one caption per camera.
+    page.wait_for_function("document.getElementById('grid-live').naturalWidth > 1")
+    page.wait_for_function("document.querySelectorAll('#grid .tile').length === 2")
     shot = page.screenshot(full_page=True)
     assert shot.startswith(b"\x89PNG")
     if UPDATE_SCREENSHOT:
@@ -286,7 +314,10 @@ def test_page_keeps_working_while_the_peer_is_down(
     assert_moving(page, "own")
 
     port = int(red.url.rsplit(":", 1)[1])
-    red = services.receiver("redis", "--redis-url", redis_server.url, port=port)
+    http_port = http.url.rsplit(":", 1)[1]
+    red = services.receiver(
+        "redis", "--redis-url", redis_server.url, "--peer-port", http_port, port=port
+    )
     wait_state(page, "peer", "live")  # /stats answers again and the stream is reopened
     page.wait_for_function(STREAMS_SHOWN)
     assert_moving(page, "peer")
@@ -296,13 +327,8 @@ def test_page_keeps_working_while_the_peer_is_down(
         wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
 
 
-def test_four_cameras_stay_within_the_connection_limit(
-    services: Services, redis_server: RedisServer, browser: Browser
-) -> None:
-    """One live stream per receiver; the other cameras are snapshots refreshed in turn."""
-    cameras = ["cam0", "cam1", "cam2", "cam3"]
-    http, red, _ = start_stack(services, redis_server, cameras, *SMALL, "--fps", "10")
-    page = open_page(browser, f"{http.url}/")
+def assert_snapshot_tiles(page: Page) -> None:
+    """Every tile shows its camera's snapshot and each is refreshed."""
     tiles = "[...document.querySelectorAll('.tile img')]"
     page.wait_for_function(f"{tiles}.filter(i => i.naturalWidth > 1).length === 4")
     sources = page.evaluate(f"{tiles}.map(i => i.src)")
@@ -310,13 +336,148 @@ def test_four_cameras_stay_within_the_connection_limit(
         f"srcs => {tiles}.every((img, k) => img.src !== srcs[k] && img.naturalWidth > 1)",
         arg=sources,
     )
+
+
+def assert_live_grid(page: Page, cameras: list[str]) -> None:
+    """The receiver's /grid.mjpg moves, and a click on a camera's tile focuses that camera."""
+    grid = page.locator("#grid-live")
+    page.wait_for_function("document.getElementById('grid-live').naturalWidth > 1")
+    first = grid.screenshot()
+    page.wait_for_timeout(1000)  # as in assert_moving: let the mosaic move
+    assert grid.screenshot() != first, "the grid did not change in a second"
+    columns = page.evaluate("grid.columns") or math.ceil(math.sqrt(len(cameras)))
+    box = grid.bounding_box()
+    assert box is not None
+    natural = page.evaluate("[grid.img.naturalWidth, grid.img.naturalHeight]")
+    scale = min(box["width"] / natural[0], box["height"] / natural[1])
+    rows = math.ceil(len(cameras) / columns)
+    index = len(cameras) - 1  # the last camera's tile, at its centre
+    x = (box["width"] - natural[0] * scale) / 2 + (index % columns + 0.5) * natural[
+        0
+    ] * scale / columns
+    y = (box["height"] - natural[1] * scale) / 2 + (index // columns + 0.5) * natural[
+        1
+    ] * scale / rows
+    grid.click(position={"x": x, "y": y})
+    page.wait_for_function(
+        "name => document.getElementById('focus-name').textContent === name", arg=cameras[-1]
+    )
+    page.evaluate("location.hash = 'cam0'")
+    page.wait_for_function("document.getElementById('focus-name').textContent === 'cam0'")
+    page.wait_for_function(STREAMS_SHOWN)
+
+
+GRID_CELLS = [  # (x, y, box, picture, cameras, columns) -> the camera's index, -1 for none
+    ((10, 10, (200, 100), (200, 100), 4, 0), 0),
+    ((150, 10, (200, 100), (200, 100), 4, 0), 1),
+    ((150, 90, (200, 100), (200, 100), 4, 0), 3),
+    ((150, 90, (200, 100), (200, 100), 3, 0), -1),  # the empty fourth place of a 2x2 mosaic
+    ((5, 20, (300, 100), (200, 100), 4, 0), -1),  # in the letterbox left of the picture
+    ((60, 20, (300, 100), (200, 100), 4, 0), 0),  # the picture starts at x = 50
+    ((150, 90, (300, 100), (300, 100), 5, 0), 4),  # 5 cameras: 3 columns, 2 rows
+    ((290, 10, (300, 100), (300, 100), 16, 0), 3),  # 16 cameras: 4 columns
+    ((290, 10, (300, 100), (300, 100), 16, 8), 7),  # the server's hint: 8 columns
+    ((290, 90, (300, 100), (300, 100), 5, 0), -1),  # the empty sixth place
+]
+GRID_HINTS = {"columns=3": 3, "cols=5; rows=2": 5, "4": 4, "": 0, "rows=2": 0}
+
+
+def assert_grid_rules(page: Page) -> None:
+    """The page's rules for the grid: a click's tile, and the X-Framewire-Grid hint."""
+    for (x, y, box, picture, count, columns), expected in GRID_CELLS:
+        got = page.evaluate(
+            "([x, y, b, p, n, c]) => gridCell(x, y, {width: b[0], height: b[1]},"
+            " {width: p[0], height: p[1]}, n, c)",
+            [x, y, box, picture, count, columns],
+        )
+        assert got == expected, (x, y, box, picture, count, columns)
+    for hint, expected in GRID_HINTS.items():
+        assert page.evaluate("h => gridColumns(h)", hint) == expected, hint
+
+
+def stream_sources(page: Page) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('canvas.stream')].map(c => c.dataset.src)")
+
+
+def test_variant_selector_hidden_tab_and_grid_rules(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    """The variant moves both focus streams to width=640&fps=10, and is remembered."""
+    http, red, _ = start_stack(services, redis_server, ["cam0"], *SMALL)
+    page = open_page(browser, f"{http.url}/")
+    assert_grid_rules(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.select_option("#variant", label="640 px 10 fps")
+    page.wait_for_function(
+        "[...document.querySelectorAll('canvas.stream')]"
+        ".every(c => c.dataset.src.includes('?width=640&fps=10&'))"
+    )
+    page.wait_for_function(STREAMS_SHOWN)
+    for receiver in (http, red):
+        prefix = f"{receiver.url}/stream/cam0.mjpg?width=640&fps=10&t="
+        assert any(url.startswith(prefix) for url in requested), (prefix, requested)
+        wait_until(
+            lambda r=receiver: viewers(r) == 1, what=f"{receiver.name}: the old stream closed"
+        )
+
+    page.reload(wait_until="commit")  # remembered by this browser
+    page.wait_for_function(STREAMS_SHOWN)
+    assert page.eval_on_selector("#variant", "s => s.value") == "width=640&fps=10"
+    assert all("?width=640&fps=10&" in src for src in stream_sources(page))
+
+    # A hidden tab holds no stream (the fetch() is aborted); shown again, both reopen.
+    page.evaluate(
+        """hidden => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        True,
+    )
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
+    page.evaluate(
+        """hidden => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        False,
+    )
+    page.wait_for_function(STREAMS_SHOWN)
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 1, what=f"{receiver.name} stream reopened")
+
+    page.select_option("#variant", label="full")
+    page.wait_for_function(
+        "[...document.querySelectorAll('canvas.stream')]"
+        ".every(c => !c.dataset.src.includes('width='))"
+    )
+    page.wait_for_function(STREAMS_SHOWN)
+    page.close()
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
+
+
+def test_four_cameras_stay_within_the_connection_limit(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    """One live stream per receiver; every camera moves on the grid (or its snapshot tile)."""
+    cameras = ["cam0", "cam1", "cam2", "cam3"]
+    http, red, _ = start_stack(services, redis_server, cameras, *SMALL, "--fps", "10")
+    page = open_page(browser, f"{http.url}/")
+    page.wait_for_function("document.getElementById('grid').dataset.mode !== 'probing'")
+    if page.evaluate("document.getElementById('grid').dataset.mode") == "live":
+        assert_live_grid(page, cameras)
+    else:  # a receiver without /grid.mjpg: snapshot tiles refreshed in turn
+        assert_snapshot_tiles(page)
     ticks = int(page.evaluate("document.body.dataset.ticks"))
     page.wait_for_function(f"Number(document.body.dataset.ticks) >= {ticks + 2}")
     for side in ("own", "peer"):
         wait_state(page, side, "live")
         assert_moving(page, side)
     for receiver in (http, red):
-        assert viewers(receiver) == 1, f"{receiver.name}: only the camera in focus streams"
+        for camera in cameras:  # only the camera in focus streams
+            assert viewers(receiver, camera) == (camera == "cam0"), (receiver.name, camera)
     page.locator(".tile[data-camera=cam3]").click()
     for receiver in (http, red):
         wait_until(

@@ -107,7 +107,13 @@ def test_forgetting_removes_camera_threads_series_and_streams(make_pipeline) -> 
     channel = hub.find("cam1")
     assert hub.acquire_viewer(channel)
     parts = mjpeg.stream(channel, keepalive=0.05)
-    assert next(parts).startswith(b"--") and b"image/jpeg" in next(parts)
+    assert next(parts).startswith(b"--")
+    first = next(parts)  # a frame's part says which frame it is and when it was captured
+    served = channel.current()
+    assert first.startswith(
+        b"Content-Type: image/jpeg\r\nX-Framewire-Seq: 5\r\n"
+        b"X-Framewire-Captured-Ns: %d\r\nContent-Length: " % served.captured_ns
+    )
     assert pipeline.sweep() == []  # not idle yet
     assert sorted(pipeline.sweep(time.monotonic() + 31)) == ["cam0", "cam1"]
     assert list(parts) == []  # the open stream ended
@@ -116,6 +122,7 @@ def test_forgetting_removes_camera_threads_series_and_streams(make_pipeline) -> 
         hub.lookup("cam1")
     assert 'camera="cam1"' not in scrape(pipeline)
     assert hub.find("cam0").current().seq is None  # the default camera: image released only
+    assert b"X-Framewire" not in mjpeg.part(hub.find("cam0").current().jpeg)  # "no signal"
     assert not [t for t in threading.enumerate() if t.name.startswith("framewire-process")]
     hub.release_viewer(channel)  # the stream's close after the camera went: no negative gauge
     assert hub.stats()["cameras"]["cam0"]["viewers"] == 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from conftest import RedisServer, RtspCamera, Service, Services, scrape, wait_until
+from conftest import RedisServer, RtspCamera, Service, Services, free_port, scrape, wait_until
 from helpers import received_fps
 from test_browser import browser, open_page  # noqa: F401 - the Chromium fixture
 from test_prometheus import prometheus, query  # noqa: F401 - the Prometheus fixture
@@ -59,8 +59,18 @@ def test_one_sender_three_cameras_and_one_dies(
     browser: Browser,  # noqa: F811
 ) -> None:
     everything = (*SYNTHETIC, RTSP)
-    red = services.receiver("redis", "--redis-url", redis_server.url, "--stale-after", "1")
-    http = services.receiver("http", "--peer-url", red.url, "--stale-after", "1")
+    http_port = free_port()  # each receiver's page compares with the other, found by port
+    red = services.receiver(
+        "redis",
+        "--redis-url",
+        redis_server.url,
+        "--stale-after",
+        "1",
+        "--peer-port",
+        str(http_port),
+    )
+    red_port = red.url.rsplit(":", 1)[1]
+    http = services.receiver("http", "--stale-after", "1", "--peer-port", red_port, port=http_port)
     sender = services.sender(
         "--cameras-file",
         str(cameras_file(tmp_path, rtsp_camera)),

@@ -13,6 +13,7 @@ from framewire.app import create_app
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
+from framewire.viewer import is_peer
 from helpers import claiming, decode, make_jpeg
 
 JPEG = make_jpeg(320, 240, seed=7)
@@ -153,3 +154,15 @@ def test_redis_receiver_has_no_frames_route(redis_server: RedisServer) -> None:
         assert response.status_code == 404 and response.json["error"] == "not_found"
     finally:
         app.extensions["framewire.shutdown"]()
+
+
+def test_only_the_peer_may_read_a_stream_cross_origin() -> None:
+    """Streams carry camera pixels: Access-Control-Allow-Origin only for the peer's page."""
+    assert is_peer("http://cams.example:8001", "", 8001)
+    assert is_peer("http://[::1]:8001", "", 8001)
+    assert not is_peer("http://evil.example", "", 8001)  # port 80
+    assert not is_peer("http://cams.example:8001", "", 0)
+    assert is_peer("https://proxy.example", "https://proxy.example/http/", 8001)
+    assert not is_peer("http://cams.example:8001", "https://proxy.example/http/", 8001)
+    assert not is_peer("null", "", 8001) and not is_peer("", "", 8001)
+    assert not is_peer("http://h:99999", "", 8001)

@@ -130,7 +130,7 @@ def test_page_shows_peer_and_grafana_when_configured(
     assert '"peer_url": ""' in page  # the browser builds the URL from its own location
     page = requests.get(f"{compared.url}/", timeout=5).text
     assert 'data-side="peer"' in page and '"peer_port": 0' in page  # --peer-url wins
-    assert f'src="{peer}/stream/cam0.mjpg"' in page
+    assert f'data-src="{peer}/stream/cam0.mjpg"' in page
     assert f'href="{grafana}"' in page
     # No external resources: the only absolute URLs are the configured ones.
     rest = page.replace(peer, "").replace(grafana, "")

@@ -25,11 +25,12 @@ CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"
 
 def part(jpeg: bytes, seq: int | None = None, captured_ns: int | None = None) -> bytes:
     """One JPEG part, closed by the boundary; with the frame's seq and capture time if given."""
-    headers = b"Content-Type: image/jpeg\r\nContent-Length: %d\r\n" % len(jpeg)
+    headers = b"Content-Type: image/jpeg\r\n"
     if seq is not None:
         headers += b"%s: %d\r\n" % (HEADER_SEQ.encode(), seq)
     if captured_ns is not None:
         headers += b"%s: %d\r\n" % (HEADER_CAPTURED_NS.encode(), captured_ns)
+    headers += b"Content-Length: %d\r\n" % len(jpeg)
     return headers + b"\r\n" + jpeg + b"\r\n--" + BOUNDARY + b"\r\n"
 
 

@@ -10,6 +10,8 @@ Errors are JSON, answered by the app's handlers or here.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from framewire import mjpeg, variants
@@ -68,9 +70,13 @@ def viewer_blueprint(
         channel.watch(variant.key)
         response = Response(
             mjpeg.stream(channel, hub.keepalive, variant.key, variant.fps),
-            headers={"Cache-Control": "no-store"},
+            headers={"Cache-Control": "no-store", "Vary": "Origin"},
             content_type=mjpeg.CONTENT_TYPE,
         )
+        origin = request.headers.get("Origin", "")
+        if is_peer(origin, peer_url, peer_port):
+            # The peer's page reads the parts with fetch() (capture times); no other site may.
+            response.headers["Access-Control-Allow-Origin"] = origin
 
         def release() -> None:
             channel.unwatch(variant.key)
@@ -118,3 +124,17 @@ def viewer_blueprint(
         )
 
     return bp
+
+
+def is_peer(origin: str, peer_url: str, peer_port: int) -> bool:
+    """Whether a browser `Origin` is the peer receiver's: its `peer_url`'s origin, or else any
+    host on `peer_port` (the page finds its peer by port on the host name it was opened with)."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        if peer_url:
+            peer = urlsplit(peer_url)
+            return (parts.scheme, parts.netloc) == (peer.scheme, peer.netloc)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(peer_port) and port == peer_port
