@@ -54,11 +54,12 @@ def run_local(tmp_path: Path) -> Iterator[Callable[..., RunLocal]]:
     started: list[RunLocal] = []
 
     def start(**env: str) -> RunLocal:
-        ports = {
-            "HTTP_RECEIVER_PORT": free_port(),
-            "REDIS_RECEIVER_PORT": free_port(),
-            "SENDER_METRICS_PORT": free_port(),
-        }
+        ports: dict[str, int] = {}
+        for name in ("HTTP_RECEIVER_PORT", "REDIS_RECEIVER_PORT", "SENDER_METRICS_PORT"):
+            port = free_port()
+            while port in ports.values():  # the kernel may hand out a port just released
+                port = free_port()
+            ports[name] = port
         clean = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWIRE_")}
         full_env = {**clean, **{k: str(v) for k, v in ports.items()}, **env}
         out, err = tmp_path / f"run{len(started)}.out", tmp_path / f"run{len(started)}.err"
