@@ -20,10 +20,19 @@ from flask.testing import FlaskClient
 from framewire.app import create_app
 from framewire.bench import stack
 from framewire.bench.readers import metric_value, scrape
-from framewire.bench.stack import RedisServer, Service, free_port, wait_until
+from framewire.bench.stack import RedisServer, Service, free_port, free_ports, wait_until
 from framewire.config import ReceiverConfig
 
-__all__ = ["FRAMEWIRE", "TESTS", "RedisServer", "RtspCamera", "Service", "Services", "free_port"]
+__all__ = [
+    "FRAMEWIRE",
+    "TESTS",
+    "RedisServer",
+    "RtspCamera",
+    "Service",
+    "Services",
+    "free_port",
+    "free_ports",
+]
 __all__ += ["metric_value", "scrape", "wait_until"]
 
 TESTS = Path(__file__).parent

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from conftest import free_port, metric_value, wait_until
+from conftest import free_ports, metric_value, wait_until
 from test_browser import browser, open_page, wait_state  # noqa: F401 - the Chromium fixture
 
 if TYPE_CHECKING:
@@ -299,18 +299,14 @@ def test_compose_up_smoke(docker_engine: Engine, browser: Browser) -> None:  # n
     began = time.monotonic()
     images = stand_in_images(docker_engine.env)
 
-    ports: dict[str, int] = {}
-    for name in (
+    names = (
         "REDIS_PORT",
         "HTTP_RECEIVER_PORT",
         "REDIS_RECEIVER_PORT",
         "SENDER_METRICS_PORT",
         "PROMETHEUS_PORT",
-    ):
-        port = free_port()
-        while port in ports.values():
-            port = free_port()
-        ports[name] = port
+    )
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     prometheus_dir, jobs = prometheus_config(ports)
     # The settings as an env file: compose interpolates from it (so a developer's .env does not
     # leak in) and passes all of it to the services, as it does with .env.

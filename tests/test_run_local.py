@@ -15,7 +15,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import free_port, wait_until
+from conftest import free_ports, wait_until
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "run_local.py"
 
@@ -54,12 +54,8 @@ def run_local(tmp_path: Path) -> Iterator[Callable[..., RunLocal]]:
     started: list[RunLocal] = []
 
     def start(**env: str) -> RunLocal:
-        ports: dict[str, int] = {}
-        for name in ("HTTP_RECEIVER_PORT", "REDIS_RECEIVER_PORT", "SENDER_METRICS_PORT"):
-            port = free_port()
-            while port in ports.values():  # the kernel may hand out a port just released
-                port = free_port()
-            ports[name] = port
+        names = ("HTTP_RECEIVER_PORT", "REDIS_RECEIVER_PORT", "SENDER_METRICS_PORT")
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         clean = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWIRE_")}
         full_env = {**clean, **{k: str(v) for k, v in ports.items()}, **env}
         out, err = tmp_path / f"run{len(started)}.out", tmp_path / f"run{len(started)}.err"
