@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 import requests
+from flask import Flask
 
 from framewire.bench.readers import Viewer, mjpeg_parts, read_latencies
 from framewire.bench.stack import Service, wait_until
@@ -75,3 +78,17 @@ def received_fps(receiver: Service, camera: str, start_ns: int, seconds: float) 
         what=f"{camera} frames captured after the window at {receiver.name}",
     )
     return sum(start_ns <= ns < end_ns for ns in captured()) / seconds
+
+
+def ends_at_shutdown(app: Flask, parts: Iterator[bytes], timeout: float = 5.0) -> bool:
+    """Whether a streaming response's `parts` end once the app shuts down (read on a thread)."""
+    ended = threading.Event()
+
+    def drain() -> None:
+        for _ in parts:
+            pass
+        ended.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    app.extensions["framewire.shutdown"]()
+    return ended.wait(timeout)

@@ -14,7 +14,7 @@ from framewire.config import ReceiverConfig
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 from framewire.viewer import is_peer
-from helpers import claiming, decode, make_jpeg
+from helpers import claiming, decode, ends_at_shutdown, make_jpeg
 
 JPEG = make_jpeg(320, 240, seed=7)
 
@@ -111,16 +111,7 @@ def test_stream_counts_its_viewer_and_ends_at_shutdown(app: Flask, client: Flask
     response = client.get("/stream.mjpg")
     parts = iter(response.response)
     next(parts)
-    ended = threading.Event()
-
-    def drain() -> None:
-        for _ in parts:
-            pass
-        ended.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    app.extensions["framewire.shutdown"]()
-    assert ended.wait(5), "the stream did not end at shutdown"
+    assert ends_at_shutdown(app, parts), "the stream did not end at shutdown"
     response.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("framewire-process")]
 

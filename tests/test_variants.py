@@ -6,7 +6,6 @@ shared encodes and the grid run against a real receiver fed by a real sender.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from framewire.config import ReceiverConfig
 from framewire.hub import Hub
 from framewire.metrics import ReceiverMetrics
 from framewire.variants import key_label
-from helpers import Viewer, decode, make_jpeg, mjpeg_parts
+from helpers import Viewer, decode, ends_at_shutdown, make_jpeg, mjpeg_parts
 
 ENCODES = "framewire_viewer_encodes_total"
 
@@ -317,14 +316,5 @@ def test_grid_stream_ends_at_shutdown(app: Flask, client: FlaskClient) -> None:
     assert b"Content-Type: image/jpeg" in head and b"X-Framewire-Seq" not in head
     mosaic = decode(body.removesuffix(b"\r\n--framewireframe\r\n"))
     assert mosaic.shape == (720, 1280, 3)  # the default camera alone, waiting for frames
-    ended = threading.Event()
-
-    def drain() -> None:
-        for _ in parts:
-            pass
-        ended.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    app.extensions["framewire.shutdown"]()
-    assert ended.wait(5), "the grid stream did not end at shutdown"
+    assert ends_at_shutdown(app, parts), "the grid stream did not end at shutdown"
     response.close()
