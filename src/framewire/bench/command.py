@@ -50,7 +50,10 @@ from typing import Any
 
 import click
 
-from framewire.bench import capacity, capacity_report
+from framewire.bench.capacity import MAX_P95_MS, SETUPS, Camera, run_setup
+from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
+from framewire.bench.capacity_report import summary as capacity_summary
+from framewire.bench.capacity_report import write_report as write_capacity_report
 from framewire.bench.measure import WARMUP_SECONDS, codec_cost, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
@@ -158,8 +161,8 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
 @_option(
     "--setups",
     "SETUPS",
-    default=",".join(capacity.SETUPS),
-    callback=_convert(lambda text: parse_list(text, capacity.SETUPS)),
+    default=",".join(SETUPS),
+    callback=_convert(lambda text: parse_list(text, SETUPS)),
     help="Capacity mode: `http` alone, `redis` alone, `both` from one sender.",
 )
 def bench(
@@ -180,7 +183,7 @@ def bench(
     if threading.current_thread() is threading.main_thread():
         on_stop_signals(_exit_on_sigterm, signals=(signal.SIGTERM,))
     if cameras is not None:
-        camera = capacity.Camera(*camera_size, camera_fps)
+        camera = Camera(*camera_size, camera_fps)
         count = None if cameras == "max" else int(cameras)
         duration = duration or (4.0 if quick else 10.0)
         run_capacity(count, camera, duration, out, max_cameras, setups)
@@ -237,7 +240,7 @@ def parse_cameras(text: str) -> int | str:
 
 def run_capacity(
     count: int | None,
-    camera: capacity.Camera,
+    camera: Camera,
     duration: float,
     out: Path,
     max_cameras: int,
@@ -266,9 +269,7 @@ def run_capacity(
         raise click.ClickException(str(exc)) from None
     try:
         results = [
-            capacity.run_setup(
-                setup, count, camera, redis, duration, log_dir, max_cameras, progress
-            )
+            run_setup(setup, count, camera, redis, duration, log_dir, max_cameras, progress)
             for setup in setups
         ]
     finally:
@@ -283,17 +284,17 @@ def run_capacity(
             "camera_size": camera.resolution,
             "camera_fps": camera.fps,
             "min_fps": camera.min_fps,
-            "max_p95_ms": capacity.MAX_P95_MS,
+            "max_p95_ms": MAX_P95_MS,
             "duration": duration,
-            "warmup": capacity.WARMUP_SECONDS,
+            "warmup": CAPACITY_WARMUP,
             "max_cameras": max_cameras,
             "setups": setups,
         },
         "capacity": results,
         "results": [],  # the scenario matrix's list: none in this mode
     }
-    click.echo(capacity_report.write_report(out, report))
-    click.echo(capacity_report.summary(report), err=True)
+    click.echo(write_capacity_report(out, report))
+    click.echo(capacity_summary(report), err=True)
     click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
     errors = [f"{t['setup']} x{t['cameras']}" for r in results for t in r["trials"] if "error" in t]
     if errors and count is not None:
