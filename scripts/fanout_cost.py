@@ -14,25 +14,21 @@ Everything runs on loopback; every process is ours and stopped by its PID.
 from __future__ import annotations
 
 import argparse
-import glob
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
+from framewire.bench.measure import cpu_percent, cpu_seconds
 from framewire.bench.readers import read_metrics, total
 from framewire.bench.stack import (
+    LoopbackName,
     RedisServer,
     Service,
     Services,
     framewire_command,
-    free_port,
-    port_is_free,
+    shared_port,
     wait_until,
 )
-
-HOST = "receivers.framewire.test"
 
 
 def measure(services: Services, sender: Service, receivers: list[Service], seconds: float) -> str:
@@ -42,14 +38,13 @@ def measure(services: Services, sender: Service, receivers: list[Service], secon
         ),
         what="frames at every receiver",
     )
-    proc = psutil.Process(sender.proc.pid)
-    before_cpu = sum(proc.cpu_times()[:2])
+    before_cpu = cpu_seconds(sender.proc.pid, children=False)
     before = read_metrics(sender.url)
     received = [total(read_metrics(r.url), "framewire_frames_received_total") for r in receivers]
     started = time.monotonic()
     time.sleep(seconds)  # a measurement window, not a wait for a condition
     elapsed = time.monotonic() - started
-    cpu = (sum(proc.cpu_times()[:2]) - before_cpu) / elapsed * 100
+    cpu = cpu_percent(before_cpu, cpu_seconds(sender.proc.pid, children=False), elapsed)
     after = read_metrics(sender.url)
     send = total(after, "framewire_send_seconds_sum") - total(before, "framewire_send_seconds_sum")
     encode = total(after, "framewire_encode_seconds_sum") - total(
@@ -79,15 +74,10 @@ def run(kind: str, replicas: int, args: argparse.Namespace, directory: Path) -> 
     try:
         camera = ["--width", str(args.width), "--height", str(args.height), "--fps", str(args.fps)]
         if kind == "http":
-            port = wait_until(
-                lambda: (
-                    lambda p: p if all(port_is_free(p, f"127.0.0.{i}") for i in range(1, 4)) else 0
-                )(free_port()),
-                what="a free port",
-            )
             addresses = [f"127.0.0.{i}" for i in range(1, replicas + 1)]
-            hosts = directory / "hosts"
-            hosts.write_text("".join(f"{a} {HOST}\n" for a in addresses))
+            port = shared_port(addresses)
+            name = LoopbackName(directory / "hosts")
+            name.resolve_to(addresses)
             receivers = [
                 services.start(
                     f"http-{a}",
@@ -98,16 +88,15 @@ def run(kind: str, replicas: int, args: argparse.Namespace, directory: Path) -> 
             ]
             for r in receivers:
                 r.wait_ready("/healthz")
-            library = glob.glob("/usr/lib/*/libnss_wrapper.so")[0]
             sender = services.sender(
                 *camera,
                 "--http-url",
-                f"http://{HOST}:{port}/frames",
+                f"http://{name.name}:{port}/frames",
                 "--http-fanout",
                 "dns",
                 "--redis-url",
                 "",
-                env={"LD_PRELOAD": library, "NSS_WRAPPER_HOSTS": str(hosts)},
+                env=name.env,
             )
         else:
             assert redis_server is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -92,3 +92,9 @@ def ends_at_shutdown(app: Flask, parts: Iterator[bytes], timeout: float = 5.0) -
     threading.Thread(target=drain, daemon=True).start()
     app.extensions["framewire.shutdown"]()
     return ended.wait(timeout)
+
+
+def live(receiver: Service, cameras: Iterable[str]) -> bool:
+    """Whether every one of `cameras` is live (a fresh frame) at `receiver`, by its /stats."""
+    stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
+    return all(stats.get(camera, {}).get("state") == "live" for camera in cameras)

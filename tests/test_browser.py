@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import requests
 
 from conftest import RedisServer, Service, Services, free_port, wait_until
 from framewire.bench.readers import read_metrics, total
-from helpers import decode
+from helpers import decode, live
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -110,14 +109,7 @@ def start_stack(
     }
     for receiver in (http, red):
         wait_until(
-            lambda r=receiver: all(
-                c.get("state") == "live"
-                for c in (
-                    requests.get(f"{r.url}/stats", timeout=5).json()["cameras"].get(n, {})
-                    for n in cameras
-                )
-            ),
-            what=f"every camera live on {receiver.name}",
+            lambda r=receiver: live(r, cameras), what=f"every camera live on {receiver.name}"
         )
     return http, red, senders
 

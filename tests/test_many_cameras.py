@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import requests
 
 from conftest import RedisServer, RtspCamera, Service, Services, free_port, scrape, wait_until
-from helpers import received_fps
+from framewire.cameras import write_cameras
+from helpers import live, received_fps
 from test_browser import browser, open_page  # noqa: F401 - the Chromium fixture
 from test_prometheus import prometheus, query  # noqa: F401 - the Prometheus fixture
 
@@ -32,18 +33,9 @@ WINDOW_S = 4.0
 def cameras_file(tmp_path: Path, rtsp: RtspCamera) -> Path:
     """Two small synthetic cameras at 30 fps and the RTSP camera, its password by reference."""
     url = rtsp.url.replace("rtsp://", "rtsp://viewer:${FW_TEST_DOOR_PASSWORD}@")
-    lines = ["cameras:"]
-    for camera in SYNTHETIC:
-        lines += [f"  - id: {camera}", "    width: 160", "    height: 120", "    fps: 30"]
-    lines += [f"  - id: {RTSP}", f"    source: {url}", "    read_timeout: 2", "    open_timeout: 2"]
-    path = tmp_path / "cameras.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def live(receiver: Service, cameras: tuple[str, ...]) -> bool:
-    stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
-    return all(stats.get(c, {}).get("state") == "live" for c in cameras)
+    cameras = [{"id": camera, "width": 160, "height": 120, "fps": 30} for camera in SYNTHETIC]
+    cameras.append({"id": RTSP, "source": url, "read_timeout": 2, "open_timeout": 2})
+    return write_cameras(tmp_path / "cameras.yaml", cameras)
 
 
 def ready(receiver: Service, camera: str) -> int:

@@ -22,6 +22,7 @@ import requests
 
 from conftest import TESTS, RedisServer, Service, Services, wait_until
 from framewire.bench.readers import read_latencies
+from framewire.transports import redis as redis_wire
 from helpers import make_jpeg
 
 ROOT = TESTS.parent
@@ -77,6 +78,11 @@ def camera_seq(receiver: Service, camera: str) -> int | None:
     response = requests.get(f"{receiver.url}/stats", timeout=5)
     response.raise_for_status()
     return response.json()["cameras"].get(camera, {}).get("seq")
+
+
+def frames(token: str, camera: str, fps: str, count: int, jpegs: Path) -> list[str]:
+    """The options both producers share: who they are, how fast, how many, which files."""
+    return ["--token", token, "--camera", camera, "--fps", fps, "--count", str(count), str(jpegs)]
 
 
 def run_producer(
@@ -140,15 +146,7 @@ def test_node_producer_feeds_both_receivers(
             f"{http.url}/frames",
             "--redis-url",
             redis_server.url,
-            "--token",
-            TOKEN,
-            "--camera",
-            camera,
-            "--fps",
-            FPS,
-            "--count",
-            str(REDIS_COUNT),
-            str(jpegs),
+            *frames(TOKEN, camera, FPS, REDIS_COUNT, jpegs),
         ],
         [http, red],
         camera,
@@ -168,10 +166,10 @@ def test_node_producer_feeds_both_receivers(
     redis_seconds = check_received(red, camera, seen[red.name], started_ns, ended_ns)
     assert len(redis_seconds) <= summary["redis"]["sent"]
     # The stream holds raw bytes (no base64), trimmed to about 8 entries.
-    entries = redis_server.client().xrevrange(f"framewire:frames:{camera}", count=1)
+    entries = redis_server.client().xrevrange(redis_wire.key("stream", camera), count=1)
     assert entries[0][1][b"seq"] == str(REDIS_COUNT).encode()
     assert entries[0][1][b"jpeg"] == (jpegs / f"frame{(REDIS_COUNT - 1) % 3}.jpg").read_bytes()
-    assert redis_server.client().xlen(f"framewire:frames:{camera}") < REDIS_COUNT
+    assert redis_server.client().xlen(redis_wire.key("stream", camera)) < REDIS_COUNT
 
 
 def test_java_producer_feeds_the_http_receiver(
@@ -184,15 +182,7 @@ def test_java_producer_feeds_the_http_receiver(
         [
             *java_producer,
             f"--http-url={http.url}/frames",
-            "--token",
-            TOKEN,
-            "--camera",
-            camera,
-            "--fps",
-            FPS,
-            "--count",
-            str(COUNT),
-            str(jpegs),
+            *frames(TOKEN, camera, FPS, COUNT, jpegs),
         ],
         [http],
         camera,
@@ -214,10 +204,10 @@ def test_a_wrong_token_is_refused_with_its_reason(
     producer: list[str] = request.getfixturevalue(f"{language}_producer")
     http = services.receiver("http", "--token", TOKEN)
     wrong = "not-the-token"
-    command = [*producer, "--http-url", f"{http.url}/frames", "--token", wrong]
+    command = [*producer, "--http-url", f"{http.url}/frames"]
     if language == "node":
         command += ["--redis-url", ""]  # HTTP only
-    command += ["--camera", "intruder", "--fps", "0", "--count", "5", str(jpegs)]
+    command += frames(wrong, "intruder", "0", 5, jpegs)
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 1, result

@@ -15,52 +15,22 @@ one that leaves it is forgotten (its series removed).
 
 from __future__ import annotations
 
-import glob
-import os
 import signal
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, free_port, scrape, wait_until
 from framewire.bench.readers import mjpeg_parts, parse_metrics, select
-from framewire.bench.stack import framewire_command, port_is_free
-from helpers import decode, received_fps
+from framewire.bench.stack import LoopbackName, framewire_command, shared_port
+from framewire.cameras import write_cameras
+from helpers import decode, live, received_fps
 
-HOST = "receivers.framewire.test"  # .test: reserved, never resolves for real
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
 CAMERAS = ("cam0", "cam1")
 FPS = 20
 WINDOW_S = 2.0
-
-
-def nss_wrapper() -> str:
-    found = glob.glob("/usr/lib/*/libnss_wrapper.so")
-    if not found:
-        pytest.fail("libnss_wrapper.so is missing: run `make test` (it installs libnss-wrapper)")
-    return found[0]
-
-
-def write_hosts(path: Path, addresses: tuple[str, ...]) -> None:
-    """The hosts file nss_wrapper reads (it reloads it when it changes); replaced atomically."""
-    new = path.with_suffix(".new")
-    new.write_text("".join(f"{address} {HOST}\n" for address in addresses))
-    os.replace(new, path)
-
-
-def shared_port() -> int:
-    """A port free on every address the replicas will use."""
-    return wait_until(
-        lambda: (lambda p: p if all(port_is_free(p, a) for a in ADDRESSES) else 0)(free_port()),
-        what="a port free on 127.0.0.1-4",
-    )
-
-
-def live(receiver: Service) -> bool:
-    stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
-    return all(stats.get(c, {}).get("state") == "live" for c in CAMERAS)
 
 
 def sender_samples(sender: Service, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
@@ -84,14 +54,13 @@ def fps_everywhere(receivers: list[Service], start_ns: int) -> dict[tuple[str, s
 def test_one_sender_feeds_every_replica_of_both_receivers(
     tmp_path: Path, services: Services, redis_server: RedisServer
 ) -> None:
-    port = shared_port()
-    hosts = tmp_path / "hosts"
-    write_hosts(hosts, ADDRESSES[:3])
-    cameras = tmp_path / "cameras.yaml"
-    lines = ["cameras:"]
-    for camera in CAMERAS:
-        lines += [f"  - id: {camera}", "    width: 320", "    height: 240", f"    fps: {FPS}"]
-    cameras.write_text("\n".join(lines) + "\n")
+    port = shared_port(ADDRESSES)
+    name = LoopbackName(tmp_path / "hosts")
+    name.resolve_to(ADDRESSES[:3])
+    cameras = write_cameras(
+        tmp_path / "cameras.yaml",
+        [{"id": camera, "width": 320, "height": 240, "fps": FPS} for camera in CAMERAS],
+    )
 
     def start_http(address: str, name: str) -> Service:
         args = ["http-receiver", "--bind", f"{address}:{port}", "--stale-after", "1"]
@@ -113,18 +82,20 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
         "--cameras-file",
         str(cameras),
         "--http-url",
-        f"http://{HOST}:{port}/frames",
+        f"http://{name.name}:{port}/frames",
         "--http-fanout",
         "dns",
         "--http-resolve-every",
         "1",
         "--redis-url",
         redis_server.url,
-        env={"LD_PRELOAD": nss_wrapper(), "NSS_WRAPPER_HOSTS": str(hosts)},
+        env=name.env,
     )
     everyone = https + reds
     for receiver in everyone:
-        wait_until(lambda r=receiver: live(r), what=f"both cameras live at {receiver.name}")
+        wait_until(
+            lambda r=receiver: live(r, CAMERAS), what=f"both cameras live at {receiver.name}"
+        )
     # A viewer on any replica sees every camera.
     for receiver in everyone:
         for camera in CAMERAS:
@@ -168,18 +139,20 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
             timeout=10,
             what=f"{camera}: replica {address} up again",
         )
-    wait_until(lambda: live(back), what="both cameras live at the returned replica")
+    wait_until(lambda: live(back, CAMERAS), what="both cameras live at the returned replica")
 
     # A 4th replica enters the name: fed after the next re-resolve, the sender unrestarted.
     fourth = start_http(ADDRESSES[3], f"http-{ADDRESSES[3]}").wait_ready("/healthz")
-    write_hosts(hosts, ADDRESSES)
-    wait_until(lambda: live(fourth), timeout=10, what="both cameras live at the 4th replica")
+    name.resolve_to(ADDRESSES)
+    wait_until(
+        lambda: live(fourth, CAMERAS), timeout=10, what="both cameras live at the 4th replica"
+    )
     for camera in CAMERAS:
         assert scrape(sender.url, "framewire_http_replicas", camera=camera) == 4
         assert replica(sender, "frames_sent_total", ADDRESSES[3], camera) > 0
 
     # It leaves the name: the sender stops sending to it and drops its series.
-    write_hosts(hosts, ADDRESSES[:3])
+    name.resolve_to(ADDRESSES[:3])
     wait_until(
         lambda: all(scrape(sender.url, "framewire_http_replicas", camera=c) == 3 for c in CAMERAS),
         timeout=10,
@@ -200,4 +173,4 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
     for camera in CAMERAS:
         down = f"camera {camera}: http transport down: http://{address}:{port}/frames"
         assert log.count(down) == 1, log
-    assert log.count(f"HTTP fan-out: {HOST} resolves to") == 3, log
+    assert log.count(f"HTTP fan-out: {name.name} resolves to") == 3, log

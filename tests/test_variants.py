@@ -18,11 +18,12 @@ from flask.testing import FlaskClient
 from conftest import Service, Services, scrape, wait_until
 from framewire import grid as grid_module
 from framewire.bench import variant_cost
+from framewire.cameras import write_cameras
 from framewire.config import ReceiverConfig
 from framewire.hub import Hub
 from framewire.metrics import ReceiverMetrics
 from framewire.variants import key_label
-from helpers import Viewer, decode, ends_at_shutdown, make_jpeg, mjpeg_parts
+from helpers import Viewer, decode, ends_at_shutdown, live, make_jpeg, mjpeg_parts
 
 ENCODES = "framewire_viewer_encodes_total"
 
@@ -138,18 +139,10 @@ def test_a_variant_nobody_watches_keeps_no_picture() -> None:
 
 
 def cameras_file(tmp_path: Path, count: int, width: int, height: int, fps: int) -> Path:
-    lines = ["cameras:"]
-    for n in range(count):
-        lines += [f"  - id: cam{n}", f"    width: {width}", f"    height: {height}"]
-        lines += [f"    fps: {fps}"]
-    path = tmp_path / "cameras.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def live(receiver: Service, cameras: list[str]) -> bool:
-    stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
-    return all(stats.get(c, {}).get("state") == "live" for c in cameras)
+    cameras = [
+        {"id": f"cam{n}", "width": width, "height": height, "fps": fps} for n in range(count)
+    ]
+    return write_cameras(tmp_path / "cameras.yaml", cameras)
 
 
 def timed_parts(response: requests.Response, count: int) -> list[tuple[float, bytes]]:

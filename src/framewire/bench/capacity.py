@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 
 from framewire.bench.latency import window as latency_window
 from framewire.bench.measure import cpu_percent, cpu_seconds, machine_percent, machine_seconds
 from framewire.bench.readers import Samples, Viewer, read_latencies, read_metrics, select
 from framewire.bench.scenarios import child_env
 from framewire.bench.stack import RedisServer, Services, StackError, wait_until
+from framewire.cameras import write_cameras
 
 SETUPS = {"http": ("http",), "redis": ("redis",), "both": ("http", "redis")}
 MAX_P95_MS = 20.0
@@ -74,9 +74,7 @@ def cameras_file(path: Path, count: int, camera: Camera) -> Path:
     """Write the sender's cameras file: `count` synthetic cameras cam0..cam{count-1}."""
     entry = {"source": "synthetic", "width": camera.width, "height": camera.height}
     entry |= {"fps": camera.fps, "quality": QUALITY}
-    cameras = [{"id": name, **entry} for name in camera_ids(count)]
-    path.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False))
-    return path
+    return write_cameras(path, [{"id": name, **entry} for name in camera_ids(count)])
 
 
 def verdict(fps: float, p95_ms: float | None, camera: Camera) -> bool:

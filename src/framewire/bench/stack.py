@@ -7,6 +7,7 @@ subprocesses and stopped by PID. What they serve is read with bench/readers.py.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,42 @@ def wait_until(
             last_error = exc
         time.sleep(interval)
     raise StackError(f"timed out after {timeout:g} s waiting for {what} (last error: {last_error})")
+
+
+def shared_port(addresses: Iterable[str]) -> int:
+    """A port free on every one of `addresses` (replicas on 127.0.0.x sharing one port)."""
+    hosts = list(addresses)
+    return wait_until(
+        lambda: (lambda p: p if all(port_is_free(p, a) for a in hosts) else 0)(free_port()),
+        what=f"a port free on {', '.join(hosts)}",
+    )
+
+
+class LoopbackName:
+    """One host name resolving to several loopback addresses, in processes started with `env`.
+
+    nss_wrapper (Debian's libnss-wrapper), LD_PRELOADed with a hosts file of
+    its own that it rereads when it changes: /etc/hosts is never touched.
+    """
+
+    def __init__(self, hosts: Path, name: str = "receivers.framewire.test") -> None:
+        self.hosts = hosts
+        self.name = name  # .test: reserved, never resolves for real
+
+    def resolve_to(self, addresses: Iterable[str]) -> None:
+        """Make the name resolve to `addresses` (the file is replaced atomically)."""
+        new = self.hosts.with_suffix(".new")
+        new.write_text("".join(f"{address} {self.name}\n" for address in addresses))
+        os.replace(new, self.hosts)
+
+    @property
+    def env(self) -> dict[str, str]:
+        found = glob.glob("/usr/lib/*/libnss_wrapper.so")
+        if not found:
+            raise StackError(
+                "libnss_wrapper.so is missing: install libnss-wrapper (make test does)"
+            )
+        return {"LD_PRELOAD": found[0], "NSS_WRAPPER_HOSTS": str(self.hosts)}
 
 
 def framewire_command() -> list[str]:
