@@ -103,7 +103,7 @@ class Grid:
             ok, buffer = cv2.imencode(".jpg", self.compose(), self.hub.encode_params)
             if not ok:  # pragma: no cover - imencode of a valid image does not fail
                 raise RuntimeError("JPEG encode failed")
-            self.hub.grid_encodes.labels(self.hub.transport).inc()
+            self.hub.metrics.grid_encodes.labels(self.hub.transport).inc()
             served = Served(buffer.tobytes(), tick, time.time_ns(), tick)
             if self.viewers > 0:
                 self._mosaics[fps] = served

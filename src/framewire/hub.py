@@ -29,7 +29,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from prometheus_client import Counter
 
 from framewire.config import ReceiverConfig
 from framewire.frame import WireError, parse_camera
@@ -226,7 +225,9 @@ class Channel:
             if not ok:  # pragma: no cover - imencode of a valid image does not fail
                 raise RuntimeError("JPEG encode failed")
             if not self.closed:
-                self.hub.encodes.labels(self.camera, self.hub.transport, key_label(key)).inc()
+                self.hub.metrics.viewer_encodes.labels(
+                    self.camera, self.hub.transport, key_label(key)
+                ).inc()
             if self._measured != self._version:  # once per frame, whichever key came first
                 self._measured = self._version
                 latency = (time.time_ns() - self._captured_ns) / 1e9
@@ -264,19 +265,6 @@ class Hub:
         self.metrics = metrics
         self.transport = config.transport
         self.encode_params = self.params(config.quality)
-        # Here, not in metrics.py: series of the viewers' encodes, removed with their camera.
-        self.encodes = Counter(
-            "framewire_viewer_encodes_total",
-            "JPEG encodes for viewers, by camera and variant (one per frame and variant watched).",
-            ["camera", "transport", "variant"],
-            registry=metrics.registry,
-        )
-        self.grid_encodes = Counter(
-            "framewire_grid_encodes_total",
-            "Mosaics of every camera encoded for /grid.mjpg (one per tick watched).",
-            ["transport"],
-            registry=metrics.registry,
-        )
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras
         self.max_viewers = config.max_viewers
@@ -321,7 +309,6 @@ class Hub:
                 return
             channel.close()
             self._viewers -= channel.viewers
-            self.encodes.remove_by_labels({"camera": camera, "transport": self.transport})
 
     def lookup(self, camera: str | None) -> Channel:
         """The channel a route names (None: the default camera); CameraNotFound if unknown."""

@@ -194,6 +194,18 @@ class ReceiverMetrics(_Common):
             ["camera", "transport", "stage"],
             reg,
         )
+        self.viewer_encodes = Counter(
+            f"{NS}_viewer_encodes_total",
+            "JPEG encodes for viewers, by camera and variant (one per frame and variant watched).",
+            ["camera", "transport", "variant"],
+            registry=reg,
+        )
+        self.grid_encodes = Counter(
+            f"{NS}_grid_encodes_total",
+            "Mosaics of every camera encoded for /grid.mjpg (one per tick watched).",
+            ["transport"],
+            registry=reg,
+        )
         self.connections_dropped = Counter(
             f"{NS}_connections_dropped_total",
             "Client connections the server closed, by reason (request_timeout: the request did"

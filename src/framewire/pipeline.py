@@ -236,6 +236,7 @@ class Pipeline:
             m.process_seconds,
             m.frame_bytes,
             m.frame_latency,
+            m.viewer_encodes,
         ):
             metric.remove_by_labels({"camera": camera, "transport": self.transport})
 
