@@ -368,14 +368,13 @@ GRID_CELLS = [  # (x, y, box, picture, cameras, columns) -> the camera's index, 
     ((60, 20, (300, 100), (200, 100), 4, 0), 0),  # the picture starts at x = 50
     ((150, 90, (300, 100), (300, 100), 5, 0), 4),  # 5 cameras: 3 columns, 2 rows
     ((290, 10, (300, 100), (300, 100), 16, 0), 3),  # 16 cameras: 4 columns
-    ((290, 10, (300, 100), (300, 100), 16, 8), 7),  # the server's hint: 8 columns
+    ((290, 10, (300, 100), (300, 100), 16, 8), 7),  # 8 columns given
     ((290, 90, (300, 100), (300, 100), 5, 0), -1),  # the empty sixth place
 ]
-GRID_HINTS = {"columns=3": 3, "cols=5; rows=2": 5, "4": 4, "": 0, "rows=2": 0}
 
 
 def assert_grid_rules(page: Page) -> None:
-    """The page's rules for the grid: a click's tile, and the X-Framewire-Grid hint."""
+    """The page's rule for the grid: the tile a click lands on."""
     for (x, y, box, picture, count, columns), expected in GRID_CELLS:
         got = page.evaluate(
             "([x, y, b, p, n, c]) => gridCell(x, y, {width: b[0], height: b[1]},"
@@ -383,8 +382,6 @@ def assert_grid_rules(page: Page) -> None:
             [x, y, box, picture, count, columns],
         )
         assert got == expected, (x, y, box, picture, count, columns)
-    for hint, expected in GRID_HINTS.items():
-        assert page.evaluate("h => gridColumns(h)", hint) == expected, hint
 
 
 def stream_sources(page: Page) -> list[str]:
