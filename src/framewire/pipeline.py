@@ -2,7 +2,8 @@
 
 `Pipeline` is the transports' `FrameSink`. `ingest` runs on the thread that
 received the frame (an HTTP request thread or the Redis consumer): it checks
-the JPEG header (size limits) and decodes, so a bad frame is refused at once,
+the JPEG header (size limits) and decodes there, with no hand-off (malloc
+arenas are capped, runtime.tune_malloc), so a bad frame is refused at once,
 then hands the image to the camera's one-slot mailbox. A worker thread per
 camera takes the newest image, runs the processing step and the overlay, and
 publishes to the hub. A slow processing step therefore drops frames (counted)
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import numpy as np
 
@@ -34,14 +34,8 @@ from framewire.resilience import Worker
 
 log = logging.getLogger(__name__)
 
-DECODE_THREADS = 2  # decodes at once; their own threads, so freed images stay in 2 malloc arenas
+DECODES = 2  # decodes at once, on the receiving threads: bounds their memory (README, Limits)
 JOIN_TIMEOUT = 2.0  # seconds a camera worker may take to finish its frame when stopped
-
-
-def _decode_timed(jpeg: bytes, max_pixels: int) -> tuple[np.ndarray, float]:
-    """`decode`, and the seconds it took (on a decoder thread, without the wait for one)."""
-    started = time.perf_counter()
-    return decode(jpeg, max_pixels), time.perf_counter() - started
 
 
 class _Camera:
@@ -141,9 +135,7 @@ class Pipeline:
         self._cameras: dict[str, _Camera] = {}
         self._lock = threading.Lock()
         self._closed = False
-        # Decoding on request threads would spread decoded images over one malloc arena per
-        # thread, each keeping what it freed (runtime.tune_malloc): 8 threads, +50 MB.
-        self._decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="framewire-decode")
+        self._decodes = threading.BoundedSemaphore(DECODES)
         self._sweeper = Worker("forget", self._sweep_loop, JOIN_TIMEOUT)
         self._sweeper.start()
 
@@ -157,14 +149,12 @@ class Pipeline:
         """
         if self.hub.find(frame.camera) is None and self.hub.full():
             raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")
-        try:
-            decoding = self._decoder.submit(_decode_timed, frame.jpeg, self.max_pixels)
-        except RuntimeError:  # the decoders are shut down: the receiver is stopping
-            raise WireError("stopping", "the receiver is stopping") from None
-        try:
-            image, decode_seconds = decoding.result()
-        except CancelledError:
-            raise WireError("stopping", "the receiver is stopping") from None
+        if self._closed:
+            raise WireError("stopping", "the receiver is stopping")
+        with self._decodes:
+            started = time.perf_counter()
+            image = decode(frame.jpeg, self.max_pixels)
+            decode_seconds = time.perf_counter() - started
         with self._lock:  # the sweeper cannot forget the camera between these lines
             if self._closed:
                 raise WireError("stopping", "the receiver is stopping")
@@ -241,9 +231,8 @@ class Pipeline:
             metric.remove_by_labels({"camera": camera, "transport": self.transport})
 
     def close(self) -> None:
-        """Stop the sweeper, the decoders and every camera worker, joining each within a bound."""
+        """Stop the sweeper and every camera worker, joining each within a bound."""
         self._sweeper.stop()
-        self._decoder.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             self._closed = True
             cameras = list(self._cameras.values())
