@@ -311,3 +311,36 @@ def test_grid_stream_ends_at_shutdown(app: Flask, client: FlaskClient) -> None:
     assert mosaic.shape == (720, 1280, 3)  # the default camera alone, waiting for frames
     assert ends_at_shutdown(app, parts), "the grid stream did not end at shutdown"
     response.close()
+
+
+def snapshot_after(client: FlaskClient, seq: int) -> np.ndarray:
+    """The snapshot once frame `seq` is served: the decoded, annotated image."""
+
+    def served() -> bytes | None:
+        response = client.get("/snapshot.jpg")
+        return response.data if response.headers.get("X-Framewire-Seq") == str(seq) else None
+
+    return decode(wait_until(served, what=f"frame {seq} served"))
+
+
+def test_only_narrow_variants_watched_decode_at_a_reduced_dct_scale(client: FlaskClient) -> None:
+    """A 320 px stream alone: frames are decoded at 1/4 scale; a full-width viewer restores it."""
+    jpeg = make_jpeg(1280, 720)
+    post(client, "cam0", 1, jpeg)
+    assert snapshot_after(client, 1).shape == (720, 1280, 3)  # nobody watches: full size
+    narrow = client.get("/stream.mjpg?width=320")
+    try:
+        post(client, "cam0", 2, jpeg)
+        assert snapshot_after(client, 2).shape == (180, 320, 3)
+        wide = client.get("/stream.mjpg?width=640")
+        post(client, "cam0", 3, jpeg)
+        assert snapshot_after(client, 3).shape == (360, 640, 3)  # the widest variant decides
+        full = client.get("/stream.mjpg")
+        post(client, "cam0", 4, jpeg)
+        assert snapshot_after(client, 4).shape == (720, 1280, 3)
+        full.close()
+        wide.close()
+    finally:
+        narrow.close()
+    post(client, "cam0", 5, jpeg)
+    assert snapshot_after(client, 5).shape == (720, 1280, 3)

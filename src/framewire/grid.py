@@ -80,11 +80,13 @@ class Grid:
     def watch(self) -> None:
         with self._lock:
             self.viewers += 1
+            self.hub.grid_viewers = self.viewers
 
     def unwatch(self) -> None:
         """A grid stream closed; the last one lets go of the mosaics."""
         with self._lock:
             self.viewers -= 1
+            self.hub.grid_viewers = self.viewers
             if self.viewers <= 0:
                 self._mosaics.clear()
 

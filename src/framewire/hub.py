@@ -84,6 +84,8 @@ class Channel:
         self._version = 0
         self._served: dict[EncodeKey, Served] = {}  # the newest picture per encode key
         self._watchers: dict[EncodeKey, int] = {}  # open streams per encode key but FULL
+        self._full_streams = 0  # open streams of FULL
+        self._narrowed = False  # the newest image was decoded narrower than the frame
         self._measured = 0  # the version whose served latency was recorded
         self._published = RateMeter(FPS_WINDOW)
         self._latencies: deque[tuple[float, float]] = deque(maxlen=RING)  # (monotonic, ms)
@@ -92,12 +94,18 @@ class Channel:
         self.viewers = 0
         self.closed = False
 
-    def publish(self, image: np.ndarray, seq: int, captured_ns: int) -> None:
-        """Make `image` the newest frame and wake every waiting viewer."""
+    def publish(
+        self, image: np.ndarray, seq: int, captured_ns: int, narrowed: bool = False
+    ) -> None:
+        """Make `image` the newest frame and wake every waiting viewer.
+
+        `narrowed`: decoded at a reduced scale, only as wide as the variants watched then.
+        """
         with self._cond:
             if self.closed:
                 return
             self._image, self._seq, self._captured_ns = image, seq, captured_ns
+            self._narrowed = narrowed
             self._received_at = time.monotonic()
             self._published.tick(self._received_at)
             self._version += 1
@@ -185,21 +193,45 @@ class Channel:
 
     def watch(self, key: EncodeKey) -> None:
         """A stream of encode key `key` opened."""
-        if key != FULL:
-            with self._cond:
+        with self._cond:
+            if key == FULL:
+                self._full_streams += 1
+            else:
                 self._watchers[key] = self._watchers.get(key, 0) + 1
 
     def unwatch(self, key: EncodeKey) -> None:
         """A stream of `key` closed; the last one lets go of the key's picture."""
-        if key == FULL:
-            return
         with self._cond:
+            if key == FULL:
+                self._full_streams -= 1
+                return
             left = self._watchers.get(key, 0) - 1
             if left > 0:
                 self._watchers[key] = left
             else:
                 self._watchers.pop(key, None)
                 self._served.pop(key, None)
+
+    def decode_width(self) -> int | None:
+        """The narrowest width the next frame may be decoded at; None: its full size.
+
+        Reduced only while every open stream watches a narrower variant: a
+        full-width stream, the grid, or no stream at all (snapshots, a viewer
+        about to open) keep the full size. A snapshot taken meanwhile has the
+        widest watched variant's width.
+        """
+        with self._cond:
+            if self._full_streams or not self._watchers or self.hub.grid_viewers:
+                return None
+            widths = [width for width, _ in self._watchers]
+        return None if None in widths else max(w for w in widths if w is not None)
+
+    def fits(self, key: EncodeKey) -> bool:
+        """Whether the newest image is wide enough for `key` (not decoded for narrower ones)."""
+        with self._cond:
+            if not self._narrowed or self._image is None:
+                return True
+            return key[0] is not None and key[0] <= self._image.shape[1]
 
     def encode_keys(self) -> list[EncodeKey]:
         """The encode keys holding a picture now (FULL and the watched variants)."""
@@ -272,6 +304,7 @@ class Hub:
         self.keepalive = config.keepalive
         self.closed = False
         self.closers: list[Callable[[], None]] = []  # more to end at close (the grid's streams)
+        self.grid_viewers = 0  # open /grid.mjpg streams (set by the grid)
         self._channels: dict[str, Channel] = {}
         self._viewers = 0
         self._lock = threading.Lock()

@@ -53,6 +53,9 @@ def stream(
     (camera forgotten, or shutdown).
     """
     yield b"--" + BOUNDARY + b"\r\n"
+    _, version = channel.latest()
+    if not channel.fits(key):  # decoded for narrower viewers: the next frame is for this one too
+        channel.wait(version, keepalive)
     version = -1
     while not channel.closed:
         if fps:

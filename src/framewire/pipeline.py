@@ -45,7 +45,7 @@ class _Camera:
         self.pipeline = pipeline
         self.channel = channel
         self.labels = (channel.camera, pipeline.transport)
-        self.mailbox: Mailbox[tuple[int, int, np.ndarray]] = Mailbox(
+        self.mailbox: Mailbox[tuple[int, int, np.ndarray, bool]] = Mailbox(
             lambda _: channel.count_drop("process")
         )
         self.last_accepted = time.monotonic()
@@ -65,7 +65,7 @@ class _Camera:
             if item is None:
                 fps_gauge.set(self.channel.fps())
                 continue
-            seq, captured_ns, image = item
+            seq, captured_ns, image, narrowed = item
             started = time.perf_counter()
             image = self._process(processor, image)
             fps = self.channel.fps()
@@ -79,7 +79,7 @@ class _Camera:
             )
             process_seconds.observe(time.perf_counter() - started)
             fps_gauge.set(fps)
-            self.channel.publish(image, seq, captured_ns)
+            self.channel.publish(image, seq, captured_ns, narrowed)
 
     def _make_processor(self) -> Processor:
         """The camera's processor, made on its own thread; passthrough if it cannot be made."""
@@ -147,13 +147,15 @@ class Pipeline:
         refusal counts nothing here: the caller then calls `reject(reason,
         1 + skipped)`, which names no camera (the camera may not exist).
         """
-        if self.hub.find(frame.camera) is None and self.hub.full():
+        known = self.hub.find(frame.camera)
+        if known is None and self.hub.full():
             raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")
         if self._closed:
             raise WireError("stopping", "the receiver is stopping")
+        width = known.decode_width() if known is not None else None
         with self._decodes:
             started = time.perf_counter()
-            image = decode(frame.jpeg, self.max_pixels)
+            image = decode(frame.jpeg, self.max_pixels, width)
             decode_seconds = time.perf_counter() - started
         with self._lock:  # the sweeper cannot forget the camera between these lines
             if self._closed:
@@ -172,7 +174,9 @@ class Pipeline:
             camera.channel.latency_logs["received"].add(frame.captured_ns, age)
             if skipped:
                 camera.channel.count_drop("receive", skipped)
-            camera.mailbox.put((frame.seq, frame.captured_ns, image))
+            # Decoded at a reduced scale for narrow variants (Channel.decode_width)?
+            narrowed = width is not None and image.shape[1] < 2 * width
+            camera.mailbox.put((frame.seq, frame.captured_ns, image, narrowed))
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refused frames."""
