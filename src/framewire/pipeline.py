@@ -28,7 +28,7 @@ from framewire.frame import Frame, WireError, decode
 from framewire.hub import Channel, Hub
 from framewire.mailbox import Mailbox
 from framewire.metrics import ReceiverMetrics
-from framewire.overlay import annotate
+from framewire.overlay import Strip
 from framewire.processing import Processor, ProcessorFactory, passthrough
 from framewire.resilience import Worker
 
@@ -58,6 +58,7 @@ class _Camera:
         metrics = self.pipeline.metrics
         fps_gauge = metrics.receive_fps.labels(*self.labels)
         process_seconds = metrics.process_seconds.labels(*self.labels)
+        strip = Strip(self.pipeline.transport, self.channel.camera)
         while not self.worker.stopping.is_set():
             item = self.mailbox.get(timeout=1.0)
             if self.worker.stopping.is_set():
@@ -69,14 +70,7 @@ class _Camera:
             started = time.perf_counter()
             image = self._process(processor, image)
             fps = self.channel.fps()
-            annotate(
-                image,
-                self.pipeline.transport,
-                self.channel.camera,
-                seq,
-                fps,
-                self.channel.served_latency_ms(),
-            )
+            strip.draw(image, seq, fps, self.channel.served_latency_ms())
             process_seconds.observe(time.perf_counter() - started)
             fps_gauge.set(fps)
             self.channel.publish(image, seq, captured_ns, narrowed)
