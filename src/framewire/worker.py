@@ -57,6 +57,7 @@ APP_THREADS = "framewire-"  # the app names every thread it starts so; all must 
 RECV_SIZE = 256 * 1024
 CLOSE_LINGER = 2.0  # seconds a closing connection may still send before it is cut (RFC 9112 9.6)
 MAX_CHUNK_LINE = 1024
+HOUSEKEEPING = 0.5  # seconds between heartbeats to the arbiter, and between parent checks
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,28 @@ class BufferingWorker(ThreadWorker):
     """gthread with requests buffered by the event loop; see the module docstring."""
 
     limits: Limits  # set by `buffering_worker`, from the receiver's settings
+    _notified = 0.0  # monotonic time of the last heartbeat
+    _parent_checked = 0.0
+
+    def notify(self) -> None:
+        """gunicorn's heartbeat to the arbiter, at most once per HOUSEKEEPING seconds.
+
+        gthread calls it on every turn of its loop, two or three times per
+        frame received; each is a syscall (utimensat) the arbiter, which
+        waits 30 s, does not need.
+        """
+        now = time.monotonic()
+        if now - self._notified >= HOUSEKEEPING:
+            self._notified = now
+            super().notify()
+
+    def is_parent_alive(self) -> bool:
+        """gthread's check that the arbiter lives (getppid), at most once per HOUSEKEEPING s."""
+        now = time.monotonic()
+        if now - self._parent_checked < HOUSEKEEPING:
+            return True
+        self._parent_checked = now
+        return bool(super().is_parent_alive())
 
     def init_process(self) -> None:
         self.waiting: dict[BufferedConn, None] = {}
