@@ -24,14 +24,11 @@ wire format onto framewire's pipeline; this module copies the design too, so
   "shows" it (the article opened a desktop window; here it just takes it).
 
 Not the article's, so the bench reads it like framewire: framewire's metric
-names (the trim counts as `capture` drops; capture time rides in the form /
-value), and framewire's `/latencies` (each frame's own latency: `received`
-capture to decoded, `served` capture to displayed) on `/metrics`' port with
-`/frame.jpg`, the picture the window would show; the sender's JPEG quality is
-an option (the bench's `--article-quality`: 80 like framewire by default,
-95 is cv2's default, the article's); the Redis sender gives up waiting for
-the receive time after `WAIT_TIMEOUT`, counted, so a dead receiver cannot
-hang it.
+names (the trim counts as `capture` drops) and `/latencies` (each frame's own
+latency: `received` capture to decoded, `served` capture to displayed), and
+`/frame.jpg`, what the window would show; JPEG quality 80 by default, like
+framewire's (`framewire bench --article-quality 95`: cv2's, the article's);
+the Redis sender gives up on the receive time after `WAIT_TIMEOUT`, counted.
 
 Run one side: `python -m framewire.bench.article {http,redis}-{sender,receiver} ...`.
 """
@@ -399,12 +396,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-SIDES: dict[str, Callable[[argparse.Namespace], None]] = {
-    "http-sender": http_sender,
-    "http-receiver": http_receiver,
-    "redis-sender": redis_sender,
-    "redis-receiver": redis_receiver,
-}
+SIDES = {"http-sender": http_sender, "http-receiver": http_receiver}
+SIDES |= {"redis-sender": redis_sender, "redis-receiver": redis_receiver}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
