@@ -194,6 +194,9 @@ def test_full_matrix_and_quick_subset() -> None:
     assert article.http_mode is None and article.redis_mode is None  # not framewire's sender
 
     quick = scenarios.scenarios(list(scenarios.MODES), sizes, [30.0, 0.0], quick=True)
+    assert {s.article_quality for s in full} == {scenarios.ARTICLE_QUALITY}
+    at_95 = scenarios.scenarios(["article-http"], sizes, [0.0], article_quality=95)
+    assert [s.article_quality for s in at_95] == [95] * len(sizes)
     assert {s.resolution for s in quick} == {"1280x720"}
     articles = set(scenarios.ARTICLE_MODES)
     assert {s.mode for s in quick if s.fps == 30} == {"raw", "stream", "both", *articles}
@@ -209,6 +212,7 @@ def test_full_matrix_and_quick_subset() -> None:
         ("CAMERAS", "lots", "or `max`"),
         ("CAMERAS", "0", "from 1 to 1000"),
         ("SETUPS", "http,pigeon", "comma-separated list of http, redis, both"),
+        ("ARTICLE_QUALITY", "101", "1<=x<=100"),
     ],
 )
 def test_bad_options_are_one_line_errors(env: str, value: str, message: str) -> None:
@@ -349,6 +353,11 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     assert "| http | `raw` against `article-http` | 1280x720 | 30 fps |" in text
     assert "29.9 against 25.0 | 1.20x | 6.0 against 20.0 | 0.30x |" in text
     assert "| article-http | http article-http | 1280x720 | 30 fps | 25.0 |" in text
+    assert "The article's sender encoded at JPEG quality 80 (framewire's, for equal work)." in text
+    at_95 = {**_report(RESULTS), "options": {"duration": 8.0, "article_quality": 95}}
+    text_95 = report.write_report(tmp_path, at_95)
+    assert "quality 80 (the article's design: 95)" in text_95
+    assert "JPEG quality 95 (cv2's default, the article's own)." in text_95
     for verdict in ("**met**", "MISSED", "not measured", "## Targets"):
         assert verdict not in text  # verdicts belong to bench-check
     assert "targets" not in saved
@@ -454,8 +463,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
             for stage in ("received_ms", "served_ms"):
                 exact = path[stage]
                 assert exact["frames"] > 0 and exact["overflow"] in (True, False), stage
-                article = result["scenario"].startswith("article-")
-                assert exact["method"].startswith("interpolated" if article else "exact"), stage
+                assert exact["method"].startswith("exact"), stage  # the article's too
                 assert exact["p50"] <= exact["p95"] <= exact["p99"], (result["name"], stage)
             assert all(v is not None for v in path["received_hist_ms"].values()), result["name"]
     assert saved["codec"]["160x120"]["floor_ms"] > saved["codec"]["160x120"]["total_ms"] > 0

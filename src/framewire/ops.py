@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from framewire.hub import LATENCY_STAGES, Hub
+from framewire.hub import Hub
+from framewire.metrics import LatencyLog
 
 
 def ops_blueprint(hub: Hub) -> Blueprint:
@@ -36,14 +39,22 @@ def ops_blueprint(hub: Hub) -> Blueprint:
         """`?camera=<id>&stage=received|served&since=<index>`: the frames still held from
         `since` on (capture ns, latency seconds), `next` index, and `lost` (overwritten)."""
         channel = hub.lookup(request.args.get("camera"))
-        stage = request.args.get("stage", "received")
-        if stage not in LATENCY_STAGES:
-            detail = f"stage must be one of {', '.join(LATENCY_STAGES)}"
-            return jsonify(error="bad_stage", detail=detail), 400
-        since = request.args.get("since", "0")
-        if not since.isdigit() or len(since) > 18:
-            return jsonify(error="bad_since", detail="since must be a frame index >= 0"), 400
-        log = channel.latency_logs[stage].since(int(since))
-        return jsonify(camera=channel.camera, stage=stage, transport=hub.transport, **log)
+        return latencies_answer(channel.latency_logs, channel.camera, hub.transport)
 
     return bp
+
+
+def latencies_answer(
+    logs: Mapping[str, LatencyLog], camera: str, transport: str
+) -> Response | tuple[Response, int]:
+    """The /latencies answer from one camera's logs (by stage), for the request's `stage`
+    and `since`; also what the article's baseline (bench/article.py) serves."""
+    stage = request.args.get("stage", "received")
+    if stage not in logs:
+        detail = f"stage must be one of {', '.join(logs)}"
+        return jsonify(error="bad_stage", detail=detail), 400
+    since = request.args.get("since", "0")
+    if not since.isdigit() or len(since) > 18:
+        return jsonify(error="bad_since", detail="since must be a frame index >= 0"), 400
+    log = logs[stage].since(int(since))
+    return jsonify(camera=camera, stage=stage, transport=transport, **log)

@@ -57,6 +57,7 @@ from framewire.bench.capacity_report import write_report as write_capacity_repor
 from framewire.bench.measure import WARMUP_SECONDS, codec_cost, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
+    ARTICLE_QUALITY,
     MODES,
     Scenario,
     parse_list,
@@ -129,6 +130,14 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     help="Source frame rates (0: unthrottled).",
 )
 @_option(
+    "--article-quality",
+    "ARTICLE_QUALITY",
+    type=click.IntRange(1, 100),
+    default=ARTICLE_QUALITY,
+    help="JPEG quality of the article's design (`article-http`, `article-redis`): framewire's "
+    "by default, for equal work; 95 is cv2's default, which the article ran at.",
+)
+@_option(
     "--cameras",
     "CAMERAS",
     default=None,
@@ -172,6 +181,7 @@ def bench(
     resolutions: list[tuple[int, int]],
     modes: list[str],
     rates: list[float],
+    article_quality: int,
     cameras: int | str | None,
     camera_size: tuple[int, int],
     camera_fps: float,
@@ -190,7 +200,7 @@ def bench(
         return
     tune_malloc()  # as the services do, so the codec baseline is comparable
     duration = duration or (3.0 if quick else 8.0)
-    plan = scenarios(modes, resolutions, rates, quick)
+    plan = scenarios(modes, resolutions, rates, quick, article_quality)
     if not plan:
         raise click.UsageError("no scenario matches --modes, --resolutions and --rates")
     started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
@@ -216,6 +226,7 @@ def bench(
             "resolutions": [f"{w}x{h}" for w, h in resolutions],
             "modes": modes,
             "rates": rates,
+            "article_quality": article_quality,
         },
         "codec": codec,
         "results": results,

@@ -202,11 +202,6 @@ def over_floor(result: Mapping[str, Any], codec: Mapping[str, Mapping[str, float
 # --- one scenario ------------------------------------------------------------------------------
 
 
-HISTOGRAM_METHOD = (
-    "interpolated in the 0.5 ms histogram buckets (the article's receiver keeps no log)"
-)
-
-
 def measure(running: Running, duration: float, extra_pids: Mapping[str, int]) -> dict[str, Any]:
     """Scrape and read CPU before and after a window of `duration` seconds; summarize."""
     pids = {f"{t}-receiver": s.proc.pid for t, s in running.receivers.items()}
@@ -246,28 +241,17 @@ def measure(running: Running, duration: float, extra_pids: Mapping[str, int]) ->
         transport = path["transport"]
         if transport in viewers:
             path["viewer_frames"] = parts1[transport] - parts0[transport]
-            url = running.receivers[transport].url
-            for stage in ("received", "served"):
-                body = read_latencies(url, stage, CAMERA)
-                path[f"{stage}_ms"] = latency_window(body, start_ns, end_ns)
-        else:  # the article's design: frames its display loop took; no per-frame log
-            samples = changes[f"{transport}-receiver"]
+        else:  # the article's design: the frames its display loop took
             path["viewer_frames"] = total(
-                samples,
+                changes[f"{transport}-receiver"],
                 "framewire_frame_latency_seconds_count",
                 transport=transport,
                 stage="served",
             )
-            for stage in ("received", "served"):
-                frames = total(
-                    samples,
-                    "framewire_frame_latency_seconds_count",
-                    transport=transport,
-                    stage=stage,
-                )
-                figures = path[f"{stage}_hist_ms"]
-                path[f"{stage}_ms"] = {**figures, "frames": frames, "method": HISTOGRAM_METHOD}
-                path[f"{stage}_ms"]["overflow"] = False
+        url = running.receivers[transport].url
+        for stage in ("received", "served"):
+            body = read_latencies(url, stage, CAMERA)
+            path[f"{stage}_ms"] = latency_window(body, start_ns, end_ns)
         path["viewer_fps"] = path["viewer_frames"] / seconds if seconds > 0 else 0.0
         viewed += path["viewer_frames"]
     result["viewer_frames"] = viewed

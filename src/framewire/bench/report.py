@@ -23,12 +23,23 @@ NOISE_PERCENT = 25.0  # other processes' CPU (% of a core) above which a scenari
 # framewire's default mode against the article's whole design (bench/article.py), per transport.
 ARTICLE_PAIRS = (("http", "raw", "article-http"), ("redis", "stream", "article-redis"))
 ARTICLE_NOTE = (
-    "`article-http` and `article-redis` run the article's whole design (bench/article.py: a "
-    "LIFO queue and 10 ms polling sleeps, a base64 form post on a new connection to Flask's "
-    "development server, or SET + PUBLISH and a polled receive-time key), with no viewer: "
-    "their `served` is capture to taken by the display loop. Ratios are framewire's / the "
-    "article's."
+    "`article-http` and `article-redis` run the article's whole design step by step "
+    "(bench/article.py: raw frames on a LIFO queue trimmed to 3, a 10 ms sleep at the top of "
+    "every send loop, the JPEG encoded by the sending thread; a base64 form post on a new "
+    "connection to Flask's development server, whose route resizes to 600x600 and sleeps "
+    "10 ms before it answers; or GET result, DEL, SET, PUBLISH and the receive-time key "
+    "polled every 10 ms), with no viewer: their `served` is capture to taken by the display "
+    "loop. Ratios are framewire's / the article's."
 )
+
+
+def article_quality(options: Mapping[str, Any]) -> str:
+    """The sentence saying which JPEG quality the article's design ran at."""
+    quality = options.get("article_quality", 80)
+    whose = {80: "framewire's, for equal work", 95: "cv2's default, the article's own"}
+    return f"The article's sender encoded at JPEG quality {quality}" + (
+        f" ({whose[quality]})." if quality in whose else "."
+    )
 
 
 def redis_server_version() -> str:
@@ -265,15 +276,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"OpenCV {machine['opencv']}, redis-server {machine['redis_server']}.",
         "",
         f"Each scenario: {options['duration']:g} s measured after {WARMUP_SECONDS:g} s of "
-        "warm-up, one MJPEG viewer open on each receiver, synthetic frames, JPEG quality 80, "
+        "warm-up, one MJPEG viewer open on each receiver, synthetic frames, JPEG quality 80 "
+        f"(the article's design: {options.get('article_quality', 80)}), "
         "`--processor none`. Latency is capture to received (decoded) and capture to served "
         "(annotated and encoded for the viewer), exact per frame: each receiver logs every "
         "frame's own latency and the bench reads it (`/latencies`) at the end of the window; "
         "p50/p95/p99 are nearest-rank quantiles (each is a real frame's latency) over every "
         "frame captured in the window, no bucket interpolation; `(overflow)` marks a window "
         "with more frames than the log holds. The article's design (`article-*`) has no "
-        "viewer and keeps no log: its `fps viewed` counts the frames its display loop took, "
-        "and its quantiles are interpolated in the 0.5 ms histogram buckets. "
+        "viewer: its `fps viewed` counts the frames its display loop took; its receivers keep "
+        "the same per-frame log and serve the same `/latencies`, so its quantiles are exact "
+        "too. "
         "`fps received` counts frames decoded at the "
         "receiver, `fps viewed` the frames the bench's MJPEG viewer was written. "
         "Drops are per stage: `capture` at the sender (shared by both transports; "
@@ -320,7 +333,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "",
         ]
     if report["comparisons"]:
-        lines += ["## Against the article's design", "", ARTICLE_NOTE, ""]
+        note = f"{ARTICLE_NOTE} {article_quality(options)}"
+        lines += ["## Against the article's design", "", note, ""]
         lines += comparison_table(report["comparisons"])
     disturbed = noisy(report["results"])
     if disturbed:

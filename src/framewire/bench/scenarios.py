@@ -17,6 +17,8 @@ ARTICLE_MODES = {"article-http": "http", "article-redis": "redis"}
 # `both` is framewire's default modes together: HTTP raw and Redis stream from one sender.
 MODES = (*HTTP_MODES, *REDIS_MODES, "both", *ARTICLE_MODES)
 TARGET_RESOLUTION = "1280x720"
+# The article's sender's JPEG quality by default: framewire's, for equal work (cv2's own is 95).
+ARTICLE_QUALITY = 80
 CAMERA = "cam0"
 
 
@@ -28,6 +30,7 @@ class Scenario:
     width: int
     height: int
     fps: float
+    article_quality: int = ARTICLE_QUALITY  # the JPEG quality of the article's design
 
     @property
     def http_mode(self) -> str | None:
@@ -99,7 +102,11 @@ def parse_rates(text: str) -> list[float]:
 
 
 def scenarios(
-    modes: list[str], resolutions: list[tuple[int, int]], rates: list[float], quick: bool = False
+    modes: list[str],
+    resolutions: list[tuple[int, int]],
+    rates: list[float],
+    quick: bool = False,
+    article_quality: int = ARTICLE_QUALITY,
 ) -> list[Scenario]:
     """The scenario list: every mode x resolution x rate.
 
@@ -118,7 +125,7 @@ def scenarios(
             for mode in modes:
                 if quick and rate not in quick_rates(mode, rates):
                     continue
-                result.append(Scenario(mode, width, height, rate))
+                result.append(Scenario(mode, width, height, rate, article_quality))
     return result
 
 
@@ -207,7 +214,13 @@ def start_article(scenario: Scenario, redis: RedisServer, running: Running) -> R
     try:
         size = (scenario.width, scenario.height)
         receiver, running.sender = start(
-            running.services, transport, size, scenario.fps, redis.url, CAMERA
+            running.services,
+            transport,
+            size,
+            scenario.fps,
+            redis.url,
+            CAMERA,
+            scenario.article_quality,
         )
         running.receivers[transport] = receiver
 
