@@ -8,6 +8,15 @@ import numpy as np
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+def strip_height(width: int) -> int:
+    """Rows at the top that `annotate` changes on a frame `width` pixels wide (45 at 720p).
+
+    The strip's bottom edge is row `int(44 * scale)`, drawn too; nothing below it changes: the
+    band the viewer's full-size encode re-encodes (splice.py).
+    """
+    return int(44 * max(width / 1280, 0.35)) + 1
+
+
 def annotate(
     image: np.ndarray, transport: str, camera: str, seq: int, fps: float, latency_ms: float | None
 ) -> np.ndarray:
@@ -16,8 +25,7 @@ def annotate(
     scale = max(width / 1280, 0.35)
     latency = f"{latency_ms:.1f} ms" if latency_ms is not None else "-- ms"
     text = f"{transport.upper()}  {camera}  #{seq}  {fps:.1f} fps  latency {latency}"
-    strip = int(44 * scale)
-    cv2.rectangle(image, (0, 0), (width, strip), (0, 0, 0), -1)
+    cv2.rectangle(image, (0, 0), (width, strip_height(width) - 1), (0, 0, 0), -1)
     cv2.putText(
         image,
         text,
