@@ -51,7 +51,7 @@ class _Camera:
         self.pipeline = pipeline
         self.channel = channel
         self.labels = (channel.camera, pipeline.transport)
-        self.mailbox: Mailbox[tuple[int, int, np.ndarray]] = Mailbox(
+        self.mailbox: Mailbox[tuple[int, int, np.ndarray, bytes]] = Mailbox(
             lambda _: channel.count_drop("process")
         )
         self.last_accepted = time.monotonic()
@@ -71,9 +71,12 @@ class _Camera:
             if item is None:
                 fps_gauge.set(self.channel.fps())
                 continue
-            seq, captured_ns, image = item
+            seq, captured_ns, image, jpeg = item
             started = time.perf_counter()
             image = self._process(processor, image)
+            # Only `none` leaves the picture as decoded outside the annotation: then the viewer's
+            # full-size encode may splice a re-encoded band into the sender's JPEG (splice.py).
+            original = jpeg if processor is passthrough else None
             fps = self.channel.fps()
             annotate(
                 image,
@@ -85,7 +88,7 @@ class _Camera:
             )
             process_seconds.observe(time.perf_counter() - started)
             fps_gauge.set(fps)
-            self.channel.publish(image, seq, captured_ns)
+            self.channel.publish(image, seq, captured_ns, original)
 
     def _make_processor(self) -> Processor:
         """The camera's processor, made on its own thread; passthrough if it cannot be made."""
@@ -182,7 +185,7 @@ class Pipeline:
             camera.channel.latency_logs["received"].add(frame.captured_ns, age)
             if skipped:
                 camera.channel.count_drop("receive", skipped)
-            camera.mailbox.put((frame.seq, frame.captured_ns, image))
+            camera.mailbox.put((frame.seq, frame.captured_ns, image, frame.jpeg))
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refused frames."""
@@ -237,6 +240,7 @@ class Pipeline:
             m.frame_bytes,
             m.frame_latency,
             m.viewer_encodes,
+            m.viewer_encode_path,
         ):
             metric.remove_by_labels({"camera": camera, "transport": self.transport})
 
