@@ -4,9 +4,10 @@ A camera's channel holds its newest frame. The frame is JPEG-encoded at most
 once per encode key (width, quality), when the first viewer (or snapshot) of
 that key asks for it, and that encoding is shared by every viewer of the key;
 nothing is encoded while nobody watches, and a key nobody watches any more
-keeps no picture. The full-size encode of a frame the processor left as decoded re-encodes
-only the annotation's band into the sender's JPEG (splice.py). Viewers wait on the channel's condition for the next frame;
-a frame older than `stale_after` is replaced by a "no signal" picture.
+keeps no picture. The full-size encode of a frame the processor left as
+decoded re-encodes only the annotation's band into the sender's JPEG
+(splice.py). Viewers wait on the channel's condition for the next frame; a
+frame older than `stale_after` is replaced by a "no signal" picture.
 
 Each channel also counts what /stats reports when it happens: frames
 published (one rate meter, also shown on the frame), frames dropped by stage,
