@@ -43,14 +43,17 @@ from framewire.variants import FULL
 
 PATH = "framewire_viewer_encode_path_total"
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (1366, 768), (642, 362), (320, 240)]
-# The sender's own encode (4:2:0) and what any other producer may send: 4:4:4, 4:2:2, grey.
+# The sender's own encode (4:2:0) and what any other producer may send: the other samplings
+# cv2 writes, and grey.
 SAMPLINGS = {
     "sender-420": None,
     "444": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
     "422": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+    "440": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,
+    "411": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_411,
     "grey": "grey",
 }
-MCU_WIDTH = {"sender-420": 16, "444": 8, "422": 16, "grey": 8}
+MCU_WIDTH = {"sender-420": 16, "444": 8, "422": 16, "440": 8, "411": 32, "grey": 8}
 
 
 def synthetic(width: int, height: int) -> np.ndarray:
