@@ -191,7 +191,13 @@ def test_fallbacks_name_why_the_splice_cannot_apply() -> None:
     assert refused(sender, image[:, :320]) == "size"
     cut = parse_header(sender).data_start + 20
     assert refused(sender[:cut] + b"\xff\xd9", image) == "no_restart"  # cut short in the band
-    assert refused(b"\xff\xd8\xff\xdb\x00\x43", image) == "unparsable"
+    for end in range(parse_header(sender).data_start):  # every header cut short
+        assert refused(sender[:end], image) == "unparsable", end
+    sof = sender.index(b"\xff\xc0")
+    for offset, value in ((5, b"\x00\x00"), (11, b"\x52")):  # height 0; sampling 5x2
+        broken = bytearray(sender)
+        broken[sof + offset : sof + offset + len(value)] = value
+        assert refused(bytes(broken), image) == "unparsable", offset
     thin = natural(640, 32)  # the band (2 MCU rows of 16) would be the whole frame
     assert refused(encode(thin, "sender-420"), annotated(encode(thin, "sender-420"))) == (
         "short_frame"

@@ -97,6 +97,13 @@ class Header:
 
 def parse_header(jpeg: bytes) -> Header:
     """The header of `jpeg`, marker by marker up to its only scan; SpliceError if not baseline."""
+    try:
+        return _parse_header(jpeg)
+    except (struct.error, IndexError):
+        raise SpliceError("unparsable", "a header segment is too short") from None
+
+
+def _parse_header(jpeg: bytes) -> Header:
     if not jpeg.startswith(SOI):
         raise SpliceError("unparsable", "no SOI marker")
     size: tuple[int, int] | None = None
@@ -119,6 +126,10 @@ def parse_header(jpeg: bytes) -> Header:
         if marker == SOF0:
             height, width = struct.unpack_from(">HH", body, 1)
             size, components = (width, height), body[6 : 6 + 3 * body[5]]
+            if not (width and height) or not all(
+                1 <= s >> 4 <= 4 and 1 <= s & 0x0F <= 4 for s in components[1::3]
+            ):
+                raise SpliceError("unparsable", "no size or a sampling factor outside 1..4")
         elif marker in (DQT, DHT, APP14):
             coding.append(jpeg[at : at + 2 + length])
         elif marker == DRI:
@@ -126,12 +137,9 @@ def parse_header(jpeg: bytes) -> Header:
         elif marker == SOS:
             if size is None:
                 raise SpliceError("unparsable", "scan before the frame header")
-            if (
-                not components
-                or body[0] != len(components) // 3
-                or len(components) // 3 not in (1, 3)
-            ):
-                raise SpliceError("not_baseline", "the scan does not hold every component")
+            count = len(components) // 3
+            if count not in (1, 3) or body[0] != count:
+                raise SpliceError("not_baseline", "not one scan of 1 or 3 components")
             return Header(*size, components, b"".join(coding), restart, body, at + 2 + length)
         at += 2 + length
 
