@@ -39,6 +39,7 @@ from framewire.splice import (
     restart_interval,
     splice,
 )
+from framewire.transports.http import HttpSender
 from framewire.variants import FULL
 
 PATH = "framewire_viewer_encode_path_total"
@@ -154,6 +155,18 @@ def test_the_splice_is_exact_outside_the_band(
     error = np.abs(after[:band_height].astype(int) - image[:band_height]).mean()
     assert error < 6, error
     assert np.abs(before[:band_height].astype(int) - image[:band_height]).mean() > 4 * error
+
+
+def test_the_client_encodes_images_as_the_sender_does() -> None:
+    """A restart marker every MCU row (4:2:0: 16 px wide), whatever the width."""
+    sender = HttpSender(quality=80)
+    try:
+        for width, height in SIZES:
+            frame = sender.frame(synthetic(width, height), None, None, None)
+            header = parse_header(frame.jpeg)
+            assert header.mcu == (16, 16) and header.restart == -(-width // 16), width
+    finally:
+        sender.close()
 
 
 def test_the_annotation_changes_only_its_strip() -> None:
