@@ -38,7 +38,7 @@ def timed(step: Callable[[], bytes]) -> tuple[float, bytes]:
 def one_frame(image: np.ndarray, flip: bool) -> dict[str, tuple[float, int]]:
     """(ms, bytes) of each step on one frame; `flip` reverses the order of the compared steps."""
     width = image.shape[1]
-    plain, restart = [cv2.IMWRITE_JPEG_QUALITY, QUALITY], encode_params(QUALITY, width)
+    plain, restart = [cv2.IMWRITE_JPEG_QUALITY, QUALITY], encode_params(QUALITY, image)
     found: dict[str, tuple[float, int]] = {}
     encoded: dict[str, bytes] = {}
     for name, params in (("plain", plain), ("restart", restart))[:: -1 if flip else 1]:

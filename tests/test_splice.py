@@ -82,7 +82,7 @@ def encode(image: np.ndarray, sampling: str, quality: int = 80) -> bytes:
     """`image` encoded as the sender does it (sender-420), or with another sampling."""
     width = image.shape[1]
     if sampling == "sender-420":
-        params = encode_params(quality, width)
+        params = encode_params(quality, image)
     else:
         interval = restart_interval(width, MCU_WIDTH[sampling])
         params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_RST_INTERVAL, interval]
@@ -165,6 +165,10 @@ def test_the_client_encodes_images_as_the_sender_does() -> None:
             frame = sender.frame(synthetic(width, height), None, None, None)
             header = parse_header(frame.jpeg)
             assert header.mcu == (16, 16) and header.restart == -(-width // 16), width
+            grey = parse_header(
+                sender.frame(np.zeros((64, width), np.uint8), None, None, None).jpeg
+            )
+            assert grey.mcu == (8, 8) and grey.restart == -(-width // 8), width
     finally:
         sender.close()
 

@@ -230,7 +230,7 @@ class CameraSender:
                 self._rate.tick()
                 fps.set(self._rate.rate())
                 started = time.perf_counter()
-                params = encode_params(self.config.quality, item.image.shape[1])
+                params = encode_params(self.config.quality, item.image)
                 ok, buffer = cv2.imencode(".jpg", item.image, params)
                 encode_seconds.observe(time.perf_counter() - started)
                 if not ok:

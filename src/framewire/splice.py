@@ -54,14 +54,12 @@ def restart_interval(width: int, mcu_width: int = DEFAULT_MCU_WIDTH) -> int:
     return -(-width // mcu_width)
 
 
-def encode_params(quality: int, width: int) -> list[int]:
-    """cv2.imencode's parameters at the sender: `quality`, a restart marker every MCU row."""
-    return [
-        cv2.IMWRITE_JPEG_QUALITY,
-        quality,
-        cv2.IMWRITE_JPEG_RST_INTERVAL,
-        restart_interval(width),
-    ]
+def encode_params(quality: int, image: np.ndarray) -> list[int]:
+    """cv2.imencode's parameters at the sender for `image`: `quality`, a restart marker every
+    MCU row (16 px wide at cv2's default 4:2:0 for colour, 8 for grey)."""
+    mcu_width = DEFAULT_MCU_WIDTH if image.ndim == 3 and image.shape[2] > 1 else 8
+    interval = restart_interval(image.shape[1], mcu_width)
+    return [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_RST_INTERVAL, interval]
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ class FrameSender(ABC):
         try:
             camera = parse_camera(self.camera if camera is None else camera)
             if isinstance(image, np.ndarray):
-                params = encode_params(self.quality, image.shape[1])
+                params = encode_params(self.quality, image)
                 ok, buffer = cv2.imencode(".jpg", image, params)
                 if not ok:
                     raise WireError("not_jpeg", f"cannot JPEG-encode an image of {image.shape}")
