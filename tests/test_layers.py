@@ -13,7 +13,7 @@ SRC = Path(framewire.__file__).parent
 # Lowest first; a module may import only from its own layer or below.
 LAYERS = [  # as the README's "Architecture" section shows them
     {"frame", "metrics", "config", "cameras", "mailbox", "runtime", "resilience"}
-    | {"processing", "overlay", "access"},
+    | {"processing", "overlay", "access", "splice"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
     {"pipeline", "hub", "mjpeg", "grid", "variants"},
     {"viewer", "ops", "app", "receivers", "worker", "sender", "client", "fanout"},

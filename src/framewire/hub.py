@@ -4,8 +4,10 @@ A camera's channel holds its newest frame. The frame is JPEG-encoded at most
 once per encode key (width, quality), when the first viewer (or snapshot) of
 that key asks for it, and that encoding is shared by every viewer of the key;
 nothing is encoded while nobody watches, and a key nobody watches any more
-keeps no picture. Viewers wait on the channel's condition for the next frame;
-a frame older than `stale_after` is replaced by a "no signal" picture.
+keeps no picture. The full-size encode of a frame the processor left as
+decoded re-encodes only the annotation's band into the sender's JPEG
+(splice.py). Viewers wait on the channel's condition for the next frame; a
+frame older than `stale_after` is replaced by a "no signal" picture.
 
 Each channel also counts what /stats reports when it happens: frames
 published (one rate meter, also shown on the frame), frames dropped by stage,
@@ -20,6 +22,7 @@ when it is forgotten (its open streams then end).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -33,8 +36,11 @@ import numpy as np
 from framewire.config import ReceiverConfig
 from framewire.frame import WireError, parse_camera
 from framewire.metrics import LatencyLog, RateMeter, ReceiverMetrics
-from framewire.overlay import no_signal
+from framewire.overlay import no_signal, strip_height
+from framewire.splice import SpliceError, splice
 from framewire.variants import FULL, EncodeKey, key_label, scaled
+
+log = logging.getLogger(__name__)
 
 RING = 300  # latency samples kept per channel for /stats
 LATENCY_WINDOW = 5.0  # seconds of served latencies behind p50 and p95
@@ -78,6 +84,8 @@ class Channel:
         self.camera = camera
         self._cond = threading.Condition()
         self._image: np.ndarray | None = None
+        self._original: bytes | None = None  # the sender's JPEG, if the band splice may use it
+        self._reason = ""  # why the last full-size encode took its path, logged when it changes
         self._seq = 0
         self._captured_ns = 0
         self._received_at = 0.0  # monotonic
@@ -95,16 +103,24 @@ class Channel:
         self.closed = False
 
     def publish(
-        self, image: np.ndarray, seq: int, captured_ns: int, narrowed: bool = False
+        self,
+        image: np.ndarray,
+        seq: int,
+        captured_ns: int,
+        original: bytes | None = None,
+        narrowed: bool = False,
     ) -> None:
         """Make `image` the newest frame and wake every waiting viewer.
 
+        `original`: the sender's JPEG that `image` was decoded from, when `image` differs from
+        it only in the annotation's strip; the full-size encode then splices (splice.py).
         `narrowed`: decoded at a reduced scale, only as wide as the variants watched then.
         """
         with self._cond:
             if self.closed:
                 return
             self._image, self._seq, self._captured_ns = image, seq, captured_ns
+            self._original = original
             self._narrowed = narrowed
             self._received_at = time.monotonic()
             self._published.tick(self._received_at)
@@ -171,7 +187,7 @@ class Channel:
     def release_image(self) -> None:
         """Let go of the newest frame (an idle default camera): viewers see "waiting for frames"."""
         with self._cond:
-            self._image = None
+            self._image = self._original = None
             self._served.clear()
             self._version += 1
             self._cond.notify_all()
@@ -180,7 +196,7 @@ class Channel:
         """End the channel: open streams of it end, nothing more is published or counted."""
         with self._cond:
             self.closed = True
-            self._image = None
+            self._image = self._original = None
             self._served.clear()
             self._cond.notify_all()
 
@@ -251,15 +267,11 @@ class Channel:
                 return cached
             if self._image is None or not self.fresh():
                 return self._no_signal(key)
-            width, quality = key
-            params = self.hub.encode_params if quality is None else self.hub.params(quality)
-            ok, buffer = cv2.imencode(".jpg", scaled(self._image, width), params)
-            if not ok:  # pragma: no cover - imencode of a valid image does not fail
-                raise RuntimeError("JPEG encode failed")
+            jpeg, path, reason = self._encode(key)
             if not self.closed:
-                self.hub.metrics.viewer_encodes.labels(
-                    self.camera, self.hub.transport, key_label(key)
-                ).inc()
+                labels = (self.camera, self.hub.transport)
+                self.hub.metrics.viewer_encodes.labels(*labels, key_label(key)).inc()
+                self.hub.metrics.viewer_encode_path.labels(*labels, path, reason).inc()
             if self._measured != self._version:  # once per frame, whichever key came first
                 self._measured = self._version
                 latency = (time.time_ns() - self._captured_ns) / 1e9
@@ -269,10 +281,32 @@ class Channel:
                     self.hub.metrics.frame_latency.labels(
                         self.camera, self.hub.transport, "served"
                     ).observe(latency)
-            served = Served(buffer.tobytes(), self._seq, self._captured_ns, self._version)
+            served = Served(jpeg, self._seq, self._captured_ns, self._version)
             if key == FULL or key in self._watchers:  # no picture kept for a key nobody watches
                 self._served[key] = served
             return served
+
+    def _encode(self, key: EncodeKey) -> tuple[bytes, str, str]:
+        """The newest frame as a JPEG of `key`, its path (`splice`, `full`) and the reason."""
+        assert self._image is not None
+        jpeg, reason = b"", "variant" if key != FULL else "processed"  # processed: no original
+        if key == FULL and self._original is not None:
+            band = strip_height(self._image.shape[1])
+            try:
+                jpeg, reason = splice(self._original, self._image, band, self.hub.quality), "ok"
+            except SpliceError as exc:
+                reason = exc.reason
+        if key == FULL and self._reason != reason:  # one line per change of the full path
+            log.info("camera %s: full-size viewer encode: %s", self.camera, reason)
+            self._reason = reason
+        if jpeg:
+            return jpeg, "splice", reason
+        width, quality = key
+        params = self.hub.encode_params if quality is None else self.hub.params(quality)
+        ok, buffer = cv2.imencode(".jpg", scaled(self._image, width), params)
+        if not ok:  # pragma: no cover - imencode of a valid image does not fail
+            raise RuntimeError("JPEG encode failed")
+        return buffer.tobytes(), "full", reason
 
     def _no_signal(self, key: EncodeKey) -> Served:
         cached = self._served.get(key)
@@ -296,6 +330,7 @@ class Hub:
     def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
         self.metrics = metrics
         self.transport = config.transport
+        self.quality = config.quality
         self.encode_params = self.params(config.quality)
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras

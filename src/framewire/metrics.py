@@ -200,6 +200,14 @@ class ReceiverMetrics(_Common):
             ["camera", "transport", "variant"],
             registry=reg,
         )
+        self.viewer_encode_path = Counter(
+            f"{NS}_viewer_encode_path_total",
+            "How each viewer encode was made: path `splice` (only the annotation's band"
+            " re-encoded into the sender's JPEG) or `full` (the whole frame), with the reason the"
+            " splice did not apply (`ok` for a splice).",
+            ["camera", "transport", "path", "reason"],
+            registry=reg,
+        )
         self.grid_encodes = Counter(
             f"{NS}_grid_encodes_total",
             "Mosaics of every camera encoded for /grid.mjpg (one per tick watched).",

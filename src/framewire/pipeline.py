@@ -45,7 +45,7 @@ class _Camera:
         self.pipeline = pipeline
         self.channel = channel
         self.labels = (channel.camera, pipeline.transport)
-        self.mailbox: Mailbox[tuple[int, int, np.ndarray, bool]] = Mailbox(
+        self.mailbox: Mailbox[tuple[int, int, np.ndarray, bytes, bool]] = Mailbox(
             lambda _: channel.count_drop("process")
         )
         self.last_accepted = time.monotonic()
@@ -66,14 +66,17 @@ class _Camera:
             if item is None:
                 fps_gauge.set(self.channel.fps())
                 continue
-            seq, captured_ns, image, narrowed = item
+            seq, captured_ns, image, jpeg, narrowed = item
             started = time.perf_counter()
             image = self._process(processor, image)
+            # Only `none` leaves the picture as decoded outside the annotation: then the viewer's
+            # full-size encode may splice a re-encoded band into the sender's JPEG (splice.py).
+            original = jpeg if processor is passthrough and not narrowed else None
             fps = self.channel.fps()
             strip.draw(image, seq, fps, self.channel.served_latency_ms())
             process_seconds.observe(time.perf_counter() - started)
             fps_gauge.set(fps)
-            self.channel.publish(image, seq, captured_ns, narrowed)
+            self.channel.publish(image, seq, captured_ns, original, narrowed)
 
     def _make_processor(self) -> Processor:
         """The camera's processor, made on its own thread; passthrough if it cannot be made."""
@@ -170,7 +173,7 @@ class Pipeline:
                 camera.channel.count_drop("receive", skipped)
             # Decoded at a reduced scale for narrow variants (Channel.decode_width)?
             narrowed = width is not None and image.shape[1] < 2 * width
-            camera.mailbox.put((frame.seq, frame.captured_ns, image, narrowed))
+            camera.mailbox.put((frame.seq, frame.captured_ns, image, frame.jpeg, narrowed))
 
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refused frames."""
@@ -225,6 +228,7 @@ class Pipeline:
             m.frame_bytes,
             m.frame_latency,
             m.viewer_encodes,
+            m.viewer_encode_path,
         ):
             metric.remove_by_labels({"camera": camera, "transport": self.transport})
 

@@ -7,7 +7,8 @@ metrics registry, so a dead or slow camera never stalls another.
 Per camera, the grab thread drains the source into a one-slot mailbox; the
 camera's encode loop waits until at least one transport can take a frame (encode on demand: no
 frame is encoded only to be replaced unsent), takes the newest frame,
-JPEG-encodes it once and puts the bytes into each transport's own one-slot
+JPEG-encodes it once (a restart marker every MCU row, for the receivers' band
+splice: splice.py) and puts the bytes into each transport's own one-slot
 mailbox. Each transport sends on its own thread, so
 a slow or dead transport drops frames (counted) and never stalls capture or
 the other transport. With `--http-fanout dns` the HTTP transport is one worker
@@ -31,6 +32,7 @@ from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.sources import Grabber, Source, open_source
+from framewire.splice import encode_params
 from framewire.transports import FrameSender, PublishError
 from framewire.transports.http import HttpSender
 from framewire.transports.redis import RedisSender
@@ -199,7 +201,6 @@ class CameraSender:
             )
             self.workers.insert(0, replicas)
         self._stop = threading.Event()
-        self._params = [cv2.IMWRITE_JPEG_QUALITY, config.quality]
         self._rate = RateMeter()
 
     def run(self) -> None:
@@ -229,7 +230,8 @@ class CameraSender:
                 self._rate.tick()
                 fps.set(self._rate.rate())
                 started = time.perf_counter()
-                ok, buffer = cv2.imencode(".jpg", item.image, self._params)
+                params = encode_params(self.config.quality, item.image)
+                ok, buffer = cv2.imencode(".jpg", item.image, params)
                 encode_seconds.observe(time.perf_counter() - started)
                 if not ok:
                     log.error("JPEG encode failed for frame of shape %s", item.image.shape)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from framewire.frame import Frame, WireError, check_jpeg, parse_camera, parse_int
+from framewire.splice import encode_params
 
 Image = Frame | np.ndarray | bytes | bytearray | memoryview
 
@@ -51,7 +52,7 @@ class FrameSender(ABC):
 
     Defaults: the sender's camera, the next sequence number of that camera
     (1, then one more than the last one sent), the current time; images are
-    JPEG-encoded at `quality`.
+    JPEG-encoded at `quality` as the sender does it (a restart marker every MCU row).
     """
 
     def __init__(self, camera: str = "cam0", quality: int = 80) -> None:
@@ -92,7 +93,8 @@ class FrameSender(ABC):
         try:
             camera = parse_camera(self.camera if camera is None else camera)
             if isinstance(image, np.ndarray):
-                ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                params = encode_params(self.quality, image)
+                ok, buffer = cv2.imencode(".jpg", image, params)
                 if not ok:
                     raise WireError("not_jpeg", f"cannot JPEG-encode an image of {image.shape}")
                 jpeg = buffer.tobytes()
