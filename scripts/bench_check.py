@@ -1,6 +1,6 @@
 """`make bench-check`: hold a bench's results.json against the targets in docs/bench/targets.json.
 
-    python scripts/bench_check.py [RESULTS] [--targets FILE]
+    python scripts/bench_check.py [RESULTS] [--targets FILE] [--capacity CAPACITY_RESULTS]
 
 Prints one line per target (met, MISSED or not measured) and exits 1 unless
 every target was measured and met. The bench itself reports figures only.
@@ -77,20 +77,63 @@ def check_comparisons(
         yield met, name, f"fps {figures[0]}, p50 {figures[1]}"
 
 
+def check_floor(targets: list[dict[str, Any]], results: list[dict[str, Any]]) -> Iterator[Verdict]:
+    """Total CPU per viewed frame of a scenario over its resolution's codec floor."""
+    for t in targets:
+        name = (
+            f"{t['resolution']} {fmt_rate(t['rate_fps'])} `{t['scenario']}`: "
+            f"CPU per viewed frame / codec floor <= {t['max_cpu_over_floor']:g}"
+        )
+        found = next(
+            (
+                r
+                for r in results
+                if (r["scenario"], r["resolution"], r["rate_fps"])
+                == (t["scenario"], t["resolution"], t["rate_fps"])
+            ),
+            None,
+        )
+        ratio = found.get("cpu_over_floor") if found else None
+        if ratio is None:
+            yield None, name, "not measured"
+            continue
+        yield _bound(ratio, high=t["max_cpu_over_floor"]), name, f"{ratio:.2f}x"
+
+
+def check_capacity(
+    targets: list[dict[str, Any]], capacity: list[dict[str, Any]]
+) -> Iterator[Verdict]:
+    """The largest number of cameras a setup carried (`framewire bench --cameras max`)."""
+    for t in targets:
+        name = f"capacity, {t['setup']}: at least {t['min_cameras']} cameras"
+        found = next((c for c in capacity if c["setup"] == t["setup"]), None)
+        if found is None:
+            yield None, name, "not measured"
+            continue
+        largest = found["largest"]
+        yield largest >= t["min_cameras"], name, f"{largest} cameras"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, default=Path("bench-results/results.json"))
     parser.add_argument("--targets", type=Path, default=ROOT / "docs/bench/targets.json")
+    parser.add_argument(
+        "--capacity", type=Path, help="results.json of `framewire bench --cameras max`"
+    )
     args = parser.parse_args(argv)
     try:
         results = json.loads(args.results.read_text())["results"]
         targets = json.loads(args.targets.read_text())
+        capacity = json.loads(args.capacity.read_text())["capacity"] if args.capacity else []
     except (OSError, ValueError, KeyError) as exc:
-        print(f"bench-check: cannot read {args.results} or {args.targets}: {exc}", file=sys.stderr)
+        print(f"bench-check: cannot read the results or {args.targets}: {exc}", file=sys.stderr)
         return 2
     verdicts = [
         *check_paths(targets.get("paths", []), results),
         *check_comparisons(targets.get("comparisons", []), results),
+        *check_floor(targets.get("floor", []), results),
+        *check_capacity(targets.get("capacity", []), capacity),
     ]
     label = {True: "met", False: "MISSED", None: "not measured"}
     for met, name, figures in verdicts:

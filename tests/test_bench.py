@@ -391,7 +391,7 @@ def test_bench_check_holds_results_against_the_checked_in_targets(tmp_path: Path
     report.write_report(tmp_path, _report(RESULTS))
     done = bench_check(tmp_path / "results.json")
     checked_in = json.loads((ROOT / "docs/bench/targets.json").read_text())
-    count = len(checked_in["paths"]) + len(checked_in["comparisons"])
+    count = sum(len(checked_in[kind]) for kind in ("paths", "comparisons", "floor", "capacity"))
     lines = done.stdout.splitlines()
     assert len(lines) == count + 1, done.stdout
     verdicts = [line.split(":")[0].strip() for line in lines[:-1]]
@@ -424,6 +424,40 @@ def test_bench_check_gives_a_verdict_per_target(tmp_path: Path) -> None:
     verdicts = [line.split(":")[0].strip() for line in done.stdout.splitlines()[:-1]]
     assert verdicts == ["met", "MISSED", "not measured", "met"], done.stdout
     assert done.stdout.splitlines()[-1].startswith("bench-check: 2 of 4 targets met")
+
+
+def test_bench_check_holds_cpu_over_floor_and_capacity(tmp_path: Path) -> None:
+    report.write_report(tmp_path, _report(RESULTS))
+    measured = json.loads((tmp_path / "results.json").read_text())["results"]
+    raw = next(r for r in measured if r["scenario"] == "raw" and r.get("cpu_over_floor"))
+    floor = {key: raw[key] for key in ("scenario", "resolution", "rate_fps")}
+    capacity = tmp_path / "capacity.json"
+    capacity.write_text(json.dumps({"capacity": [{"setup": "redis", "largest": 11}]}))
+    targets = tmp_path / "targets.json"
+    targets.write_text(
+        json.dumps(
+            {
+                "floor": [
+                    {**floor, "max_cpu_over_floor": raw["cpu_over_floor"] + 0.01},
+                    {**floor, "max_cpu_over_floor": raw["cpu_over_floor"] - 0.01},
+                    {**floor, "scenario": "pubsub", "max_cpu_over_floor": 9},
+                ],
+                "capacity": [
+                    {"setup": "redis", "min_cameras": 11},
+                    {"setup": "redis", "min_cameras": 12},
+                    {"setup": "http", "min_cameras": 1},
+                ],
+            }
+        )
+    )
+    args = ["--targets", str(targets), "--capacity", str(capacity)]
+    done = bench_check(tmp_path / "results.json", *args)
+    verdicts = [line.split(":")[0].strip() for line in done.stdout.splitlines()[:-1]]
+    assert verdicts == ["met", "MISSED", "not measured", "met", "MISSED", "not measured"], (
+        done.stdout + done.stderr
+    )
+    assert "11 cameras" in done.stdout
+    assert done.returncode == 1
 
 
 def test_bench_check_passes_when_every_target_is_met(tmp_path: Path) -> None:
