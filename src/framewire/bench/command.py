@@ -54,7 +54,8 @@ from framewire.bench.capacity import MAX_P95_MS, SETUPS, Camera, run_setup
 from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
 from framewire.bench.capacity_report import summary as capacity_summary
 from framewire.bench.capacity_report import write_report as write_capacity_report
-from framewire.bench.measure import WARMUP_SECONDS, codec_cost, over_floor, run_scenario
+from framewire.bench.codecs import section as codec_section
+from framewire.bench.measure import WARMUP_SECONDS, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
     MODES,
@@ -200,7 +201,7 @@ def bench(
         f"framewire bench: {len(plan)} scenarios of {duration:g} s, logs in {log_dir}", err=True
     )
     sizes = dict.fromkeys((s.width, s.height) for s in plan)
-    codec = {f"{w}x{h}": codec_cost(w, h) for w, h in sizes}
+    codec = {f"{w}x{h}": codec_section(w, h) for w, h in sizes}
     results = run_all(plan, duration, log_dir)
     for result in results:
         if "error" not in result:
