@@ -59,13 +59,14 @@ def library_lines(codec: Mapping[str, Mapping[str, Any]]) -> list[str]:
         "## JPEG libraries (in-process, median of 50 frames, the same frames for each)",
         "",
         f"Quality {first['quality']}, {first['subsampling']} chroma subsampling, BGR in and out; "
-        "the libraries take turns on each frame. Every library decodes the same bytes (cv2's "
-        "encode of each frame, as the sender makes them); simplejpeg and turbojpeg decode "
-        "strictly (a warning is an error, as the receivers decode), cv2 does not. The restart "
-        "encode puts a restart marker after every MCU row (`cv2.IMWRITE_JPEG_RST_INTERVAL` = "
-        "ceil(width / 16)), as band splicing needs; only cv2 exposes it. The 1/2-scale "
-        "decode scales in the DCT (cv2 `IMREAD_REDUCED_COLOR_2`, simplejpeg `min_width` and "
-        "`min_height`, turbojpeg `scaling_factor=(1, 2)`), what a reduced variant needs.",
+        "the libraries take turns on each frame (each first in turn). Every library decodes the"
+        " same bytes (cv2's encode of each frame, as the sender makes them); simplejpeg and "
+        "turbojpeg decode strictly (a warning is an error, as the receivers decode), cv2 does "
+        "not. The restart encode puts a restart marker after every MCU row "
+        "(`cv2.IMWRITE_JPEG_RST_INTERVAL` = ceil(width / 16)), as band splicing needs; only cv2"
+        " exposes it. The 1/2-scale decode scales in the DCT (cv2 `IMREAD_REDUCED_COLOR_2`, "
+        "simplejpeg `min_width` and `min_height`, turbojpeg `scaling_factor=(1, 2)`), what a "
+        "reduced variant needs.",
         "",
     ]
     columns = " | ".join(label for _, label in LIBRARY_COLUMNS)

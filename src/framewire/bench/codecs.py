@@ -174,9 +174,10 @@ def _median_ms(values: list[float]) -> float:
 def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) -> dict[str, Any]:
     """Median ms of each library's steps on the same frames; the fastest encoder and decoder.
 
-    The libraries take turns on each frame, so a burst of load elsewhere
-    falls on all of them alike. `bytes` is the median size of a library's
-    own encode; `shape_half` the size its half-scale decode returned.
+    The libraries take turns on each frame, first one then the next, so a
+    burst of load elsewhere or a warm cache favours none of them. `bytes` is
+    the median size of a library's own encode; `shape_half` the size its
+    half-scale decode returned.
     """
     libraries, missing = load(quality)
     images = frames(width, height, count + WARMUP_FRAMES)
@@ -186,9 +187,11 @@ def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) ->
         n: {"encode": [], "encode_rst": []} for n in libraries
     }
     half: dict[str, list[int]] = {}
+    order = list(libraries.items())
     for index, image in enumerate(images):
         jpeg = sender.encode(image)  # what every library decodes
-        for name, library in libraries.items():
+        turn = index % len(order) if order else 0
+        for name, library in order[turn:] + order[:turn]:
             calls: list[tuple[str, Callable[[Any], Any], Any]] = [
                 ("encode", library.encode, image),
                 ("decode", library.decode, jpeg),
