@@ -24,6 +24,18 @@ def _kib(value: float | None) -> str:
     return "-" if value is None else f"{value / 1024:.1f} KiB"
 
 
+def _timed(figures: Mapping[str, Any], key: str) -> str:
+    """`2.01 (1.95 CPU)`: a step's median wall time and, when taken, its median CPU time."""
+    cpu = figures.get(key.replace("_ms", "_cpu_ms"))
+    return _ms(figures.get(key)) + ("" if cpu is None else f" ({cpu:.2f} CPU)")
+
+
+def _cost(figures: Mapping[str, Any], step: str) -> str:
+    """`1.95 ms CPU`, or the wall time where no CPU time was taken."""
+    cpu = figures.get(f"{step}_cpu_ms")
+    return f"{cpu:.2f} ms CPU" if cpu is not None else f"{_ms(figures.get(f'{step}_ms'))} ms"
+
+
 def floor_lines(codec: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The codec floor per resolution, with the libraries framewire uses at each step."""
     used = next((c["floor_libraries"] for c in codec.values() if "floor_libraries" in c), None)
@@ -59,6 +71,8 @@ def library_lines(codec: Mapping[str, Mapping[str, Any]]) -> list[str]:
         "## JPEG libraries (in-process, median of 50 frames, the same frames for each)",
         "",
         f"Quality {first['quality']}, {first['subsampling']} chroma subsampling, BGR in and out; "
+        "medians of wall time and, in brackets, of the thread's CPU time (what the library "
+        "costs, whatever else the machine runs); "
         "the libraries take turns on each frame (each first in turn). Every library decodes the"
         " same bytes (cv2's encode of each frame, as the sender makes them); simplejpeg and "
         "turbojpeg decode strictly (a warning is an error, as the receivers decode), cv2 does "
@@ -87,18 +101,18 @@ def library_lines(codec: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 )
                 continue
             cells = [
-                _kib(found.get(key)) if key == "bytes" else _ms(found.get(key))
+                _kib(found.get(key)) if key == "bytes" else _timed(found, key)
                 for key, _ in LIBRARY_COLUMNS
             ]
             lines.append(f"| {resolution} | " + " | ".join(cells) + " |")
         lines.append("")
     for resolution, cost in measured.items():
         picks = ", ".join(
-            f"{STEP_NAMES[step]} **{name}** ({_ms(cost['libraries'][name][f'{step}_ms'])} ms)"
+            f"{STEP_NAMES[step]} **{name}** ({_cost(cost['libraries'][name], step)})"
             for step, name in cost["fastest"].items()
             if name is not None
         )
-        lines.append(f"Fastest at {resolution}: {picks or 'none measured'}.")
+        lines.append(f"Fastest at {resolution} (by median CPU time): {picks or 'none measured'}.")
     return [*lines, ""]
 
 

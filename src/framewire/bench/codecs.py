@@ -172,7 +172,7 @@ def _median_ms(values: list[float]) -> float:
 
 
 def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) -> dict[str, Any]:
-    """Median ms of each library's steps on the same frames; the fastest encoder and decoder.
+    """Median ms (wall and CPU) of each library's steps on the same frames; the fastest.
 
     The libraries take turns on each frame, first one then the next, so a
     burst of load elsewhere or a warm cache favours none of them. `bytes` is
@@ -183,6 +183,7 @@ def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) ->
     images = frames(width, height, count + WARMUP_FRAMES)
     sender = libraries["cv2"] if "cv2" in libraries else FACTORIES["cv2"](quality)
     times: dict[str, dict[str, list[float]]] = {n: {s: [] for s in STEPS} for n in libraries}
+    cpu_times: dict[str, dict[str, list[float]]] = {n: {s: [] for s in STEPS} for n in libraries}
     sizes: dict[str, dict[str, list[int]]] = {
         n: {"encode": [], "encode_rst": []} for n in libraries
     }
@@ -200,12 +201,14 @@ def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) ->
             if library.encode_rst is not None:
                 calls.append(("encode_rst", library.encode_rst, image))
             for step, call, argument in calls:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.thread_time()
                 output = call(argument)
                 elapsed = time.perf_counter() - started
+                cpu = time.thread_time() - cpu_started
                 if index < WARMUP_FRAMES:  # the first calls warm up caches and allocator
                     continue
                 times[name][step].append(elapsed)
+                cpu_times[name][step].append(cpu)
                 if step in sizes[name]:
                     sizes[name][step].append(len(output))
                 elif step == "decode_half":
@@ -216,6 +219,8 @@ def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) ->
         for step in STEPS:
             values = times[name][step]
             figures[f"{step}_ms"] = _median_ms(values) if values else None
+            cpu = cpu_times[name][step]
+            figures[f"{step}_cpu_ms"] = _median_ms(cpu) if cpu else None
         for step, values in sizes[name].items():
             figures[f"{step}_bytes" if step != "encode" else "bytes"] = (
                 statistics.median(values) if values else None
@@ -234,10 +239,19 @@ def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) ->
 
 
 def fastest(table: dict[str, Any]) -> dict[str, str | None]:
-    """The library with the lowest median time per step (None when none was timed)."""
+    """The library with the lowest median CPU time per step (None when none was timed).
+
+    CPU time (the calling thread's, each library codes on it alone) rather
+    than wall time, so other processes' load on the machine does not decide;
+    wall time where no CPU time was taken.
+    """
     picks: dict[str, str | None] = {}
     for step in ("encode", "decode", "decode_half"):
-        timed = {n: f[f"{step}_ms"] for n, f in table.items() if f.get(f"{step}_ms") is not None}
+        timed = {}
+        for name, figures in table.items():
+            value = figures.get(f"{step}_cpu_ms", figures.get(f"{step}_ms"))
+            if value is not None:
+                timed[name] = value
         picks[step] = min(timed, key=timed.__getitem__) if timed else None
     return picks
 
