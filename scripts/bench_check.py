@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from framewire.bench.report import comparisons, find_path, fmt_ms, fmt_rate
+from framewire.bench.against import comparisons, find_path
+from framewire.bench.chart import fmt_ms, fmt_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,6 +30,9 @@ need "command -v javac && command -v java" default-jdk-headless
 # touching /etc/hosts: nss_wrapper, LD_PRELOADed into the sender with NSS_WRAPPER_HOSTS.
 need "ls /usr/lib/*/libnss_wrapper.so" libnss-wrapper
 
+# libjpeg-turbo's TurboJPEG library under PyTurboJPEG, one of the JPEG libraries the bench times.
+need "ls /usr/lib/*/libturbojpeg.so.0" libturbojpeg0
+
 # A real browser for the page tests (fonts-liberation is only a recommendation of chromium).
 need "test -x /usr/bin/chromium && fc-list | grep -qi liberation" chromium fonts-liberation
 

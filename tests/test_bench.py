@@ -17,7 +17,18 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from conftest import FRAMEWIRE, wait_until
-from framewire.bench import capacity, capacity_report, chart, command, measure, report, scenarios
+from framewire.bench import (
+    capacity,
+    capacity_report,
+    chart,
+    codec_report,
+    codecs,
+    command,
+    measure,
+    report,
+    scenarios,
+    variant_cost,
+)
 from framewire.bench.readers import Samples, Viewer, parse_metrics, total
 from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
 
@@ -144,10 +155,80 @@ def test_cpu_per_viewed_frame_and_against_the_codec_floor() -> None:
 
 
 def test_codec_floor_is_sender_encode_receiver_decode_and_viewer_encode() -> None:
-    cost = measure.codec_cost(160, 120, frames=5)
+    cost = codecs.codec_cost(160, 120, count=5)
     parts = ("encode_ms", "decode_ms", "viewer_encode_ms", "total_ms", "floor_ms", "bytes")
     assert all(cost[key] > 0 for key in parts)
     assert cost["floor_ms"] > cost["total_ms"]  # the viewer encode comes on top
+
+
+# --- the JPEG libraries and the physical limit -------------------------------------------------
+
+
+def test_each_library_times_the_same_frames_and_the_fastest_is_named() -> None:
+    found = codecs.compare(176, 120, count=3)
+    assert (found["quality"], found["subsampling"], found["restart_interval"]) == (80, "4:2:0", 11)
+    table = found["libraries"]
+    assert set(table) == {"cv2", "simplejpeg", "turbojpeg"}
+    assert table["cv2"]["available"] and table["simplejpeg"]["available"]  # the services' own
+    timed = {name: figures for name, figures in table.items() if figures["available"]}
+    for name, figures in timed.items():
+        for step in ("encode", "decode", "decode_half"):
+            assert figures[f"{step}_ms"] > 0 and figures[f"{step}_cpu_ms"] > 0, (name, step)
+        assert figures["shape_half"] == [60, 88, 3], name  # decoded at 1/2 scale in the DCT
+        assert 0.8 < figures["bytes"] / table["cv2"]["bytes"] < 1.25, name  # alike quality
+    # Restart markers cost bytes (2 each, plus padding to a byte): the interval took effect.
+    assert table["cv2"]["encode_rst_bytes"] > table["cv2"]["bytes"]
+    assert table["simplejpeg"]["encode_rst_ms"] is None  # only cv2 exposes it
+    for step, name in found["fastest"].items():
+        assert table[name][f"{step}_cpu_ms"] == min(f[f"{step}_cpu_ms"] for f in timed.values())
+
+
+def test_cv2_restart_encode_has_a_marker_after_every_mcu_row() -> None:
+    (image,) = codecs.frames(320, 240, 1)
+    libraries, _ = codecs.load(names=("cv2",))
+    jpeg = libraries["cv2"].encode_rst(image)
+    dri = jpeg.index(b"\xff\xdd")  # define restart interval: 4-byte length, then the interval
+    assert int.from_bytes(jpeg[dri + 4 : dri + 6], "big") == 20  # 320 / 16 MCUs
+    scan = jpeg[jpeg.index(b"\xff\xda") :]
+    markers = [scan.count(bytes([0xFF, 0xD0 + n])) for n in range(8)]
+    assert sum(markers) == 240 // 16 - 1  # between the 15 rows, numbered 0-7 in turn
+    assert markers == [2, 2, 2, 2, 2, 2, 1, 1]
+    assert libraries["cv2"].decode(jpeg).shape == (240, 320, 3)
+
+
+def test_a_missing_library_is_not_available_and_the_bench_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "turbojpeg", None)  # as if PyTurboJPEG were not installed
+    found = codecs.compare(160, 120, count=2)
+    missing = found["libraries"]["turbojpeg"]
+    assert missing["available"] is False and missing["reason"].startswith("not available: ")
+    assert "turbojpeg" not in found["fastest"].values()
+    assert found["libraries"]["cv2"]["decode_ms"] > 0
+    text = "\n".join(codec_report.library_lines({"160x120": found}))
+    assert "### turbojpeg\n\nnot available: " in text
+
+
+def test_fastest_is_the_lowest_median_per_step() -> None:
+    table = {
+        "a": {"available": True, "encode_ms": 2.0, "decode_ms": 3.0, "decode_half_ms": None},
+        "b": {"available": True, "encode_ms": 2.5, "decode_ms": 1.0, "decode_half_ms": 0.5},
+        "c": {"available": False, "reason": "not available: no"},
+    }
+    assert codecs.fastest(table) == {"encode": "a", "decode": "b", "decode_half": "b"}
+    # CPU time decides where it was taken: a's encode waited on a busy machine, b's did not.
+    table["a"] |= {"encode_cpu_ms": 1.9}
+    table["b"] |= {"encode_ms": 1.5, "encode_cpu_ms": 2.4}
+    assert codecs.fastest(table)["encode"] == "a"
+    assert codecs.fastest({}) == {"encode": None, "decode": None, "decode_half": None}
+
+
+def test_physical_limit_is_encode_loopback_and_decode_of_one_frame() -> None:
+    limit = codecs.physical_limit(160, 120, count=5)
+    assert limit["libraries"] == {"encode": "cv2", "decode": "simplejpeg"}
+    parts = [limit[f"{step}_ms"] for step in ("encode", "transfer", "decode")]
+    assert all(value > 0 for value in parts), limit
+    assert limit["total_ms"] >= max(parts)  # the chain, ending at the receiver's answer
 
 
 def test_cpu_percent_of_one_core() -> None:
@@ -301,6 +382,28 @@ def test_report_flags_scenarios_disturbed_by_other_processes(tmp_path: Path) -> 
     assert "raw 1280x720 30 fps (80 %)" in text
 
 
+def _library(encode: float, decode: float, half: float, rst: float | None = None) -> dict:
+    figures = {"available": True, "version": "1.0", "encode_ms": encode, "decode_ms": decode}
+    figures |= {"decode_half_ms": half, "encode_rst_ms": rst, "bytes": 81920.0}
+    return {**figures, "encode_rst_bytes": None if rst is None else 82000.0}
+
+
+LIBRARIES = {
+    "floor_libraries": {"encode": "cv2", "decode": "simplejpeg", "viewer": "cv2"},
+    "quality": 80,
+    "subsampling": "4:2:0",
+    "restart_interval": 80,
+    "libraries": {
+        "cv2": {**_library(2.0, 2.5, 1.25, rst=2.25), "encode_cpu_ms": 1.5},
+        "simplejpeg": _library(2.2, 1.9, 1.0),
+        "turbojpeg": {"available": False, "reason": "not available: no libturbojpeg"},
+    },
+    "fastest": {"encode": "cv2", "decode": "simplejpeg", "decode_half": "simplejpeg"},
+    "limit": {"encode_ms": 2.0, "transfer_ms": 0.25, "decode_ms": 2.0, "total_ms": 4.5},
+}
+LIBRARIES["limit"]["libraries"] = {"encode": "cv2", "decode": "simplejpeg"}
+
+
 def _report(results: list[dict]) -> dict:
     return {
         "started": "2026-01-01 00:00:00 +0000",
@@ -321,6 +424,7 @@ def _report(results: list[dict]) -> dict:
                 "total_ms": 4,
                 "floor_ms": 8,
                 "bytes": 81920,
+                **LIBRARIES,
             }
         },
         "results": results,
@@ -342,6 +446,26 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     assert "nearest-rank" in text and "no bucket interpolation" in text
     assert "| raw 1280x720 30 fps | 231 | 13.84 | 6.92 | 20.76 | 2.6x |" in text
     assert "| 1280x720 | 2.00 | 2.00 | 4.00 | 4.00 | 8.00 | 80.0 KiB |" in text
+    # A table per JPEG library, the fastest at each step, and the physical limit.
+    assert "### cv2 1.0\n\n| resolution | encode ms | encode, restart every MCU row ms |" in text
+    assert "| 1280x720 | 2.00 (1.50 CPU) | 2.25 | 2.50 | 1.25 | 80.0 KiB |" in text
+    assert "| 1280x720 | 2.20 | - | 1.90 | 1.00 | 80.0 KiB |" in text  # simplejpeg
+    assert "### turbojpeg\n\nnot available: no libturbojpeg\n" in text
+    fastest = "encode **cv2** (1.50 ms CPU), decode **simplejpeg** (1.90 ms), decode at 1/2 scale"
+    assert f"Fastest at 1280x720 (by median CPU time): {fastest} **simplejpeg** (1.00 ms)." in text
+    assert "| 1280x720 | 2.00 | 0.25 | 2.00 | 4.50 |" in text
+    assert "| 2.6x | 1.5x | +1.5 ms (1.3x) |" in text  # http raw at 30 fps: p50 6.0 ms
+    # The summary, near the top: ours against the article's design, the floor and the limit.
+    assert text.index("## Summary") < text.index("## Codec cost") < text.index("## Results")
+    http = "| http `raw` against `article-http` | 1280x720 | 160.0 / - | 6.0 / 20.0 (0.30x) "
+    assert http + "| 2.6x / 3.1x | +1.5 ms (1.3x) |" in text
+    redis = "| redis `stream` against `article-redis` | 1280x720 | - / - | 4.0 / - | 2.7x / - "
+    assert redis + "| -0.5 ms (0.9x) |" in text
+    http_row, redis_row = saved["summary"]
+    assert http_row["fps"] == [160.0, None] and http_row["fps_ratio"] is None
+    assert http_row["p50_ratio"] == pytest.approx(0.3)
+    assert http_row["over_limit_ms"] == pytest.approx(1.5) and http_row["limit_ms"] == 4.5
+    assert redis_row["cpu_over_floor"][1] is None
     assert "**Overflow**" not in text
     assert "failed: redis-receiver exited with status 1" in text
 
@@ -500,7 +624,16 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
                 assert exact["method"].startswith("exact"), stage  # the article's too
                 assert exact["p50"] <= exact["p95"] <= exact["p99"], (result["name"], stage)
             assert all(v is not None for v in path["received_hist_ms"].values()), result["name"]
-    assert saved["codec"]["160x120"]["floor_ms"] > saved["codec"]["160x120"]["total_ms"] > 0
+    codec = saved["codec"]["160x120"]
+    assert codec["floor_ms"] > codec["total_ms"] > 0
+    assert {"cv2", "simplejpeg", "turbojpeg"} == set(codec["libraries"])
+    assert codec["libraries"][codec["fastest"]["decode"]]["available"]
+    assert codec["limit"]["total_ms"] > codec["limit"]["transfer_ms"] > 0
+    assert [(row["transport"], row["theirs"]) for row in saved["summary"]] == [
+        ("http", "article-http"),
+        ("redis", "article-redis"),
+    ]
+    assert all(row["over_limit_ms"] is not None for row in saved["summary"])
     assert {(c["transport"], c["theirs"], c["rate_fps"]) for c in saved["comparisons"]} == {
         ("http", "article-http", 30.0),
         ("redis", "article-redis", 30.0),
@@ -508,6 +641,8 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert (out / "results.md").exists()
     assert "| scenario | mode |" in done.stdout  # the table is printed too
     assert "## CPU per viewed frame (ms)" in done.stdout
+    for section in ("## Summary", "## JPEG libraries", "### turbojpeg", "## Physical limit"):
+        assert section in done.stdout
     assert "MISSED" not in done.stdout and "Targets" not in done.stdout
 
     # The same run against lenient targets at its own size: bench-check passes.
@@ -661,3 +796,62 @@ def test_capacity_mode_runs_a_trial_per_setup(tmp_path: Path) -> None:
             assert trial["passed"] == all(p["passed"] for p in trial["paths"])
     assert "| setup | result |" in done.stdout
     assert (out / "results.md").read_text() in done.stdout  # the report is printed too
+
+
+# --- variant cost: the windows, the report, a real short run ------------------------------------
+
+
+def test_variant_cost_measures_no_viewer_then_each_stream() -> None:
+    asked: list[tuple[str | None, float]] = []
+
+    def window(query: str | None, seconds: float) -> dict:  # a fake window: bytes by stream
+        asked.append((query, seconds))
+        if query is None:
+            return {"cpu_percent": 10.0}
+        rate = {"": 3_200_000, "?width=640&fps=10": 400_000}.get(query, 250_000)
+        return {"bytes_per_second": rate, "parts_per_second": 10.0, "bytes_per_part": 40_000}
+
+    figures = variant_cost.measure_all(window, 2.5)
+    assert asked == [(None, 2.5), *((query, 2.5) for query in variant_cost.STREAMS.values())]
+    assert list(figures) == ["no viewer", *variant_cost.STREAMS]
+    assert "share_of_full_bytes" not in figures["full"]
+    assert figures["640 px 10 fps"]["share_of_full_bytes"] == 0.125
+    assert figures["640 px 10 fps quality 50"]["share_of_full_bytes"] == pytest.approx(
+        0.0781, abs=1e-4
+    )
+
+    nothing = variant_cost.measure_all(lambda q, s: {"bytes_per_second": 0, "cpu_percent": 1}, 1)
+    assert nothing["640 px 10 fps"]["share_of_full_bytes"] is None  # no full stream to divide by
+
+    for row in figures.values():
+        row.setdefault("cpu_percent", 12.5)
+    machine = {"cpu_model": "test", "cores": 2, "python": "3", "opencv": "5"}
+    options = {"duration": 2.5, "camera_size": "1280x720", "camera_fps": 30.0}
+    saved = {"started": "now", "elapsed_seconds": 11.0, "machine": machine, "options": options}
+    text = variant_cost.markdown({**saved, "variant_cost": figures})
+    assert "| no viewer | - | - | - | 10.0 |" in text
+    assert "| full | 3,200,000 | 10.0 | 40,000 | 12.5 |" in text
+    assert "| `?width=640&fps=10` | 400,000 (12.5 % of full) | 10.0 | 40,000 | 12.5 |" in text
+
+
+def test_variant_cost_mode_writes_its_section(tmp_path: Path) -> None:
+    out = tmp_path / "variants"
+    args = ["--variant-cost", "--camera-size", "320x240", "--duration", "1", "--out", str(out)]
+    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["kind"] == "variant-cost" and saved["results"] == []
+    assert saved["options"] == {"duration": 1.0, "camera_size": "320x240", "camera_fps": 30.0}
+    figures = saved["variant_cost"]
+    assert list(figures) == ["no viewer", *variant_cost.STREAMS]
+    assert figures["no viewer"]["cpu_percent"] >= 0
+    for name in variant_cost.STREAMS:
+        stream = figures[name]
+        assert stream["parts_per_second"] > 0 and stream["bytes_per_part"] > 0, name
+        assert stream["cpu_percent"] > 0, name
+    share = figures["640 px 10 fps"]["share_of_full_bytes"]
+    expected = figures["640 px 10 fps"]["bytes_per_second"] / figures["full"]["bytes_per_second"]
+    assert share == pytest.approx(expected, abs=1e-4)
+    assert (out / "results.md").read_text() in done.stdout
+    assert "| stream | bytes/s | parts/s | bytes/part |" in done.stdout

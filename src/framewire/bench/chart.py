@@ -10,6 +10,14 @@ def fmt_rate(fps: float) -> str:
     return f"{fps:g} fps" if fps else "unthrottled"
 
 
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def fmt_number(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
 def chart_groups(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Bars of the chart by `resolution @ rate`, one per transport of each mode, as measured.
 

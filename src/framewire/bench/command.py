@@ -31,11 +31,19 @@ and both together, one viewer on cam0, pass or fail per camera (fps - 0.5
 received, p95 at most 20 ms); `--cameras max` searches the largest N per
 setup. It writes results.json and results.md into `--out` as well.
 
+`--variant-cost` is the variant-cost mode instead (bench/variant_cost.py):
+one HTTP receiver and one synthetic camera; for a window each (`--duration`,
+10 s), the receiver's CPU with no viewer, then bytes/s, parts/s and receiver
+CPU of one viewer of the full stream, of `?width=640&fps=10` and of that at
+quality 50. It writes results.json (`variant_cost`) and results.md too.
+
 The package: `scenarios` (what runs), `stack` (processes) and `readers`
 (what they serve), both shared with `make run` and the tests, `measure`
-(deltas, CPU, the codec floor), `latency` (exact quantiles of a window),
-`report` (the outputs), `capacity` and `capacity_report` (the capacity mode)
-and `command` (this CLI).
+(deltas, CPU), `codecs` (the codec floor, the JPEG libraries, the physical
+limit), `latency` (exact quantiles of a window), `report`, `codec_report`
+and `against` (the outputs; `against` holds framewire against the article's
+design and the floor), `variant_cost` (its mode), `capacity` and
+`capacity_report` (the capacity mode) and `command` (this CLI).
 """
 
 from __future__ import annotations
@@ -49,12 +57,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
 
+from framewire.bench import variant_cost
 from framewire.bench.capacity import MAX_P95_MS, SETUPS, Camera, run_setup
 from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
 from framewire.bench.capacity_report import summary as capacity_summary
 from framewire.bench.capacity_report import write_report as write_capacity_report
-from framewire.bench.measure import WARMUP_SECONDS, codec_cost, over_floor, run_scenario
+from framewire.bench.codecs import section as codec_section
+from framewire.bench.measure import WARMUP_SECONDS, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
     ARTICLE_QUALITY,
@@ -97,8 +108,10 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     "DURATION",
     type=click.FloatRange(0.5, 600),
     default=None,
-    show_default="8 s; 3 s with --quick; with --cameras 10 s, 4 s with --quick",
-    help="Seconds measured per scenario.",
+    show_default="8 s; 3 s with --quick; with --cameras 10 s, 4 s with --quick; "
+    "with --variant-cost 10 s, 3 s with --quick",
+    help="Seconds measured per scenario (per trial with --cameras, per stream with "
+    "--variant-cost).",
 )
 @_option(
     "--out",
@@ -147,18 +160,26 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     "with p95 <= 20 ms. --resolutions, --modes and --rates do not apply.",
 )
 @_option(
+    "--variant-cost",
+    "VARIANT_COST",
+    is_flag=True,
+    help="Variant-cost mode: one HTTP receiver and camera; bytes/s and receiver CPU of one "
+    "viewer of the full stream, of ?width=640&fps=10 and of that at quality 50, and of none. "
+    "--resolutions, --modes and --rates do not apply.",
+)
+@_option(
     "--camera-size",
     "CAMERA_SIZE",
     default="1280x720",
     callback=_convert(lambda text: parse_resolutions(text)[0]),
-    help="Capacity mode: each camera's WIDTHxHEIGHT.",
+    help="Capacity and variant-cost modes: each camera's WIDTHxHEIGHT.",
 )
 @_option(
     "--camera-fps",
     "CAMERA_FPS",
     type=click.FloatRange(1, 120),
     default=30.0,
-    help="Capacity mode: each camera's frame rate.",
+    help="Capacity and variant-cost modes: each camera's frame rate.",
 )
 @_option(
     "--max-cameras",
@@ -183,6 +204,7 @@ def bench(
     rates: list[float],
     article_quality: int,
     cameras: int | str | None,
+    variant_cost: bool,
     camera_size: tuple[int, int],
     camera_fps: float,
     max_cameras: int,
@@ -192,6 +214,9 @@ def bench(
     # SIGTERM unwinds like Ctrl-C, so every service started is stopped on the way out.
     if threading.current_thread() is threading.main_thread():
         on_stop_signals(_exit_on_sigterm, signals=(signal.SIGTERM,))
+    if variant_cost:
+        run_variant_cost(out, duration or (3.0 if quick else 10.0), camera_size, camera_fps)
+        return
     if cameras is not None:
         camera = Camera(*camera_size, camera_fps)
         count = None if cameras == "max" else int(cameras)
@@ -210,7 +235,7 @@ def bench(
         f"framewire bench: {len(plan)} scenarios of {duration:g} s, logs in {log_dir}", err=True
     )
     sizes = dict.fromkeys((s.width, s.height) for s in plan)
-    codec = {f"{w}x{h}": codec_cost(w, h) for w, h in sizes}
+    codec = {f"{w}x{h}": codec_section(w, h) for w, h in sizes}
     results = run_all(plan, duration, log_dir)
     for result in results:
         if "error" not in result:
@@ -310,6 +335,31 @@ def run_capacity(
     errors = [f"{t['setup']} x{t['cameras']}" for r in results for t in r["trials"] if "error" in t]
     if errors and count is not None:
         raise click.ClickException(f"{len(errors)} trial(s) failed to run: {', '.join(errors)}")
+
+
+def run_variant_cost(out: Path, duration: float, size: tuple[int, int], fps: float) -> None:
+    """Variant-cost mode: one window per stream (bench/variant_cost.py), then its report."""
+    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(
+        f"framewire bench: variant cost, {duration:g} s per stream; logs in {log_dir}", err=True
+    )
+    try:
+        figures = variant_cost.run(log_dir, duration, size, fps)
+    except (StackError, requests.RequestException, OSError) as exc:
+        raise click.ClickException(f"variant cost: {exc}") from None
+    report = {
+        "kind": "variant-cost",
+        "started": started,
+        "elapsed_seconds": time.monotonic() - clock,
+        "machine": machine_info(),
+        "options": {"duration": duration, "camera_size": f"{size[0]}x{size[1]}", "camera_fps": fps},
+        "variant_cost": figures,
+        "results": [],  # the scenario matrix's list: none in this mode
+    }
+    click.echo(variant_cost.write_report(out, report))
+    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
 
 
 def _exit_on_sigterm() -> None:

@@ -7,14 +7,13 @@ headline latency quantiles are exact, from every frame's own latency in the
 receivers' `/latencies` (`latency.py`). The viewers count the frames written
 to them. CPU per process and for the whole machine (including what the
 hypervisor stole) comes from psutil over the same window, also per frame
-delivered to a viewer, against the in-process codec floor.
+delivered to a viewer, against the in-process codec floor (`codecs.py`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import statistics
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,11 +28,6 @@ from framewire.bench.scenarios import CAMERA, Running, Scenario, start_services
 from framewire.bench.stack import RedisServer, StackError
 
 WARMUP_SECONDS = 1.0
-CODEC_FRAMES = 50
-
-
-class BenchError(RuntimeError):
-    """The codec baseline could not be measured."""
 
 
 def delta(before: Samples, after: Samples) -> Samples:
@@ -129,55 +123,6 @@ def machine_percent(
     """The whole machine's busy and stolen CPU, and what processes not ours used (% of a core)."""
     use = {key: 100.0 * (after[key] - before[key]) / seconds for key in ("busy", "steal")}
     return {**use, "other": max(0.0, use["busy"] - ours)}
-
-
-# --- the in-process codec baseline -------------------------------------------------------------
-
-
-def codec_cost(width: int, height: int, frames: int = CODEC_FRAMES) -> dict[str, float]:
-    """Median ms of the codec work one viewed frame needs, on synthetic frames of this size.
-
-    As the services do it: the sender's cv2 encode (quality 80), the receiver's
-    strict simplejpeg decode to BGR, and the receiver's cv2 encode for the
-    viewer (quality 80). `total_ms` is encode + decode (the transport's
-    baseline); `floor_ms` adds the viewer encode (the CPU floor of a frame).
-    """
-    import cv2
-    import simplejpeg
-
-    from framewire.sources import SyntheticSource
-
-    source = SyntheticSource(width, height, fps=0)
-    params = [cv2.IMWRITE_JPEG_QUALITY, 80]
-    steps: dict[str, list[float]] = {"encode": [], "decode": [], "viewer": [], "total": []}
-    steps["floor"], sizes = [], []
-    for index in range(frames + 5):
-        image = source.read()
-        started = time.perf_counter()
-        ok, buffer = cv2.imencode(".jpg", image, params)
-        encoded = time.perf_counter()
-        decoded = simplejpeg.decode_jpeg(buffer.tobytes(), colorspace="BGR", strict=True)
-        decoded_at = time.perf_counter()
-        ok_viewer, _ = cv2.imencode(".jpg", decoded, params)
-        finished = time.perf_counter()
-        if not ok or not ok_viewer:
-            raise BenchError("cv2 could not encode a synthetic frame")
-        if index >= 5:  # the first calls warm up caches and allocator
-            steps["encode"].append(encoded - started)
-            steps["decode"].append(decoded_at - encoded)
-            steps["viewer"].append(finished - decoded_at)
-            steps["total"].append(decoded_at - started)
-            steps["floor"].append(finished - started)
-            sizes.append(len(buffer))
-    medians = {key: statistics.median(values) * 1000 for key, values in steps.items()}
-    return {
-        "encode_ms": medians["encode"],
-        "decode_ms": medians["decode"],
-        "viewer_encode_ms": medians["viewer"],
-        "total_ms": medians["total"],
-        "floor_ms": medians["floor"],
-        "bytes": statistics.median(sizes),
-    }
 
 
 def cpu_ms_per_frame(

@@ -16,21 +16,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from framewire.bench.chart import fmt_rate, write_chart
+from framewire.bench.against import (
+    ARTICLE_NOTE,
+    comparison_table,
+    comparisons,
+    summary,
+    summary_table,
+)
+from framewire.bench.chart import fmt_ms, fmt_number, fmt_rate, write_chart
+from framewire.bench.codec_report import codec_lines, over_limit
 from framewire.bench.measure import WARMUP_SECONDS
 
 NOISE_PERCENT = 25.0  # other processes' CPU (% of a core) above which a scenario is flagged
-# framewire's default mode against the article's whole design (bench/article.py), per transport.
-ARTICLE_PAIRS = (("http", "raw", "article-http"), ("redis", "stream", "article-redis"))
-ARTICLE_NOTE = (
-    "`article-http` and `article-redis` run the article's whole design step by step "
-    "(bench/article.py: raw frames on a LIFO queue trimmed to 3, a 10 ms sleep at the top of "
-    "every send loop, the JPEG encoded by the sending thread; a base64 form post on a new "
-    "connection to Flask's development server, whose route resizes to 600x600 and sleeps "
-    "10 ms before it answers; or GET result, DEL, SET, PUBLISH and the receive-time key "
-    "polled every 10 ms), with no viewer: their `served` is capture to taken by the display "
-    "loop. Ratios are framewire's / the article's."
-)
 
 
 def article_quality(options: Mapping[str, Any]) -> str:
@@ -73,19 +70,11 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
 def _triple(values: Mapping[str, Any] | None) -> str:
     """`p50 / p95 / p99`, marked when the latency log overflowed inside the window."""
     values = values or {}
     text = " / ".join(fmt_ms(values.get(key)) for key in ("p50", "p95", "p99"))
     return text + (" (overflow)" if values.get("overflow") else "")
-
-
-def _number(value: float | None, digits: int = 1, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
 def _drops(by_stage: Mapping[str, float]) -> str:
@@ -122,15 +111,16 @@ def table_rows(results: list[dict[str, Any]], codec: Mapping[str, Any]) -> list[
                     f"{path['transport']} {result['modes'][path['transport']]}",
                     *head[2:],
                     f"{path['fps']:.1f}",
-                    _number(path.get("viewer_fps")),
+                    fmt_number(path.get("viewer_fps")),
                     _triple(path["received_ms"]),
                     _triple(path["served_ms"]),
                     "-" if size is None else f"{size / 1024:.1f} KiB",
                     _drops(path["drops"]),
                     cpu,
-                    _number(per_frame, 2),
-                    _number(result.get("cpu_over_floor"), 1, "x"),
+                    fmt_number(per_frame, 2),
+                    fmt_number(result.get("cpu_over_floor"), 1, "x"),
                     ratio,
+                    over_limit(p50, codec.get(result["resolution"])),
                 ]
             )
     return rows
@@ -151,6 +141,7 @@ HEADER = [
     "CPU ms / viewed frame",
     "CPU / floor",
     "p50 / codec",
+    "p50 over the limit",
 ]
 
 
@@ -158,78 +149,6 @@ def markdown_table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def find_path(
-    results: list[dict[str, Any]], mode: str, resolution: str, fps: float, transport: str
-) -> dict[str, Any] | None:
-    """The figures of `transport` in scenario `mode` at `resolution` and `fps`, if measured."""
-    for result in results:
-        if (
-            result["scenario"] == mode
-            and result["resolution"] == resolution
-            and result["rate_fps"] == fps
-            and "error" not in result
-        ):
-            for path in result["paths"]:
-                if path["transport"] == transport:
-                    return path
-    return None
-
-
-def _ratio(ours: float | None, theirs: float | None) -> float | None:
-    if ours is None or theirs is None:
-        return None
-    return ours / theirs if theirs else None
-
-
-def comparisons(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """framewire's default mode against the article's design, wherever both were measured alike."""
-    found = []
-    settings = dict.fromkeys((r["resolution"], r["rate_fps"]) for r in results)
-    for resolution, fps in settings:
-        for transport, ours_mode, theirs_mode in ARTICLE_PAIRS:
-            ours = find_path(results, ours_mode, resolution, fps, transport)
-            theirs = find_path(results, theirs_mode, resolution, fps, transport)
-            if ours is None or theirs is None:
-                continue
-            ours_p50, theirs_p50 = ours["received_ms"]["p50"], theirs["received_ms"]["p50"]
-            found.append(
-                {
-                    "transport": transport,
-                    "ours": ours_mode,
-                    "theirs": theirs_mode,
-                    "resolution": resolution,
-                    "rate_fps": fps,
-                    "fps": [ours["fps"], theirs["fps"]],
-                    "fps_ratio": _ratio(ours["fps"], theirs["fps"]),
-                    "p50_ms": [ours_p50, theirs_p50],
-                    "p50_ratio": _ratio(ours_p50, theirs_p50),
-                }
-            )
-    return found
-
-
-def _times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def comparison_table(found: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows: fps and p50 of ours against theirs, with the ratios."""
-    lines = [
-        "| transport | ours against the article's | resolution | rate | fps | fps ratio "
-        "| p50 ms | p50 ratio |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for item in found:
-        fps, p50 = item["fps"], item["p50_ms"]
-        lines.append(
-            f"| {item['transport']} | `{item['ours']}` against `{item['theirs']}` "
-            f"| {item['resolution']} | {fmt_rate(item['rate_fps'])} "
-            f"| {fps[0]:.1f} against {fps[1]:.1f} | {_times(item['fps_ratio'])} "
-            f"| {fmt_ms(p50[0])} against {fmt_ms(p50[1])} | {_times(item['p50_ratio'])} |"
-        )
-    return lines
 
 
 def noisy(results: list[dict[str, Any]], threshold: float = NOISE_PERCENT) -> list[str]:
@@ -255,11 +174,11 @@ def cpu_per_frame_table(results: list[dict[str, Any]]) -> list[str]:
     ]
     for result in measured:
         per_frame = result["cpu_ms_per_frame"]
-        cells = [_number(per_frame.get(name), 2) for name in names]
+        cells = [fmt_number(per_frame.get(name), 2) for name in names]
         lines.append(
             f"| {result['name']} | {result['viewer_frames']:.0f} | "
             + " | ".join(cells)
-            + f" | {per_frame['total']:.2f} | {_number(result.get('cpu_over_floor'), 1, 'x')} |"
+            + f" | {per_frame['total']:.2f} | {fmt_number(result.get('cpu_over_floor'), 1, 'x')} |"
         )
     return [*lines, ""]
 
@@ -275,6 +194,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
         f"OpenCV {machine['opencv']}, redis-server {machine['redis_server']}.",
         "",
+        *summary_table(report.get("summary") or [], codec),
         f"Each scenario: {options['duration']:g} s measured after {WARMUP_SECONDS:g} s of "
         "warm-up, one MJPEG viewer open on each receiver, synthetic frames, JPEG quality 80 "
         f"(the article's design: {options.get('article_quality', 80)}), "
@@ -295,29 +215,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "CPU is per process in % of one core (receivers include their gunicorn worker; "
         "`bench` is this process, running the viewers; `other` is what the rest of the "
         "machine used meanwhile, `steal` what the hypervisor took: high values mean noise). "
-        "`p50 / codec` is received p50 over the in-process JPEG encode + decode time. "
+        "`p50 / codec` is received p50 over the in-process JPEG encode + decode time; "
+        "`p50 over the limit` is received p50 less the physical limit (below), in ms and "
+        "as a multiple. "
         "`CPU ms / viewed frame` is the CPU of every process listed (sender, receivers, "
         "redis-server, the bench's viewers) over the frames written to the viewers; "
         "`CPU / floor` divides it by the codec floor, the in-process sender encode + "
         "receiver decode + viewer encode of one frame (annotation, transport and Python "
         "are the rest).",
         "",
-        "## Codec cost (in-process, median of 50 frames)",
-        "",
-        "cv2 encode at quality 80 (sender), simplejpeg strict decode to BGR (receiver), "
-        "cv2 encode of the decoded frame at quality 80 (receiver, for viewers).",
-        "",
-        "| resolution | encode ms | decode ms | encode + decode ms | viewer encode ms "
-        "| floor ms | bytes/frame |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for resolution, cost in codec.items():
-        lines.append(
-            f"| {resolution} | {cost['encode_ms']:.2f} | {cost['decode_ms']:.2f} | "
-            f"{cost['total_ms']:.2f} | {_number(cost.get('viewer_encode_ms'), 2)} | "
-            f"{_number(cost.get('floor_ms'), 2)} | {cost['bytes'] / 1024:.1f} KiB |"
-        )
-    lines += ["", "## Results", "", markdown_table(table_rows(report["results"], codec)), ""]
+    lines += codec_lines(codec)
+    lines += ["## Results", "", markdown_table(table_rows(report["results"], codec)), ""]
     lines += cpu_per_frame_table(report["results"])
     overflowed = [
         result["name"]
@@ -353,6 +262,7 @@ def write_report(out: Path, report: dict[str, Any]) -> str:
     out.mkdir(parents=True, exist_ok=True)
     report["chart"] = write_chart(out / "chart.png", report["results"])
     report["comparisons"] = comparisons(report["results"])
+    report["summary"] = summary(report["results"], report["codec"])
     (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     text = render_markdown(report)
     (out / "results.md").write_text(text)

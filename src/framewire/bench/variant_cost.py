@@ -1,19 +1,22 @@
-"""What a viewer costs: bytes per second and receiver CPU of one MJPEG stream, by variant.
-
-    .venv/bin/python scripts/variant_cost.py [--seconds 10]
+"""`framewire bench --variant-cost`: what one viewer costs, by variant: bytes/s and receiver CPU.
 
 `measure_stream` reads one stream for a window (one viewer, as fast as it
 can) and reports its bytes and parts per second, the part size, and the CPU
 the receiver used meanwhile (user + system, % of one core, the gunicorn
 worker included); `measure_idle` is the same window with no viewer, the
-ingest's own cost. `run` starts an HTTP receiver and a synthetic 1280x720
-30 fps sender on loopback and measures: no viewer, the full stream and the
-640 px 10 fps variant (also at quality 50).
+ingest's own cost. `run` starts an HTTP receiver and a synthetic sender
+(1280x720 at 30 fps unless told otherwise) on loopback and measures, one
+window each: no viewer, the full stream, the 640 px 10 fps variant and the
+same at quality 50 (`STREAMS`). `measure_all` takes the window's measurement
+as a function, so its logic runs without services. `write_report` writes
+results.json (`variant_cost`) and results.md.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +26,14 @@ from framewire.bench.measure import cpu_percent, cpu_seconds
 from framewire.bench.readers import MjpegStream
 from framewire.bench.stack import Service, Services, wait_until
 
+IDLE = "no viewer"
 STREAMS = {
     "full": "",
     "640 px 10 fps": "?width=640&fps=10",
     "640 px 10 fps quality 50": "?width=640&fps=10&quality=50",
 }
+# One window: the query of a stream (None: no viewer) and its seconds -> the figures.
+Window = Callable[[str | None, float], dict[str, Any]]
 
 
 def measure_idle(receiver: Service, seconds: float) -> dict[str, Any]:
@@ -65,26 +71,84 @@ def measure_stream(receiver: Service, query: str, seconds: float) -> dict[str, A
     }
 
 
-def run(directory: Path, seconds: float = 10.0) -> dict[str, Any]:
-    """Start a receiver and a 1280x720 30 fps sender; measure no viewer, then each STREAMS."""
+def measure_all(window: Window, seconds: float) -> dict[str, Any]:
+    """No viewer, then each of STREAMS in turn; each variant's bytes as a share of the full's."""
+    results: dict[str, Any] = {IDLE: window(None, seconds)}
+    for name, query in STREAMS.items():
+        results[name] = window(query, seconds)
+    full = results["full"]["bytes_per_second"]
+    for name in list(STREAMS)[1:]:
+        share = results[name]["bytes_per_second"] / full if full else None
+        results[name]["share_of_full_bytes"] = None if share is None else round(share, 4)
+    return results
+
+
+def run(
+    directory: Path, seconds: float = 10.0, size: tuple[int, int] = (1280, 720), fps: float = 30
+) -> dict[str, Any]:
+    """Start a receiver and a synthetic sender of `size` at `fps`; measure every window."""
     services = Services(directory)
     try:
         receiver = services.receiver("http")
-        services.sender("--http-url", f"{receiver.url}/frames", "--fps", "30")
+        camera = ["--width", str(size[0]), "--height", str(size[1]), "--fps", f"{fps:g}"]
+        services.sender("--http-url", f"{receiver.url}/frames", *camera)
 
         def live() -> bool:
             stats = requests.get(f"{receiver.url}/stats", timeout=5).json()
-            return stats["cameras"]["cam0"]["state"] == "live"
+            return stats["cameras"].get("cam0", {}).get("state") == "live"
 
         wait_until(live, what="frames at the receiver")
-        results: dict[str, Any] = {"no viewer": measure_idle(receiver, seconds)}
-        for name, query in STREAMS.items():
-            results[name] = measure_stream(receiver, query, seconds)
-        full = results["full"]["bytes_per_second"]
-        for name in list(STREAMS)[1:]:
-            small = results[name]
-            small["share_of_full_bytes"] = round(small["bytes_per_second"] / full, 4)
-            small["goal_met"] = small["bytes_per_second"] <= full / 8  # at most 1/8 of full
-        return results
+
+        def window(query: str | None, length: float) -> dict[str, Any]:
+            if query is None:
+                return measure_idle(receiver, length)
+            return measure_stream(receiver, query, length)
+
+        return measure_all(window, seconds)
     finally:
         services.stop_all()
+
+
+def _cell(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """results.md of the mode: what one viewer costs, per stream."""
+    options, figures = report["options"], report["variant_cost"]
+    machine = report["machine"]
+    lines = [
+        "# framewire bench: what one viewer costs",
+        "",
+        f"{report['started']}, {report['elapsed_seconds']:.0f} s in total. "
+        f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
+        f"OpenCV {machine['opencv']}.",
+        "",
+        f"One HTTP receiver, one synthetic camera ({options['camera_size']} at "
+        f"{options['camera_fps']:g} fps, quality 80), one viewer at a time reading as fast as "
+        f"it can for {options['duration']:g} s per stream; receiver CPU in % of one core (its "
+        "gunicorn worker included). The first row is the ingest alone.",
+        "",
+        "| stream | bytes/s | parts/s | bytes/part | receiver CPU (% of a core) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in figures.items():
+        query = STREAMS.get(name)
+        label = f"`{query}`" if query else name
+        size = _cell(row.get("bytes_per_second"))
+        if row.get("share_of_full_bytes") is not None:
+            size += f" ({100 * row['share_of_full_bytes']:.1f} % of full)"
+        lines.append(
+            f"| {label} | {size} | {_cell(row.get('parts_per_second'), 1)} "
+            f"| {_cell(row.get('bytes_per_part'))} | {_cell(row['cpu_percent'], 1)} |"
+        )
+    return "\n".join([*lines, ""])
+
+
+def write_report(out: Path, report: dict[str, Any]) -> str:
+    """Write results.json and results.md into `out`; return the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    text = markdown(report)
+    (out / "results.md").write_text(text)
+    return text
