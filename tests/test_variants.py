@@ -224,7 +224,7 @@ def test_640_px_10_fps_variant_and_shared_encodes(services: Services) -> None:
     print(f"two 10 fps viewers: {e1 - e0:.0f} encodes, parts {taken} in 3 s")
     assert e1 - e0 <= 1.25 * max(taken), (e1 - e0, taken)
 
-    # The bench's reader of one stream (scripts/variant_cost.py), briefly.
+    # The bench's reader of one stream (framewire bench --variant-cost), briefly.
     figures = variant_cost.measure_stream(http, "?width=640&fps=10", 1.5)
     assert 8 <= figures["parts_per_second"] <= 12, figures
     assert 10_000 < figures["bytes_per_part"] < 100_000, figures

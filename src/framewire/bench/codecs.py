@@ -20,7 +20,6 @@ with the libraries framewire uses (`FRAMEWIRE_LIBRARIES`).
 
 from __future__ import annotations
 
-import math
 import socket
 import statistics
 import struct
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from framewire.splice import restart_interval
 
 QUALITY = 80
 WARMUP_FRAMES = 5
@@ -139,11 +140,6 @@ FACTORIES: dict[str, Callable[[int], Library]] = {
     "simplejpeg": _simplejpeg,
     "turbojpeg": _turbojpeg,
 }
-
-
-def restart_interval(width: int) -> int:
-    """MCUs in one row of a 4:2:0 frame `width` pixels wide (each MCU is 16x16)."""
-    return math.ceil(width / 16)
 
 
 def load(
@@ -375,10 +371,40 @@ def codec_cost(width: int, height: int, count: int = 50) -> dict[str, float]:
     }
 
 
+def splice_cost(width: int, height: int, count: int = 50) -> dict[str, float]:
+    """Median ms of the viewer's full-size encode as framewire does it: the band splice.
+
+    The sender's encode with a restart marker every MCU row, the strict decode,
+    the status strip, then `splice.splice` (the band re-encoded and joined to
+    the sender's JPEG) against the full encode of the same annotated frame.
+    """
+    import cv2
+
+    from framewire.overlay import Strip, strip_height
+    from framewire.splice import encode_params, splice
+
+    decoder = FACTORIES[FRAMEWIRE_LIBRARIES["decode"]](QUALITY)
+    strip, plain = Strip("http", "cam0"), [cv2.IMWRITE_JPEG_QUALITY, QUALITY]
+    steps: dict[str, list[float]] = {"splice": [], "full": []}
+    for index, image in enumerate(frames(width, height, count + WARMUP_FRAMES)):
+        jpeg = cv2.imencode(".jpg", image, encode_params(QUALITY, image))[1].tobytes()
+        shown = strip.draw(decoder.decode(jpeg), index, 30.0, 5.0)
+        started = time.perf_counter()
+        splice(jpeg, shown, strip_height(width), QUALITY)
+        spliced = time.perf_counter()
+        cv2.imencode(".jpg", shown, plain)
+        finished = time.perf_counter()
+        if index >= WARMUP_FRAMES:
+            steps["splice"].append(spliced - started)
+            steps["full"].append(finished - spliced)
+    return {f"viewer_{key}_ms": _median_ms(values) for key, values in steps.items()}
+
+
 def section(width: int, height: int) -> dict[str, Any]:
     """The bench's codec section for one size: the floor, the libraries, the physical limit."""
     return {
         **codec_cost(width, height),
+        **splice_cost(width, height),
         "floor_libraries": dict(FRAMEWIRE_LIBRARIES),
         **compare(width, height),
         "limit": physical_limit(width, height),
