@@ -445,7 +445,7 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     assert "80.0 KiB | capture 3 " + cpu in text
     assert "nearest-rank" in text and "no bucket interpolation" in text
     assert "| raw 1280x720 30 fps | 231 | 13.84 | 6.92 | 20.76 | 2.6x |" in text
-    assert "| 1280x720 | 2.00 | 2.00 | 4.00 | 4.00 | 8.00 | 80.0 KiB |" in text
+    assert "| 1280x720 | 2.00 | 2.00 | 4.00 | 4.00 | 8.00 | - | - | 80.0 KiB |" in text
     # A table per JPEG library, the fastest at each step, and the physical limit.
     assert "### cv2 1.0\n\n| resolution | encode ms | encode, restart every MCU row ms |" in text
     assert "| 1280x720 | 2.00 (1.50 CPU) | 2.25 | 2.50 | 1.25 | 80.0 KiB |" in text
