@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
+from redis.retry import Retry
 
-from framewire.config import redact
+from framewire.config import parse_bind, redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.transports import FrameSender, FrameSink, PublishError, Unreachable
@@ -116,30 +122,65 @@ def from_latest(camera: str, value: bytes) -> Frame:
 
 
 def connect(
-    url: str, connect_timeout: float, read_timeout: float, ca_cert: str = ""
+    url: str, connect_timeout: float, read_timeout: float, ca_cert: str = "", cluster: str = ""
 ) -> redis.Redis:
     """A RESP2 client for `url` (`redis://`, `rediss://` with an optional CA file, `unix://`).
 
-    User and password (an ACL user) come from the URL.
+    User and password (an ACL user) come from the URL. With `cluster` (seed nodes
+    `HOST:PORT,...`), a `redis.cluster.RedisCluster` from those seeds and the URL's host,
+    which routes each key to its slot's primary and follows MOVED and ASK itself; it
+    connects at once and raises `RedisClusterException` when no seed answers.
     """
     tls = {"ssl_ca_certs": ca_cert} if ca_cert and url.startswith("rediss://") else {}
-    return redis.Redis.from_url(
-        url,
-        protocol=2,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=read_timeout,
-        socket_keepalive=True,
+    common = {
+        "protocol": 2,
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": read_timeout,
+        "socket_keepalive": True,
         **tls,
+    }
+    if not cluster:
+        return redis.Redis.from_url(url, **common)
+    seeds = [ClusterNode(*parse_bind(seed.strip())) for seed in cluster.split(",")]
+    return RedisCluster(  # type: ignore[return-value] - the same commands, routed by slot
+        url=url,
+        startup_nodes=seeds,
+        retry=Retry(NoBackoff(), 1),  # one retry on a fresh slot map; our backoff does the rest
+        **common,
     )
 
 
-def error_reason(exc: redis.RedisError) -> str:
+class LazyClient:
+    """The client of `connect(*args)`, made on first use (thread-safe): a cluster client
+    connects as it is made, and a cluster down at start is a retried failure, not a crash."""
+
+    def __init__(self, *args: Any) -> None:
+        self._args = args
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(*self._args)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+
+
+ERRORS = (redis.RedisError, RedisClusterException)  # the cluster's own errors are not RedisErrors
+
+
+def error_reason(exc: Exception) -> str:
     """A short metric label for a Redis failure."""
     if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
         return "auth"
     if isinstance(exc, redis.TimeoutError):
         return "timeout"
-    if isinstance(exc, redis.ConnectionError):
+    if isinstance(exc, redis.ConnectionError | RedisClusterException):  # no node, slot uncovered
         return "connect"
     return "response"
 
@@ -163,32 +204,37 @@ class RedisSender(FrameSender):
         timeout: float = 2.0,
         mode: str = "stream",
         ca_cert: str = "",
+        cluster: str = "",
         camera: str = "cam0",
         quality: int = 80,
     ) -> None:
+        """`cluster`: seed nodes `HOST:PORT,...` of a Redis Cluster (see `connect`)."""
         super().__init__(camera, quality)
         self.target = redact(url)
         self.mode = mode
-        self._client = connect(url, timeout, timeout, ca_cert)
+        self._client = LazyClient(url, timeout, timeout, ca_cert, cluster)
+        if cluster:  # a lost primary's replica takes over within seconds: retry soon after
+            self.retry_cap = 0.5
         self._maxlen = maxlen
         self._timeout = timeout
 
     def deliver(self, frame: Frame) -> None:
         try:
+            client = self._client.get()
             if self.mode == "stream":
-                self._client.xadd(
+                client.xadd(
                     key("stream", frame.camera),
                     stream_fields(frame),
                     maxlen=self._maxlen,
                     approximate=True,
                 )
             elif self.mode == "pubsub":
-                self._client.publish(key("pubsub", frame.camera), pubsub_message(frame))
+                client.publish(key("pubsub", frame.camera), pubsub_message(frame))
             else:  # set-publish, as in the article
                 latest = key("latest", frame.camera)
-                self._client.set(latest, latest_value(frame))
-                self._client.publish(key("notify", frame.camera), latest)
-        except redis.RedisError as exc:
+                client.set(latest, latest_value(frame))
+                client.publish(key("notify", frame.camera), latest)
+        except ERRORS as exc:
             reason = error_reason(exc)
             if reason in ("connect", "timeout"):
                 detail = f"cannot reach Redis at {self.target} within {self._timeout:g} s"
@@ -202,9 +248,9 @@ class RedisSender(FrameSender):
 class _Consumer:
     """A thread that polls Redis for frames, retrying with backoff; subclasses poll."""
 
-    def __init__(self, url: str, sink: FrameSink, ca_cert: str = "") -> None:
+    def __init__(self, url: str, sink: FrameSink, ca_cert: str = "", cluster: str = "") -> None:
         self.target = redact(url)
-        self._client = connect(url, 2.0, BLOCK_MS / 1000 + 5, ca_cert)
+        self._lazy = LazyClient(url, 2.0, BLOCK_MS / 1000 + 5, ca_cert, cluster)
         self._sink = sink
         self._state = UpDown("redis", self.target, logger=log)
         self._logged_reasons: set[str] = set()
@@ -216,15 +262,19 @@ class _Consumer:
     def stop(self) -> bool:
         """End the thread (within one blocking read) and join it; True if it ended."""
         ended = self._worker.stop()
-        self._client.close()
+        self._lazy.close()
         return ended
+
+    @property
+    def _client(self) -> redis.Redis:
+        return self._lazy.get()
 
     def _run(self) -> None:
         backoff, stopping = Backoff(0.1, 2.0), self._worker.stopping
         while not stopping.is_set():
             try:
                 self._poll()
-            except redis.RedisError as exc:
+            except ERRORS as exc:
                 reason = error_reason(exc)
                 self._sink.receive_error(reason)
                 self._state.set(False, f"{reason}: {type(exc).__name__}")
@@ -265,9 +315,14 @@ class StreamConsumer(_Consumer):
     """Reads the newest entry of every camera stream (the default mode)."""
 
     def __init__(
-        self, url: str, sink: FrameSink, ca_cert: str = "", cameras: Collection[str] = ()
+        self,
+        url: str,
+        sink: FrameSink,
+        ca_cert: str = "",
+        cameras: Collection[str] = (),
+        cluster: str = "",
     ) -> None:
-        super().__init__(url, sink, ca_cert)
+        super().__init__(url, sink, ca_cert, cluster)
         self._ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._discovered_at = 0.0
         self._only = [key("stream", camera).encode() for camera in cameras]  # empty: every camera
@@ -355,10 +410,3 @@ class SubscriberConsumer(_Consumer):
         if value is None:
             raise WireError("missing_value", "the notified key holds no frame")
         return from_latest(camera, value)
-
-
-def consumer(url: str, sink: FrameSink, mode: str = "stream", ca_cert: str = "") -> _Consumer:
-    """The receiving side for `mode`."""
-    if mode == "stream":
-        return StreamConsumer(url, sink, ca_cert)
-    return SubscriberConsumer(url, sink, mode, ca_cert)

@@ -1,0 +1,127 @@
+"""A real Redis Cluster of our own on loopback: 3 primaries and 3 replicas of Debian's
+redis-server, each on a free port in its own directory, made with `redis-cli --cluster create`,
+stopped by PID. Shared by the tests and the bench (`--redis-cluster` capacity runs).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import redis
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster as ClusterClient
+
+from framewire.bench.stack import Service, StackError, free_ports, wait_until
+
+
+class RedisClusterServers:
+    """`primaries` primaries with `replicas` replicas each; `node_timeout_ms` sets how soon a
+    lost primary's replica takes over. `password` sets both `requirepass` and `masterauth`."""
+
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = 2000,
+        password: str = "",
+        directory: Path | None = None,
+    ) -> None:
+        self.binary = shutil.which("redis-server")
+        self.cli = shutil.which("redis-cli")
+        if self.binary is None or self.cli is None:
+            raise StackError("redis-server and redis-cli are needed (Debian: apt install redis)")
+        count = primaries * (1 + replicas)
+        ports = free_ports(2 * count)  # each node's client port and its cluster bus port
+        self.ports, self._bus = ports[:count], dict(zip(ports[:count], ports[count:], strict=True))
+        self.primaries, self.replicas = primaries, replicas
+        self.node_timeout_ms = node_timeout_ms
+        self.password = password
+        self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="fw-cluster-")
+        self.directory = directory or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.nodes: dict[int, Service] = {}  # port -> its redis-server
+
+    @property
+    def seeds(self) -> str:
+        """Every node as `HOST:PORT,...` (the `--redis-cluster` value)."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    @property
+    def url(self) -> str:
+        """The `--redis-url` that carries the password (its host is one more seed)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.ports[0]}/0"
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            "127.0.0.1", port, protocol=2, password=self.password or None, socket_timeout=5
+        )
+
+    def client(self) -> ClusterClient:
+        seeds = [ClusterNode("127.0.0.1", port) for port in self.ports]
+        return ClusterClient(
+            startup_nodes=seeds, protocol=2, password=self.password or None, socket_timeout=5
+        )
+
+    def start(self) -> None:
+        """Start every node, join them into a cluster, return once every node says `ok`."""
+        try:
+            for port in self.ports:
+                self._start_node(port)
+            auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
+            create = [self.cli, *auth, "--cluster", "create"]
+            create += [f"127.0.0.1:{port}" for port in self.ports]
+            create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            done = subprocess.run(create, capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+                raise StackError(f"redis-cli --cluster create failed: {' | '.join(tail)}")
+            for port in self.ports:
+                wait_until(lambda p=port: self.healthy(p), what=f"cluster node {port} ok")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_node(self, port: int) -> None:
+        home = self.directory / str(port)
+        home.mkdir(parents=True, exist_ok=True)
+        command = [self.binary or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(home), "--save", "", "--appendonly", "no"]
+        command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        command += ["--cluster-port", str(self._bus[port])]
+        command += ["--cluster-node-timeout", str(self.node_timeout_ms)]
+        if self.password:
+            command += ["--requirepass", self.password, "--masterauth", self.password]
+        service = Service.start(f"redis-{port}", command, home / "redis.log")
+        self.nodes[port] = service
+        wait_until(lambda: service.check() or self.node(port).ping(), what=f"redis-server {port}")
+
+    def healthy(self, port: int) -> bool:
+        return self.node(port).cluster("INFO").get("cluster_state") == "ok"
+
+    def primary_ports(self) -> list[int]:
+        """The ports of the nodes that are primaries now, as a live node sees it."""
+        found = []
+        for port, service in self.nodes.items():
+            if service.proc.poll() is None and self.node(port).info("replication")["role"] == (
+                "master"
+            ):
+                found.append(port)
+        return sorted(found)
+
+    def owner(self, key: str) -> int:
+        """The port of the primary that owns `key`'s slot now."""
+        return self.client().get_node_from_key(key).port
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (its process only)."""
+        self.nodes[port].stop(signal.SIGKILL)
+
+    def stop(self) -> None:
+        for service in self.nodes.values():
+            service.kill()
+        if self._tmp is not None:
+            self._tmp.cleanup()

@@ -1,0 +1,167 @@
+"""The Redis receiving side on a Redis Cluster (`--redis-cluster`), and `consumer()`, which
+picks the receiving side for a mode.
+
+A cluster refuses a command whose keys hash to different slots (CROSSSLOT),
+even when one node owns them all, so the single-Redis way (one XREAD over
+every camera stream) cannot work there. `ClusterStreamConsumer` runs one
+reader thread per slot that holds followed streams (in practice one per
+camera, unless camera ids share a `{hash tag}`), grouped by the node that
+owns the slot. Each reader's blocking XREAD goes through redis-py's
+`RedisCluster`, which sends it to the slot's current primary and follows
+MOVED and ASK; after a failover or a resharding a reader's next read lands on
+the new owner by itself, and a camera never waits on another camera or on
+another node. The consumer's own thread discovers camera streams by SCAN on
+every primary. Each failed read is counted (`receive_error`); a node's state
+is logged once per change, whichever of its readers sees it first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection
+
+from framewire.resilience import Backoff, UpDown, Worker
+from framewire.transports import FrameSink
+from framewire.transports.redis import (
+    BLOCK_MS,
+    DISCOVER_EVERY,
+    ERRORS,
+    StreamConsumer,
+    SubscriberConsumer,
+    _Consumer,
+    error_reason,
+    key,
+)
+
+log = logging.getLogger(__name__)
+RETRY_CAP = 0.5  # a lost primary's replica takes over within seconds: look again soon
+
+
+class ClusterStreamConsumer(StreamConsumer):
+    """Reads the newest entry of every camera stream of a Redis Cluster, one reader per slot."""
+
+    def __init__(
+        self, url: str, sink: FrameSink, ca_cert: str, cluster: str, cameras: Collection[str] = ()
+    ) -> None:
+        super().__init__(url, sink, ca_cert, cameras, cluster)
+        self._readers: dict[int, SlotReader] = {}  # slot -> its reader
+        self._nodes: dict[str, UpDown] = {}  # "host:port" -> its state
+        self._lock = threading.Lock()
+        self._logged_internal = False
+        self._started = False
+
+    def stop(self) -> bool:
+        readers = list(self._readers.values())
+        for reader in readers:  # all at once: each ends within one blocking read
+            reader.worker.stopping.set()
+        ended = all([reader.worker.stop() for reader in readers])
+        return super().stop() and ended
+
+    def _poll(self) -> None:
+        self.discover()
+        self._worker.stopping.wait(DISCOVER_EVERY if self._readers else 0.25)
+
+    def discover(self) -> None:
+        """Follow every camera stream on every primary (or the cameras asked for), each from
+        the entry after its newest one, by the reader of its slot (started if new)."""
+        client = self._client
+        pattern = key("stream", "*")
+        names = self._only or client.scan_iter(match=pattern, count=100, _type="stream")
+        for name in names:
+            reader = self._readers.get(slot := client.keyslot(name))
+            if reader is not None and name in reader.ids:
+                continue
+            newest = client.xrevrange(name, count=1)
+            if reader is None:
+                reader = self._readers[slot] = SlotReader(self, slot)
+                reader.follow(name, newest[0][0] if newest else b"0-0")
+                if self._started:
+                    reader.worker.start()
+            else:
+                reader.follow(name, newest[0][0] if newest else b"0-0")
+        self._state.set(True)
+
+    def start(self) -> None:
+        self._started = True
+        for reader in self._readers.values():  # those of the cameras asked for, discovered
+            reader.worker.start()
+        super().start()
+
+    def read(self, ids: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        """One blocking XREAD of streams of one slot; ingest the newest entry of each and
+        return the last id read of each stream that had any."""
+        last: dict[bytes, bytes] = {}
+        for name, entries in self._client.xread(ids, block=BLOCK_MS) or []:
+            last[name] = entries[-1][0]
+            self._take(name, entries)
+        return last
+
+    def node_of(self, name: bytes) -> str:
+        """The address of the primary that owns `name`'s slot, as the client last learnt it."""
+        try:
+            return self._client.get_node_from_key(name).name
+        except ERRORS:
+            return "unknown"
+
+    def node_state(self, node: str, up: bool, why: str = "") -> None:
+        with self._lock:
+            state = self._nodes.get(node)
+            if state is None:
+                state = self._nodes[node] = UpDown("redis cluster node", node, logger=log)
+        state.set(up, why)
+
+    def failed(self, node: str, exc: Exception) -> None:
+        """Count one failed read; log the node down (once per change), or a bug (once)."""
+        if isinstance(exc, ERRORS):
+            reason = error_reason(exc)
+            self._sink.receive_error(reason)
+            self.node_state(node, False, f"{reason}: {type(exc).__name__}")
+            return
+        self._sink.receive_error("internal")
+        if not self._logged_internal:
+            self._logged_internal = True
+            log.error("unexpected error reading Redis Cluster; continuing", exc_info=exc)
+
+
+class SlotReader:
+    """One blocking XREAD after another over the followed streams of one slot."""
+
+    def __init__(self, owner: ClusterStreamConsumer, slot: int) -> None:
+        self.owner = owner
+        self.slot = slot
+        self.ids: dict[bytes, bytes] = {}  # stream key -> last id read
+        self._lock = threading.Lock()
+        self.worker = Worker(f"redis-slot-{slot}", self._run, join_timeout=BLOCK_MS / 1000 + 3)
+
+    def follow(self, name: bytes, last_id: bytes) -> None:
+        with self._lock:
+            self.ids.setdefault(name, last_id)
+
+    def _run(self) -> None:
+        backoff, stopping, owner = Backoff(0.05, RETRY_CAP), self.worker.stopping, self.owner
+        while not stopping.is_set():
+            with self._lock:
+                ids = dict(self.ids)
+            node = owner.node_of(next(iter(ids)))
+            try:
+                for name, last_id in owner.read(ids).items():
+                    with self._lock:
+                        self.ids[name] = last_id
+                owner.node_state(node, True)
+            except Exception as exc:  # counted, logged once per change; the reader goes on
+                owner.failed(node, exc)
+                backoff.wait(stopping)
+                continue
+            backoff.reset()
+
+
+def consumer(
+    url: str, sink: FrameSink, mode: str = "stream", ca_cert: str = "", cluster: str = ""
+) -> _Consumer:
+    """The receiving side for `mode`; on a Redis Cluster (seed nodes `cluster`), streams."""
+    if cluster:
+        return ClusterStreamConsumer(url, sink, ca_cert, cluster)
+    if mode == "stream":
+        return StreamConsumer(url, sink, ca_cert)
+    return SubscriberConsumer(url, sink, mode, ca_cert)
