@@ -79,7 +79,7 @@ class RedisClusterServers:
             if done.returncode != 0:
                 tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
                 raise StackError(f"redis-cli --cluster create failed: {' | '.join(tail)}")
-            for port in self.ports:
+            for port in self.ports:  # a replica that never synced would not take over
                 wait_until(lambda p=port: self.healthy(p), what=f"cluster node {port} ok")
         except BaseException:
             self.stop()
@@ -90,6 +90,8 @@ class RedisClusterServers:
         home.mkdir(parents=True, exist_ok=True)
         command = [self.binary or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
         command += ["--dir", str(home), "--save", "", "--appendonly", "no"]
+        command += ["--repl-diskless-sync-delay", "0"]  # replicas sync at once
+        command += ["--cluster-require-full-coverage", "no"]  # the others serve on a loss
         command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         command += ["--cluster-port", str(self._bus[port])]
         command += ["--cluster-node-timeout", str(self.node_timeout_ms)]
@@ -100,7 +102,11 @@ class RedisClusterServers:
         wait_until(lambda: service.check() or self.node(port).ping(), what=f"redis-server {port}")
 
     def healthy(self, port: int) -> bool:
-        return self.node(port).cluster("INFO").get("cluster_state") == "ok"
+        """Whether the node sees the cluster ok and, if a replica, its primary's link up."""
+        node = self.node(port)
+        replication = node.info("replication")
+        linked = replication["role"] == "master" or replication["master_link_status"] == "up"
+        return linked and node.cluster("INFO").get("cluster_state") == "ok"
 
     def primary_ports(self) -> list[int]:
         """The ports of the nodes that are primaries now, as a live node sees it."""

@@ -165,6 +165,11 @@ class LazyClient:
                 self._client = connect(*self._args)
             return self._client
 
+    def another(self) -> LazyClient:
+        """A client of its own to the same Redis (a cluster client's topology refresh
+        after an error disconnects every connection of that client)."""
+        return LazyClient(*self._args)
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -214,7 +219,7 @@ class RedisSender(FrameSender):
         self.mode = mode
         self._client = LazyClient(url, timeout, timeout, ca_cert, cluster)
         if cluster:  # a lost primary's replica takes over within seconds: retry soon after
-            self.retry_cap = 0.5
+            self.retry_cap = 0.25
         self._maxlen = maxlen
         self._timeout = timeout
 

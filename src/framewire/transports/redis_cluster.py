@@ -21,12 +21,16 @@ import logging
 import threading
 from collections.abc import Collection
 
+import redis
+from redis.cluster import ClusterNode
+
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.transports import FrameSink
 from framewire.transports.redis import (
     BLOCK_MS,
     DISCOVER_EVERY,
     ERRORS,
+    LazyClient,
     StreamConsumer,
     SubscriberConsumer,
     _Consumer,
@@ -35,7 +39,7 @@ from framewire.transports.redis import (
 )
 
 log = logging.getLogger(__name__)
-RETRY_CAP = 0.5  # a lost primary's replica takes over within seconds: look again soon
+RETRY_CAP = 0.25  # a lost primary's replica takes over within seconds: look again soon
 
 
 class ClusterStreamConsumer(StreamConsumer):
@@ -56,6 +60,8 @@ class ClusterStreamConsumer(StreamConsumer):
         for reader in readers:  # all at once: each ends within one blocking read
             reader.worker.stopping.set()
         ended = all([reader.worker.stop() for reader in readers])
+        for reader in readers:
+            reader.client.close()
         return super().stop() and ended
 
     def _poll(self) -> None:
@@ -74,7 +80,7 @@ class ClusterStreamConsumer(StreamConsumer):
                 continue
             newest = client.xrevrange(name, count=1)
             if reader is None:
-                reader = self._readers[slot] = SlotReader(self, slot)
+                reader = self._readers[slot] = SlotReader(self, slot, self._lazy.another())
                 reader.follow(name, newest[0][0] if newest else b"0-0")
                 if self._started:
                     reader.worker.start()
@@ -88,21 +94,22 @@ class ClusterStreamConsumer(StreamConsumer):
             reader.worker.start()
         super().start()
 
-    def read(self, ids: dict[bytes, bytes]) -> dict[bytes, bytes]:
-        """One blocking XREAD of streams of one slot; ingest the newest entry of each and
-        return the last id read of each stream that had any."""
+    def read(
+        self, cluster: redis.Redis, node: ClusterNode, ids: dict[bytes, bytes]
+    ) -> dict[bytes, bytes]:
+        """One blocking XREAD of streams of one slot at `node`, the slot's primary; ingest the
+        newest entry of each and return the last id read of each stream that had any.
+
+        The node is named, not left to redis-py: for XREAD (its keys are "movable") redis-py
+        would ask the default node `COMMAND GETKEYS` before every read, so every camera
+        would stop with that one node. A MOVED reply still updates the client's slot map.
+        """
+        args = ["XREAD", "BLOCK", BLOCK_MS, "STREAMS", *ids.keys(), *ids.values()]
         last: dict[bytes, bytes] = {}
-        for name, entries in self._client.xread(ids, block=BLOCK_MS) or []:
+        for name, entries in cluster.execute_command(*args, target_nodes=node) or []:
             last[name] = entries[-1][0]
             self._take(name, entries)
         return last
-
-    def node_of(self, name: bytes) -> str:
-        """The address of the primary that owns `name`'s slot, as the client last learnt it."""
-        try:
-            return self._client.get_node_from_key(name).name
-        except ERRORS:
-            return "unknown"
 
     def node_state(self, node: str, up: bool, why: str = "") -> None:
         with self._lock:
@@ -127,9 +134,11 @@ class ClusterStreamConsumer(StreamConsumer):
 class SlotReader:
     """One blocking XREAD after another over the followed streams of one slot."""
 
-    def __init__(self, owner: ClusterStreamConsumer, slot: int) -> None:
+    def __init__(self, owner: ClusterStreamConsumer, slot: int, client: LazyClient) -> None:
+        """`client`: the reader's own, so that a failure on another node never cuts its read."""
         self.owner = owner
         self.slot = slot
+        self.client = client
         self.ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._lock = threading.Lock()
         self.worker = Worker(f"redis-slot-{slot}", self._run, join_timeout=BLOCK_MS / 1000 + 3)
@@ -143,9 +152,12 @@ class SlotReader:
         while not stopping.is_set():
             with self._lock:
                 ids = dict(self.ids)
-            node = owner.node_of(next(iter(ids)))
+            node = "unknown"
             try:
-                for name, last_id in owner.read(ids).items():
+                cluster = self.client.get()
+                primary = cluster.get_node_from_key(next(iter(ids)))  # from the slot map
+                node = primary.name
+                for name, last_id in owner.read(cluster, primary, ids).items():
                     with self._lock:
                         self.ids[name] = last_id
                 owner.node_state(node, True)
