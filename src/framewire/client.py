@@ -30,8 +30,9 @@ from framewire.config import ReceiverConfig, default, redact
 from framewire.frame import Frame, WireError, decode
 from framewire.transports import PublishError, Refused, Unreachable
 from framewire.transports.http import HttpSender
-from framewire.transports.redis import ERRORS, RedisSender, StreamConsumer, connect, error_reason
+from framewire.transports.redis import RedisSender, StreamConsumer
 from framewire.transports.redis_cluster import ClusterStreamConsumer
+from framewire.transports.redis_connect import ERRORS, connect, error_reason
 
 __all__ = [
     "HttpSender",

@@ -29,14 +29,12 @@ from framewire.transports import FrameSink
 from framewire.transports.redis import (
     BLOCK_MS,
     DISCOVER_EVERY,
-    ERRORS,
-    LazyClient,
     StreamConsumer,
     SubscriberConsumer,
     _Consumer,
-    error_reason,
     key,
 )
+from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
 
 log = logging.getLogger(__name__)
 RETRY_CAP = 0.25  # a lost primary's replica takes over within seconds: look again soon
