@@ -99,6 +99,21 @@ def test_eight_cameras_on_every_primary_reach_two_receivers_and_the_client(
     wait_until(door_everywhere, interval=0.1, what="the client's camera at both receivers")
     client_sender.close()
 
+    # A resharding moves one camera's slot to another primary: redis-py follows ASK and MOVED.
+    moved = key("stream", CAMERAS[2])
+    slot = cluster.client().keyslot(moved)
+    to_port = next(p for p in cluster.primary_ports() if p != cluster.owner(moved))
+    cluster.move_slot(slot, to_port)
+    assert cluster.owner(moved) == to_port
+    moved_ns = time.time_ns()
+    for receiver in receivers:
+        wait_until(
+            lambda r=receiver: (
+                read_latencies(r.url, "received", CAMERAS[2])["captured_ns"][-1] > moved_ns
+            ),
+            what=f"{CAMERAS[2]} at {receiver.name} after its slot moved",
+        )
+
     for service in (sender, *receivers):
         metrics = requests.get(f"{service.url}/metrics", timeout=5).text
         text = service.log() + metrics

@@ -122,6 +122,25 @@ class RedisClusterServers:
         """The port of the primary that owns `key`'s slot now."""
         return self.client().get_node_from_key(key).port
 
+    def move_slot(self, slot: int, to_port: int) -> None:
+        """Reshard: move one slot (and its keys) from its primary to the primary at `to_port`,
+        the way `redis-cli --cluster reshard` does (IMPORTING, MIGRATING, MIGRATE, NODE)."""
+        client = self.client()
+        source_port = client.nodes_manager.get_node_from_slot(slot).port
+        source, target = self.node(source_port), self.node(to_port)
+        source_id, target_id = (
+            n.execute_command("CLUSTER MYID").decode() for n in (source, target)
+        )
+        target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        auth = ["AUTH", self.password] if self.password else []
+        while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+            source.execute_command(
+                "MIGRATE", "127.0.0.1", to_port, "", 0, 5000, *auth, "KEYS", *keys
+            )
+        for port in self.primary_ports():
+            self.node(port).execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+
     def kill(self, port: int) -> None:
         """SIGKILL one node (its process only)."""
         self.nodes[port].stop(signal.SIGKILL)
