@@ -55,6 +55,16 @@ class RedisClusterServers:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.ports[0]}/0"
 
+    @property
+    def args(self) -> list[str]:
+        """The framewire options that use it."""
+        return ["--redis-url", self.url, "--redis-cluster", self.seeds]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Its processes by name, for the bench's CPU readings."""
+        return {f"redis-{port}": s.proc.pid for port, s in self.nodes.items()}
+
     def node(self, port: int) -> redis.Redis:
         return redis.Redis(
             "127.0.0.1", port, protocol=2, password=self.password or None, socket_timeout=5

@@ -40,6 +40,7 @@ and `command` (this CLI).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -50,10 +51,11 @@ from typing import Any
 
 import click
 
-from framewire.bench.capacity import MAX_P95_MS, SETUPS, Camera, run_setup
+from framewire.bench.capacity import DEFAULT_SETUPS, MAX_P95_MS, SETUPS, Camera, run_setup
 from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
 from framewire.bench.capacity_report import summary as capacity_summary
 from framewire.bench.capacity_report import write_report as write_capacity_report
+from framewire.bench.cluster import RedisClusterServers
 from framewire.bench.measure import WARMUP_SECONDS, codec_cost, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
@@ -161,9 +163,10 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
 @_option(
     "--setups",
     "SETUPS",
-    default=",".join(SETUPS),
+    default=",".join(DEFAULT_SETUPS),
     callback=_convert(lambda text: parse_list(text, SETUPS)),
-    help="Capacity mode: `http` alone, `redis` alone, `both` from one sender.",
+    help="Capacity mode: `http` alone, `redis` alone, `both` from one sender; `redis-cluster`:"
+    " Redis alone on a Redis Cluster of 3 primaries and 3 replicas started here.",
 )
 def bench(
     quick: bool,
@@ -262,18 +265,27 @@ def run_capacity(
         )
         click.echo(f"  {trial['setup']} x{trial['cameras']}: {verdict}; {worst}", err=True)
 
+    brokers: dict[str, RedisServer | RedisClusterServers] = {}
     try:
-        redis = RedisServer(log_path=log_dir / "redis-server.log")
-        redis.start()
+        with contextlib.ExitStack() as running:
+            redis = RedisServer(log_path=log_dir / "redis-server.log")
+            redis.start()
+            running.callback(redis.stop)
+            for setup in setups:
+                brokers[setup] = redis
+            if "redis-cluster" in setups:
+                cluster = RedisClusterServers(directory=log_dir / "redis-cluster")
+                running.callback(cluster.stop)
+                cluster.start()
+                brokers["redis-cluster"] = cluster
+            results = [
+                run_setup(
+                    setup, count, camera, brokers[setup], duration, log_dir, max_cameras, progress
+                )
+                for setup in setups
+            ]
     except StackError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        results = [
-            run_setup(setup, count, camera, redis, duration, log_dir, max_cameras, progress)
-            for setup in setups
-        ]
-    finally:
-        redis.stop()
     report = {
         "kind": "capacity",
         "started": started,
