@@ -6,6 +6,8 @@ Redis receivers, the Python client, a password, and a primary killed mid-stream.
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Service, Services, wait_until
+from conftest import FRAMEWIRE, Service, Services, wait_until
 from framewire.bench.cluster import RedisClusterServers
 from framewire.bench.readers import parse_metrics, read_latencies, select
 from framewire.cameras import write_cameras
@@ -172,3 +174,22 @@ def test_a_primary_killed_mid_stream(
     assert log.count(f"redis cluster node down: 127.0.0.1:{victim}") == 1, log
     assert total(receiver, "framewire_receive_errors_total", reason="connect") > 0
     assert "CROSSSLOT" not in log and "Traceback" not in log
+
+
+def test_the_bench_measures_a_cluster(tmp_path: Path) -> None:
+    """`framewire bench --setups redis-cluster` starts a cluster of its own and reads through it."""
+    out = tmp_path / "bench"
+    args = ["--cameras", "2", "--camera-size", "160x120", "--duration", "2", "--out", str(out)]
+    args += ["--setups", "redis-cluster"]
+    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (setup,) = json.loads((out / "results.json").read_text())["capacity"]
+    assert setup["setup"] == "redis-cluster"
+    for trial in setup["trials"]:
+        assert "error" not in trial, trial
+        nodes = [name for name in trial["cpu_percent"] if name.startswith("redis-")]
+        assert len(nodes) == 6 and "redis-receiver" in trial["cpu_percent"]
+        (path,) = trial["paths"]
+        assert set(path["cameras"]) == {"cam0", "cam1"}
+        assert all(c["fps"] > 0 for c in path["cameras"].values())
+    assert "Redis Cluster" in (out / "results.md").read_text()

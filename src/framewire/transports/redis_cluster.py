@@ -54,13 +54,17 @@ class ClusterStreamConsumer(StreamConsumer):
         self._started = False
 
     def stop(self) -> bool:
-        readers = list(self._readers.values())
-        for reader in readers:  # all at once: each ends within one blocking read
+        """End discovery first (no reader starts after it), then every reader at once (each
+        within one blocking read); True if all ended."""
+        ended = self._worker.stop()
+        readers = list(self._readers.values())  # complete now
+        for reader in readers:
             reader.worker.stopping.set()
-        ended = all([reader.worker.stop() for reader in readers])
+        ended = all([reader.worker.stop() for reader in readers]) and ended
         for reader in readers:
             reader.client.close()
-        return super().stop() and ended
+        self._lazy.close()
+        return ended
 
     def _poll(self) -> None:
         self.discover()
