@@ -1,6 +1,7 @@
 """Redis Cluster as the broker: a real cluster of Debian's redis-server on loopback (3 primaries,
 3 replicas, `redis-cli --cluster create`), eight cameras spread over every primary, two
-Redis receivers, the Python client, a password, and a primary killed mid-stream.
+Redis receivers, the Python client, a password, a resharding, a primary killed mid-stream,
+TLS, and the bench.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import pytest
 import requests
 
 from conftest import FRAMEWIRE, Service, Services, wait_until
-from framewire.bench.cluster import RedisClusterServers
+from framewire.bench.cluster import RedisClusterServers, make_certificates
 from framewire.bench.readers import parse_metrics, read_latencies, select
 from framewire.cameras import write_cameras
-from framewire.client import RedisReceiver, RedisSender
+from framewire.client import RedisReceiver, RedisSender, Unreachable
 from framewire.transports.redis import key
 from helpers import live, make_jpeg
 
@@ -193,3 +194,30 @@ def test_the_bench_measures_a_cluster(tmp_path: Path) -> None:
         assert set(path["cameras"]) == {"cam0", "cam1"}
         assert all(c["fps"] > 0 for c in path["cameras"].values())
     assert "Redis Cluster" in (out / "results.md").read_text()
+
+
+def test_a_tls_cluster_is_verified_with_its_ca(tmp_path: Path, services: Services) -> None:
+    """Every node TLS only (clients, replication, cluster bus), behind a password."""
+    certs = make_certificates(tmp_path / "tls")
+    cluster = RedisClusterServers(password=SECRET, tls=certs, directory=tmp_path / "cluster")
+    cluster.start()
+    try:
+        ca = str(certs / "ca.crt")
+        redis = ("--redis-url", cluster.url, "--redis-cluster", cluster.seeds)
+        receiver = services.receiver("redis", *redis, "--redis-ca-cert", ca, "--stale-after", "1")
+        sender = RedisSender(cluster.url, cluster=cluster.seeds, ca_cert=ca, camera="door")
+
+        def door_live() -> bool:
+            sender.send(make_jpeg())
+            return live(receiver, ["door"])
+
+        wait_until(door_live, interval=0.1, what="the door camera over TLS")
+        sender.close()
+        assert cluster.url.startswith("rediss://")
+        metrics = requests.get(f"{receiver.url}/metrics", timeout=5).text
+        assert SECRET not in receiver.log() + metrics
+        with pytest.raises(Unreachable) as refused:  # without the CA: the server is not trusted
+            RedisReceiver(cluster.url, ["door"], cluster=cluster.seeds)
+        assert SECRET not in str(refused.value)
+    finally:
+        cluster.stop()

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.cluster import ClusterNode
@@ -20,7 +21,9 @@ from framewire.bench.stack import Service, StackError, free_ports, wait_until
 
 class RedisClusterServers:
     """`primaries` primaries with `replicas` replicas each; `node_timeout_ms` sets how soon a
-    lost primary's replica takes over. `password` sets both `requirepass` and `masterauth`."""
+    lost primary's replica takes over. `password` sets both `requirepass` and `masterauth`.
+    `tls`: a directory with `ca.crt`, `server.crt` and `server.key` (see `make_certificates`):
+    every node then speaks TLS only, to clients, to its replicas and on the cluster bus."""
 
     def __init__(
         self,
@@ -29,7 +32,9 @@ class RedisClusterServers:
         node_timeout_ms: int = 2000,
         password: str = "",
         directory: Path | None = None,
+        tls: Path | None = None,
     ) -> None:
+        self.tls = tls
         self.binary = shutil.which("redis-server")
         self.cli = shutil.which("redis-cli")
         if self.binary is None or self.cli is None:
@@ -53,7 +58,8 @@ class RedisClusterServers:
     def url(self) -> str:
         """The `--redis-url` that carries the password (its host is one more seed)."""
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.ports[0]}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.ports[0]}/0"
 
     @property
     def args(self) -> list[str]:
@@ -65,16 +71,17 @@ class RedisClusterServers:
         """Its processes by name, for the bench's CPU readings."""
         return {f"redis-{port}": s.proc.pid for port, s in self.nodes.items()}
 
+    @property
+    def _options(self) -> dict[str, Any]:
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls / "ca.crt")} if self.tls else {}
+        return {"protocol": 2, "password": self.password or None, "socket_timeout": 5, **tls}
+
     def node(self, port: int) -> redis.Redis:
-        return redis.Redis(
-            "127.0.0.1", port, protocol=2, password=self.password or None, socket_timeout=5
-        )
+        return redis.Redis("127.0.0.1", port, **self._options)
 
     def client(self) -> ClusterClient:
         seeds = [ClusterNode("127.0.0.1", port) for port in self.ports]
-        return ClusterClient(
-            startup_nodes=seeds, protocol=2, password=self.password or None, socket_timeout=5
-        )
+        return ClusterClient(startup_nodes=seeds, **self._options)
 
     def start(self) -> None:
         """Start every node, join them into a cluster, return once every node says `ok`."""
@@ -82,7 +89,8 @@ class RedisClusterServers:
             for port in self.ports:
                 self._start_node(port)
             auth = ["-a", self.password, "--no-auth-warning"] if self.password else []
-            create = [self.cli, *auth, "--cluster", "create"]
+            tls = ["--tls", "--cacert", str(self.tls / "ca.crt")] if self.tls else []
+            create = [self.cli, *auth, *tls, "--cluster", "create"]
             create += [f"127.0.0.1:{port}" for port in self.ports]
             create += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
             done = subprocess.run(create, capture_output=True, text=True, timeout=60)
@@ -107,6 +115,12 @@ class RedisClusterServers:
         command += ["--cluster-node-timeout", str(self.node_timeout_ms)]
         if self.password:
             command += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.tls:
+            command[command.index("--port") + 1] = "0"
+            command += ["--tls-port", str(port), "--tls-cluster", "yes", "--tls-replication", "yes"]
+            command += ["--tls-auth-clients", "no", "--tls-ca-cert-file", str(self.tls / "ca.crt")]
+            command += ["--tls-cert-file", str(self.tls / "server.crt")]
+            command += ["--tls-key-file", str(self.tls / "server.key")]
         service = Service.start(f"redis-{port}", command, home / "redis.log")
         self.nodes[port] = service
         wait_until(lambda: service.check() or self.node(port).ping(), what=f"redis-server {port}")
@@ -160,3 +174,50 @@ class RedisClusterServers:
             service.kill()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def make_certificates(directory: Path) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it (openssl), in
+    `directory`: ca.crt, server.crt, server.key. Returns `directory`."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise StackError("openssl is needed for TLS (Debian: apt install openssl)")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    new_key = ["-newkey", "rsa:2048", "-nodes"]
+    run(
+        "req",
+        "-x509",
+        *new_key,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=framewire test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    run("req", *new_key, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    )
+    return directory
