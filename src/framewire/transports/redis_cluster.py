@@ -5,14 +5,15 @@ A cluster refuses a command whose keys hash to different slots (CROSSSLOT),
 even when one node owns them all, so the single-Redis way (one XREAD over
 every camera stream) cannot work there. `ClusterStreamConsumer` runs one
 reader thread per slot that holds followed streams (in practice one per
-camera, unless camera ids share a `{hash tag}`), grouped by the node that
-owns the slot. Each reader's blocking XREAD goes through redis-py's
-`RedisCluster`, which sends it to the slot's current primary and follows
-MOVED and ASK; after a failover or a resharding a reader's next read lands on
-the new owner by itself, and a camera never waits on another camera or on
-another node. The consumer's own thread discovers camera streams by SCAN on
-every primary. Each failed read is counted (`receive_error`); a node's state
-is logged once per change, whichever of its readers sees it first.
+camera; cameras whose keys share a slot share one read), each with its own
+redis-py `RedisCluster` client. A reader's blocking XREAD goes to the slot's
+primary as that client's slot map says; redis-py keeps the map (it follows
+MOVED and ASK, and refreshes it after a connection error), so after a
+failover or a resharding a reader's next read lands on the new owner by
+itself, and a camera never waits on another camera or on another node.
+The consumer's own thread discovers camera streams by SCAN on every primary.
+Each failed read is counted (`receive_error`); a node's state is logged once
+per change, whichever of its readers sees it first.
 """
 
 from __future__ import annotations
