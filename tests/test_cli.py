@@ -45,6 +45,14 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         (["redis-receiver", "--redis-url", ""], {}, ["FRAMEWIRE_REDIS_URL"]),
         (["send", "--redis-mode", "nosuch"], {}, ["--redis-mode"]),
         (["http-receiver"], {"FRAMEWIRE_PEER_PORT": "65536"}, ["--peer-port", "PEER_PORT"]),
+        (["send", "--redis-cluster", "10.0.0.1"], {}, ["--redis-cluster"]),
+        (["redis-receiver"], {"FRAMEWIRE_REDIS_CLUSTER": "a:1,:2"}, ["REDIS_CLUSTER"]),
+        (["send", "--redis-cluster", "a:1", "--redis-mode", "pubsub"], {}, ["--redis-cluster"]),
+        (
+            ["redis-receiver", "--redis-cluster", "a:1"],
+            {"FRAMEWIRE_REDIS_URL": f"redis://:{SECRET}@a:1/3"},
+            ["--redis-url"],
+        ),
     ],
 )
 def test_bad_value_is_one_line_naming_the_option(

@@ -49,6 +49,10 @@ SECRETS = {  # values given in the value sets below; none may appear outside a S
     "yard": "yard-pw-9c0d1e2f",
 }
 
+CLUSTER_SEEDS = (
+    "redis-0.redis.data.svc:6380,redis-1.redis.data.svc:6380,redis-2.redis.data.svc:6380"
+)
+
 VALUE_SETS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "default": ({}, []),
     "external-redis-tls": (
@@ -71,6 +75,20 @@ VALUE_SETS: dict[str, tuple[dict[str, Any], list[str]]] = {
                     {"secretName": "cams-tls", "hosts": ["http.cams.example", "redis.cams.example"]}
                 ],
             },
+        },
+        [],
+    ),
+    "external-redis-cluster": (
+        {
+            "redis": {
+                "external": {
+                    "url": "rediss://redis-0.redis.data.svc:6380/0",
+                    "cluster": CLUSTER_SEEDS,
+                    "password": SECRETS["redis"],
+                    "caCert": CA_PEM,
+                }
+            },
+            "receivers": {"redis": {"replicas": 2}},
         },
         [],
     ),
@@ -384,7 +402,7 @@ def test_redis_is_never_exposed(rendered: dict[str, list[dict[str, Any]]], name:
         backends = re.findall(r'"name": "([^"]+)"', json.dumps(ingress["spec"]["rules"]))
         assert not set(backends) & redis_services
     statefulsets = kind(objects, "StatefulSet")
-    if name == "external-redis-tls":
+    if name.startswith("external-redis"):
         assert not statefulsets and not redis_services
     else:
         (redis,) = statefulsets
@@ -490,6 +508,25 @@ def test_external_redis_with_tls(rendered: dict[str, list[dict[str, Any]]]) -> N
         assert Path(mount["mountPath"]) / "ca.crt" == ca_file
         volume = next(v for v in pod["volumes"] if v["name"] == "redis-ca")
         assert volume["secret"]["secretName"] == f"{FULLNAME}-redis-ca"
+
+
+def test_external_redis_cluster(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["external-redis-cluster"]
+    assert not kind(objects, "StatefulSet")  # no Redis of the chart's own
+    users = [d for d in kind(objects, "Deployment") if component(d) != "http-receiver"]
+    assert {component(d) for d in users} == {"sender", "redis-receiver"}
+    for workload in users:
+        pod = workload["spec"]["template"]["spec"]
+        env = env_of(pod["containers"][0])
+        assert env["FRAMEWIRE_REDIS_CLUSTER"]["value"] == CLUSTER_SEEDS
+        url = env["FRAMEWIRE_REDIS_URL"]["value"]
+        assert url == "rediss://:$(REDIS_PASSWORD)@redis-0.redis.data.svc:6380/0"
+        assert "FRAMEWIRE_REDIS_CA_CERT" in env
+        # What the services make of it passes their own checks (streams, database 0).
+        ReceiverConfig(transport="redis", redis_url=url, redis_cluster=CLUSTER_SEEDS)
+    for workload in kind(rendered["default"], "Deployment"):
+        env = env_of(workload["spec"]["template"]["spec"]["containers"][0])
+        assert "FRAMEWIRE_REDIS_CLUSTER" not in env
 
 
 def test_the_ingress_streams_mjpeg(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -655,6 +692,11 @@ def test_the_dashboard_configmap(rendered: dict[str, list[dict[str, Any]]]) -> N
         ({"cameras": [{"name": "a", "cameras": [{"id": "x", "fsp": 5}]}]}, "'fsp' not allowed"),
         ({"cameras": [{"name": "Bad_Name", "cameras": [{"id": "x"}]}]}, "/cameras/0/name"),
         ({"redis": {"external": {"url": "redis://u:pw@host:6379/0"}}}, "/redis/external/url"),
+        ({"redis": {"external": {"cluster": "a:6379"}}}, "redis.external.cluster needs"),
+        (
+            {"redis": {"external": {"url": "redis://a:6379/0", "cluster": "a"}}},
+            "/redis/external/cluster",
+        ),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         (
             {"receivers": {"http": {"enabled": False}, "redis": {"enabled": False}}},

@@ -23,7 +23,7 @@ from framewire.ops import ops_blueprint
 from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
 from framewire.transports.http_ingest import ingest_blueprint
-from framewire.transports.redis import consumer
+from framewire.transports.redis_cluster import consumer
 from framewire.viewer import viewer_blueprint
 
 
@@ -50,7 +50,13 @@ def create_app(config: ReceiverConfig) -> Flask:
     if config.transport == "http":
         app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))
     else:
-        reader = consumer(config.redis_url, pipeline, config.redis_mode, config.redis_ca_cert)
+        reader = consumer(
+            config.redis_url,
+            pipeline,
+            config.redis_mode,
+            config.redis_ca_cert,
+            config.redis_cluster,
+        )
         reader.start()
         closers.insert(0, reader.stop)  # first: no frame arrives while the rest stops
 

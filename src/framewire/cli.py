@@ -46,7 +46,7 @@ RECEIVER_COMMON = [
     "rate_limit",
     "graceful_timeout",
 ]
-REDIS_OPTIONS = ["redis_url", "redis_mode", "redis_ca_cert"]
+REDIS_OPTIONS = ["redis_url", "redis_mode", "redis_ca_cert", "redis_cluster"]
 
 
 def flag(name: str) -> str:

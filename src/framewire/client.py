@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import numpy as np
-import redis
 
 from framewire.config import ReceiverConfig, default, redact
 from framewire.frame import Frame, WireError, decode
 from framewire.transports import PublishError, Refused, Unreachable
 from framewire.transports.http import HttpSender
-from framewire.transports.redis import RedisSender, StreamConsumer, connect, error_reason
+from framewire.transports.redis import RedisSender, StreamConsumer
+from framewire.transports.redis_cluster import ClusterStreamConsumer
+from framewire.transports.redis_connect import ERRORS, connect, error_reason
 
 __all__ = [
     "HttpSender",
@@ -83,8 +84,11 @@ class RedisReceiver:
         *,
         timeout: float = 2.0,
         ca_cert: str = "",
+        cluster: str = "",
         max_pixels: int = default(ReceiverConfig, "max_pixels"),
     ) -> None:
+        """`cluster`: seed nodes `HOST:PORT,...` of a Redis Cluster (the URL's password, ACL
+        user and TLS apply to every node)."""
         self.target = redact(url)
         self.max_pixels = max_pixels
         self.skipped = 0
@@ -93,18 +97,25 @@ class RedisReceiver:
         self._newest: dict[str, Frame] = {}
         self._ready = threading.Condition()
         self._closed = False
-        probe = connect(url, timeout, timeout, ca_cert)
+        probe = None
         try:
+            probe = connect(url, timeout, timeout, ca_cert, cluster)  # a cluster connects here
             probe.ping()
-        except redis.RedisError as exc:
+        except ERRORS as exc:
             reason = error_reason(exc)
             detail = f"cannot reach Redis at {self.target} within {timeout:g} s"
             if reason not in ("connect", "timeout"):
                 detail = f"Redis at {self.target} refused: {type(exc).__name__}"
             raise Unreachable(reason, detail) from None
         finally:
-            probe.close()
-        self._consumer = StreamConsumer(url, self, ca_cert, cameras)
+            if probe is not None:
+                probe.close()
+        if cluster:
+            self._consumer: StreamConsumer = ClusterStreamConsumer(
+                url, self, ca_cert, cluster, cameras
+            )
+        else:
+            self._consumer = StreamConsumer(url, self, ca_cert, cameras)
         if cameras:  # every frame sent from now on is seen, even before the thread first polls
             self._consumer.discover()
         self._consumer.start()

@@ -83,6 +83,14 @@ def _check_bind(value: str) -> None:
     parse_bind(value)
 
 
+def _check_seeds(value: str) -> None:
+    """Redis Cluster seed nodes: `HOST:PORT` items, comma-separated."""
+    for seed in value.split(","):
+        _, port = parse_bind(seed.strip())
+        if not seed.strip().rpartition(":")[0] or not port:
+            raise ValueError("must be HOST:PORT[,HOST:PORT...] with a host and a port")
+
+
 def _check_source(value: str) -> None:
     """A URL source must be a camera URL with a host; a file, a device or `synthetic` is free."""
     if "://" in value:
@@ -95,6 +103,7 @@ CHECKS = {
     "source": _check_source,
     "web_url": lambda value: check_url(value, WEB_SCHEMES),
     "redis_url": lambda value: check_url(value, REDIS_SCHEMES),
+    "seeds": _check_seeds,
 }
 
 
@@ -172,6 +181,27 @@ def _redis_ca_cert() -> Any:
     return setting("", "CA certificate file to verify a rediss:// (TLS) server.", path=True)
 
 
+def _redis_cluster() -> Any:
+    return setting(
+        "",
+        "Seed nodes HOST:PORT,... of a Redis Cluster to use instead of one Redis (the"
+        " --redis-url host is one more seed; its password, ACL user and rediss:// apply to"
+        " every node); stream mode only. Empty: one Redis.",
+        check="seeds",
+    )
+
+
+def check_cluster(config: Any) -> None:
+    """The rules of `--redis-cluster`: streams, a TCP URL, database 0."""
+    if not config.redis_cluster or not config.redis_url:
+        return
+    if config.redis_mode != "stream":
+        raise ConfigError("redis_cluster", "works with --redis-mode stream only")
+    parts = urlsplit(config.redis_url)
+    if parts.scheme == "unix" or parts.path.strip("/") not in ("", "0"):
+        raise ConfigError("redis_url", "must be redis:// or rediss:// with database 0 in a cluster")
+
+
 @dataclass(frozen=True)
 class SenderConfig(_Validated):
     """Settings of `framewire send`."""
@@ -234,6 +264,7 @@ class SenderConfig(_Validated):
     )
     redis_mode: str = _redis_mode()
     redis_ca_cert: str = _redis_ca_cert()
+    redis_cluster: str = _redis_cluster()
     redis_maxlen: int = setting(8, "Approximate stream length kept per camera.", low=1, high=10000)
     redis_timeout: float = setting(
         2.0, "Seconds to connect to Redis and for each Redis command.", **SECONDS
@@ -246,6 +277,7 @@ class SenderConfig(_Validated):
     def check(self) -> None:
         if not self.http_url and not self.redis_url:
             raise ConfigError("http_url", "is empty and so is --redis-url: nothing to send to")
+        check_cluster(self)
 
 
 @dataclass(frozen=True)
@@ -327,6 +359,7 @@ class ReceiverConfig(_Validated):
     )
     redis_mode: str = _redis_mode()
     redis_ca_cert: str = _redis_ca_cert()
+    redis_cluster: str = _redis_cluster()
 
     def check(self) -> None:
         if bool(self.viewer_user) != bool(self.viewer_password):
@@ -339,3 +372,5 @@ class ReceiverConfig(_Validated):
             raise ConfigError("max_buffered", "must be at least --max-body")
         if self.transport == "redis" and not self.redis_url:
             raise ConfigError("redis_url", "must not be empty")
+        if self.transport == "redis":
+            check_cluster(self)

@@ -56,6 +56,7 @@ def publishers(config: SenderConfig) -> list[FrameSender]:
                 timeout=config.redis_timeout,
                 mode=config.redis_mode,
                 ca_cert=config.redis_ca_cert,
+                cluster=config.redis_cluster,
                 camera=config.camera,
                 quality=config.quality,
             )
@@ -132,7 +133,7 @@ class TransportWorker:
         self.publisher.close()
 
     def _run(self) -> None:
-        backoff, stopping = Backoff(0.05, 2.0), self._worker.stopping
+        backoff, stopping = Backoff(0.05, self.publisher.retry_cap), self._worker.stopping
         while not stopping.is_set():
             frame = self.mailbox.get(timeout=0.5)
             if frame is None:

@@ -1,7 +1,8 @@
 """Capacity: how many cameras one sender and its receivers carry on this machine.
 
 A trial at N starts the receivers of one setup (`http` alone, `redis` alone,
-or `both` from one sender), one `framewire send --cameras-file` with N
+or `both` from one sender; `redis-cluster`: Redis alone on a Redis Cluster of
+3 primaries and 3 replicas on this machine), one `framewire send --cameras-file` with N
 synthetic cameras (each 1280x720 at 30 fps by default, its own grab thread,
 encoder and mailboxes), and one MJPEG viewer on the first camera at each
 receiver. After a warm-up it measures a window: per camera and receiver the
@@ -32,6 +33,7 @@ from typing import Any
 
 import requests
 
+from framewire.bench.cluster import RedisClusterServers
 from framewire.bench.latency import window as latency_window
 from framewire.bench.measure import cpu_percent, cpu_seconds, machine_percent, machine_seconds
 from framewire.bench.readers import Samples, Viewer, read_latencies, read_metrics, select
@@ -39,7 +41,13 @@ from framewire.bench.scenarios import child_env
 from framewire.bench.stack import RedisServer, Services, StackError, wait_until
 from framewire.cameras import write_cameras
 
-SETUPS = {"http": ("http",), "redis": ("redis",), "both": ("http", "redis")}
+SETUPS = {
+    "http": ("http",),
+    "redis": ("redis",),
+    "both": ("http", "redis"),
+    "redis-cluster": ("redis",),  # the Redis receiver on a Redis Cluster of 3 primaries
+}
+DEFAULT_SETUPS = ("http", "redis", "both")
 MAX_P95_MS = 20.0
 FPS_MARGIN = 0.5  # a camera passes at `fps - FPS_MARGIN` received frames a second
 WARMUP_SECONDS = 2.0
@@ -121,7 +129,12 @@ def search(trial: Callable[[int], bool], limit: int) -> tuple[int, list[int]]:
 
 
 def start_stack(
-    services: Services, setup: str, count: int, camera: Camera, redis: RedisServer, directory: Path
+    services: Services,
+    setup: str,
+    count: int,
+    camera: Camera,
+    redis: RedisServer | RedisClusterServers,
+    directory: Path,
 ) -> dict[str, Any]:
     """The receivers of `setup` and a sender of `count` cameras; return once all are received."""
     receivers = {}
@@ -129,12 +142,12 @@ def start_stack(
     for transport in SETUPS[setup]:
         args = ["--processor", "none", *limit]
         if transport == "redis":
-            args += ["--redis-url", redis.url, "--redis-mode", "stream"]
+            args += [*redis.args, "--redis-mode", "stream"]
         receivers[transport] = services.receiver(transport, *args)
     http = receivers.get("http")
     args = ["--cameras-file", str(cameras_file(directory / "cameras.yaml", count, camera))]
     args += ["--http-url", f"{http.url}/frames" if http else ""]
-    args += ["--redis-url", redis.url if "redis" in receivers else ""]
+    args += redis.args if "redis" in receivers else ["--redis-url", ""]
     args += ["--http-mode", "raw", "--redis-mode", "stream"]
     sender = services.sender(*args)
     names = camera_ids(count)
@@ -147,7 +160,7 @@ def start_stack(
             return all(seen.get(name, 0) > 0 for name in names)
 
         wait_until(all_received, 20 + count, what=f"frames of {count} cameras at {transport}")
-    extra = {"redis-server": redis.pid} if "redis" in receivers and redis.pid else {}
+    extra = redis.pids if "redis" in receivers else {}
     return {"receivers": receivers, "sender": sender, "extra_pids": extra}
 
 
@@ -244,7 +257,7 @@ def run_trial(
     setup: str,
     count: int,
     camera: Camera,
-    redis: RedisServer,
+    redis: RedisServer | RedisClusterServers,
     duration: float,
     log_dir: Path,
     warmup: float = WARMUP_SECONDS,
@@ -288,7 +301,7 @@ def run_setup(
     setup: str,
     cameras: int | None,
     camera: Camera,
-    redis: RedisServer,
+    redis: RedisServer | RedisClusterServers,
     duration: float,
     log_dir: Path,
     limit: int,

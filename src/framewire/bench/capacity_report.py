@@ -10,7 +10,12 @@ from typing import Any
 from framewire.bench.capacity import MAX_P95_MS, NOISE_PERCENT, noisy
 from framewire.bench.report import fmt_ms
 
-SETUP_NAMES = {"http": "HTTP alone", "redis": "Redis alone", "both": "both together"}
+SETUP_NAMES = {
+    "http": "HTTP alone",
+    "redis": "Redis alone",
+    "both": "both together",
+    "redis-cluster": "Redis alone, on a Redis Cluster (3 primaries, 3 replicas)",
+}
 
 
 def _cameras(path: Mapping[str, Any]) -> str:

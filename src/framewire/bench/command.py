@@ -48,6 +48,7 @@ design and the floor), `variant_cost` (its mode), `capacity` and
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -60,10 +61,11 @@ import click
 import requests
 
 from framewire.bench import variant_cost
-from framewire.bench.capacity import MAX_P95_MS, SETUPS, Camera, run_setup
+from framewire.bench.capacity import DEFAULT_SETUPS, MAX_P95_MS, SETUPS, Camera, run_setup
 from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
 from framewire.bench.capacity_report import summary as capacity_summary
 from framewire.bench.capacity_report import write_report as write_capacity_report
+from framewire.bench.cluster import RedisClusterServers
 from framewire.bench.codecs import section as codec_section
 from framewire.bench.measure import WARMUP_SECONDS, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
@@ -191,9 +193,10 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
 @_option(
     "--setups",
     "SETUPS",
-    default=",".join(SETUPS),
+    default=",".join(DEFAULT_SETUPS),
     callback=_convert(lambda text: parse_list(text, SETUPS)),
-    help="Capacity mode: `http` alone, `redis` alone, `both` from one sender.",
+    help="Capacity mode: `http` alone, `redis` alone, `both` from one sender; `redis-cluster`:"
+    " Redis alone on a Redis Cluster of 3 primaries and 3 replicas started here.",
 )
 def bench(
     quick: bool,
@@ -298,18 +301,27 @@ def run_capacity(
         )
         click.echo(f"  {trial['setup']} x{trial['cameras']}: {verdict}; {worst}", err=True)
 
+    brokers: dict[str, RedisServer | RedisClusterServers] = {}
     try:
-        redis = RedisServer(log_path=log_dir / "redis-server.log")
-        redis.start()
+        with contextlib.ExitStack() as running:
+            redis = RedisServer(log_path=log_dir / "redis-server.log")
+            redis.start()
+            running.callback(redis.stop)
+            for setup in setups:
+                brokers[setup] = redis
+            if "redis-cluster" in setups:
+                cluster = RedisClusterServers(directory=log_dir / "redis-cluster")
+                running.callback(cluster.stop)
+                cluster.start()
+                brokers["redis-cluster"] = cluster
+            results = [
+                run_setup(
+                    setup, count, camera, brokers[setup], duration, log_dir, max_cameras, progress
+                )
+                for setup in setups
+            ]
     except StackError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        results = [
-            run_setup(setup, count, camera, redis, duration, log_dir, max_cameras, progress)
-            for setup in setups
-        ]
-    finally:
-        redis.stop()
     report = {
         "kind": "capacity",
         "started": started,

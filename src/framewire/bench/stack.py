@@ -281,6 +281,16 @@ class RedisServer:
     def pid(self) -> int | None:
         return self.service.proc.pid if self.service else None
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """Its process by name, for the bench's CPU readings."""
+        return {"redis-server": self.pid} if self.pid else {}
+
+    @property
+    def args(self) -> list[str]:
+        """The framewire options that use it."""
+        return ["--redis-url", self.url]
+
     def client(self) -> redis.Redis:
         return redis.Redis(
             "127.0.0.1", self.port, protocol=2, password=self.password or None, socket_timeout=5

@@ -62,6 +62,7 @@ class FrameSender(ABC):
 
     name: str
     target: str  # where it sends, safe to log
+    retry_cap: float = 2.0  # the longest wait between two attempts while sends fail
 
     def send(
         self,

@@ -33,6 +33,7 @@ from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.transports import FrameSender, FrameSink, PublishError, Unreachable
+from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
 
 log = logging.getLogger(__name__)
 
@@ -115,35 +116,6 @@ def from_latest(camera: str, value: bytes) -> Frame:
     return Frame(camera, seq, captured_ns, jpeg)
 
 
-def connect(
-    url: str, connect_timeout: float, read_timeout: float, ca_cert: str = ""
-) -> redis.Redis:
-    """A RESP2 client for `url` (`redis://`, `rediss://` with an optional CA file, `unix://`).
-
-    User and password (an ACL user) come from the URL.
-    """
-    tls = {"ssl_ca_certs": ca_cert} if ca_cert and url.startswith("rediss://") else {}
-    return redis.Redis.from_url(
-        url,
-        protocol=2,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=read_timeout,
-        socket_keepalive=True,
-        **tls,
-    )
-
-
-def error_reason(exc: redis.RedisError) -> str:
-    """A short metric label for a Redis failure."""
-    if isinstance(exc, redis.AuthenticationError | redis.exceptions.AuthorizationError):
-        return "auth"
-    if isinstance(exc, redis.TimeoutError):
-        return "timeout"
-    if isinstance(exc, redis.ConnectionError):
-        return "connect"
-    return "response"
-
-
 class RedisSender(FrameSender):
     """Sends frames through Redis: XADD to the camera's stream (trimmed to about `maxlen`
     entries; the default), or the comparison modes PUBLISH and SET + PUBLISH.
@@ -163,32 +135,37 @@ class RedisSender(FrameSender):
         timeout: float = 2.0,
         mode: str = "stream",
         ca_cert: str = "",
+        cluster: str = "",
         camera: str = "cam0",
         quality: int = 80,
     ) -> None:
+        """`cluster`: seed nodes `HOST:PORT,...` of a Redis Cluster (see `connect`)."""
         super().__init__(camera, quality)
         self.target = redact(url)
         self.mode = mode
-        self._client = connect(url, timeout, timeout, ca_cert)
+        self._client = LazyClient(url, timeout, timeout, ca_cert, cluster)
+        if cluster:  # a lost primary's replica takes over within seconds: retry soon after
+            self.retry_cap = 0.25
         self._maxlen = maxlen
         self._timeout = timeout
 
     def deliver(self, frame: Frame) -> None:
         try:
+            client = self._client.get()
             if self.mode == "stream":
-                self._client.xadd(
+                client.xadd(
                     key("stream", frame.camera),
                     stream_fields(frame),
                     maxlen=self._maxlen,
                     approximate=True,
                 )
             elif self.mode == "pubsub":
-                self._client.publish(key("pubsub", frame.camera), pubsub_message(frame))
+                client.publish(key("pubsub", frame.camera), pubsub_message(frame))
             else:  # set-publish, as in the article
                 latest = key("latest", frame.camera)
-                self._client.set(latest, latest_value(frame))
-                self._client.publish(key("notify", frame.camera), latest)
-        except redis.RedisError as exc:
+                client.set(latest, latest_value(frame))
+                client.publish(key("notify", frame.camera), latest)
+        except ERRORS as exc:
             reason = error_reason(exc)
             if reason in ("connect", "timeout"):
                 detail = f"cannot reach Redis at {self.target} within {self._timeout:g} s"
@@ -202,9 +179,9 @@ class RedisSender(FrameSender):
 class _Consumer:
     """A thread that polls Redis for frames, retrying with backoff; subclasses poll."""
 
-    def __init__(self, url: str, sink: FrameSink, ca_cert: str = "") -> None:
+    def __init__(self, url: str, sink: FrameSink, ca_cert: str = "", cluster: str = "") -> None:
         self.target = redact(url)
-        self._client = connect(url, 2.0, BLOCK_MS / 1000 + 5, ca_cert)
+        self._lazy = LazyClient(url, 2.0, BLOCK_MS / 1000 + 5, ca_cert, cluster)
         self._sink = sink
         self._state = UpDown("redis", self.target, logger=log)
         self._logged_reasons: set[str] = set()
@@ -216,15 +193,19 @@ class _Consumer:
     def stop(self) -> bool:
         """End the thread (within one blocking read) and join it; True if it ended."""
         ended = self._worker.stop()
-        self._client.close()
+        self._lazy.close()
         return ended
+
+    @property
+    def _client(self) -> redis.Redis:
+        return self._lazy.get()
 
     def _run(self) -> None:
         backoff, stopping = Backoff(0.1, 2.0), self._worker.stopping
         while not stopping.is_set():
             try:
                 self._poll()
-            except redis.RedisError as exc:
+            except ERRORS as exc:
                 reason = error_reason(exc)
                 self._sink.receive_error(reason)
                 self._state.set(False, f"{reason}: {type(exc).__name__}")
@@ -265,9 +246,14 @@ class StreamConsumer(_Consumer):
     """Reads the newest entry of every camera stream (the default mode)."""
 
     def __init__(
-        self, url: str, sink: FrameSink, ca_cert: str = "", cameras: Collection[str] = ()
+        self,
+        url: str,
+        sink: FrameSink,
+        ca_cert: str = "",
+        cameras: Collection[str] = (),
+        cluster: str = "",
     ) -> None:
-        super().__init__(url, sink, ca_cert)
+        super().__init__(url, sink, ca_cert, cluster)
         self._ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._discovered_at = 0.0
         self._only = [key("stream", camera).encode() for camera in cameras]  # empty: every camera
@@ -355,10 +341,3 @@ class SubscriberConsumer(_Consumer):
         if value is None:
             raise WireError("missing_value", "the notified key holds no frame")
         return from_latest(camera, value)
-
-
-def consumer(url: str, sink: FrameSink, mode: str = "stream", ca_cert: str = "") -> _Consumer:
-    """The receiving side for `mode`."""
-    if mode == "stream":
-        return StreamConsumer(url, sink, ca_cert)
-    return SubscriberConsumer(url, sink, mode, ca_cert)

@@ -84,7 +84,7 @@ comes from the Secret and Kubernetes expands $(REDIS_PASSWORD) in the URL.
 {{- if and .Values.redis.external.url (or .Values.redis.external.caCert .Values.redis.external.caSecret) }}true{{ end }}
 {{- end }}
 
-{{/* Env entries for Redis: the password, the URL and the CA. */}}
+{{/* Env entries for Redis: the password, the URL, the cluster's seed nodes and the CA. */}}
 {{- define "framewire.redisEnv" -}}
 {{- with include "framewire.redisPasswordRef" . | trim }}
 - name: REDIS_PASSWORD
@@ -94,6 +94,10 @@ comes from the Secret and Kubernetes expands $(REDIS_PASSWORD) in the URL.
 {{- end }}
 - name: FRAMEWIRE_REDIS_URL
   value: {{ include "framewire.redisUrl" . | quote }}
+{{- if and .Values.redis.external.url .Values.redis.external.cluster }}
+- name: FRAMEWIRE_REDIS_CLUSTER
+  value: {{ .Values.redis.external.cluster | quote }}
+{{- end }}
 {{- if include "framewire.redisCaMounted" . }}
 - name: FRAMEWIRE_REDIS_CA_CERT
   value: /etc/framewire/redis-ca/ca.crt
@@ -199,5 +203,8 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- if and (not .Values.redis.external.url) (or .Values.redis.external.caCert .Values.redis.external.caSecret) }}
 {{- fail "redis.external.caCert/caSecret need redis.external.url" }}
+{{- end }}
+{{- if and (not .Values.redis.external.url) .Values.redis.external.cluster }}
+{{- fail "redis.external.cluster needs redis.external.url (one of the cluster's nodes)" }}
 {{- end }}
 {{- end }}
