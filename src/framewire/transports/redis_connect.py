@@ -35,7 +35,10 @@ def connect(
         **tls,
     }
     if not cluster:
-        return redis.Redis.from_url(url, **common)
+        # One connection, no pool: each client serves one thread (a camera's sender, the
+        # consumer), and the pool's checks before every command (a poll for stale data, a pid
+        # check) are two syscalls per frame.
+        return redis.Redis.from_url(url, single_connection_client=True, **common)
     seeds = [ClusterNode(*parse_bind(seed.strip())) for seed in cluster.split(",")]
     return RedisCluster(  # type: ignore[return-value] - the same commands, routed by slot
         url=url,
