@@ -172,6 +172,12 @@ def _redis_ca_cert() -> Any:
     return setting("", "CA certificate file to verify a rediss:// (TLS) server.", path=True)
 
 
+def _check_redis_tls(url: str, ca_cert: str) -> None:
+    """A CA certificate is only used over TLS: refuse one given with a plain Redis URL."""
+    if ca_cert and not url.startswith("rediss://"):
+        raise ConfigError("redis_ca_cert", "is set but --redis-url is not rediss:// (TLS)")
+
+
 @dataclass(frozen=True)
 class SenderConfig(_Validated):
     """Settings of `framewire send`."""
@@ -246,6 +252,9 @@ class SenderConfig(_Validated):
     def check(self) -> None:
         if not self.http_url and not self.redis_url:
             raise ConfigError("http_url", "is empty and so is --redis-url: nothing to send to")
+        if self.http_fanout == "dns" and not self.http_url:
+            raise ConfigError("http_fanout", "is dns but --http-url is empty: no host to resolve")
+        _check_redis_tls(self.redis_url, self.redis_ca_cert)
 
 
 @dataclass(frozen=True)
@@ -331,6 +340,8 @@ class ReceiverConfig(_Validated):
     def check(self) -> None:
         if bool(self.viewer_user) != bool(self.viewer_password):
             raise ConfigError("viewer_user", "and --viewer-password must be set together")
+        if ":" in self.viewer_user:
+            raise ConfigError("viewer_user", "must not contain ':' (HTTP basic auth splits on it)")
         if self.max_viewers > self.threads - 4:
             raise ConfigError(
                 "max_viewers", f"must leave 4 of the {self.threads} --threads for ingest and pages"
@@ -339,3 +350,5 @@ class ReceiverConfig(_Validated):
             raise ConfigError("max_buffered", "must be at least --max-body")
         if self.transport == "redis" and not self.redis_url:
             raise ConfigError("redis_url", "must not be empty")
+        if self.transport == "redis":
+            _check_redis_tls(self.redis_url, self.redis_ca_cert)
