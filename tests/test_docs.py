@@ -51,3 +51,16 @@ def test_env_example_names_real_settings_with_their_defaults() -> None:
         assert str(default(config, field)) == value or float(default(config, field)) == float(
             value
         ), f".env.example sets {name}={value}, the code's default is {default(config, field)}"
+
+
+# Settings the sender and the receivers share by name: each means the same on both sides
+# (the two ends of one transport must agree on it), so one `.env` line sets both.
+SHARED = {"token", "redis_url", "redis_mode", "redis_ca_cert"}
+
+
+def test_a_setting_shared_by_sender_and_receivers_means_one_thing() -> None:
+    """Under compose every variable reaches every service: a name in both is one setting."""
+    sender = {f.name for f in settings(SenderConfig)}
+    receiver = {f.name for f in settings(ReceiverConfig)}
+    assert sender & receiver == SHARED, "a new shared name must mean the same on both sides"
+    assert "stream_quality" in receiver and "quality" in sender

@@ -202,7 +202,12 @@ class SenderConfig(_Validated):
         low=0,
         high=1000,
     )
-    quality: int = setting(80, "JPEG quality.", low=1, high=100)
+    quality: int = setting(
+        80,
+        "JPEG quality of the frames sent (on the wire); the receivers' is --stream-quality.",
+        low=1,
+        high=100,
+    )
     open_timeout: float = setting(5.0, "Seconds to wait for a camera or file to open.", **SECONDS)
     read_timeout: float = setting(
         5.0, "Seconds without a frame before a camera counts as lost.", **SECONDS
@@ -265,7 +270,12 @@ class ReceiverConfig(_Validated):
     bind: str = setting("0.0.0.0:8001", "HOST:PORT to serve.", check="bind")
     threads: int = setting(64, "gunicorn threads: viewers plus ingest.", low=8, high=1000)
     processor: str = setting("none", "Processing step: none, motion, or module:attribute.")
-    quality: int = setting(80, "JPEG quality of the annotated stream.", low=1, high=100)
+    stream_quality: int = setting(
+        80,
+        "JPEG quality of the annotated stream and snapshots (the sender's is --quality).",
+        low=1,
+        high=100,
+    )
     default_camera: str = setting(
         "cam0", "Camera shown by the bare /stream.mjpg and /snapshot.jpg.", check="camera"
     )

@@ -264,7 +264,7 @@ class Hub:
     def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
         self.metrics = metrics
         self.transport = config.transport
-        self.encode_params = self.params(config.quality)
+        self.encode_params = self.params(config.stream_quality)
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras
         self.max_viewers = config.max_viewers
