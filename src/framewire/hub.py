@@ -327,15 +327,19 @@ class Hub:
             return [self._channels[c] for c in sorted(self._channels)]
 
     def acquire_viewer(self, channel: Channel | None) -> bool:
-        """Count a new viewer of `channel` (None: the grid); False at the cap or once closed."""
+        """Count a new viewer of `channel` (None: the grid); False at the cap or once closed.
+
+        A channel closed since it was looked up (its camera forgotten in between) is
+        CameraNotFound, as if the lookup had come a moment later: a 404, not the cap's 503.
+        """
         with self._lock:
+            if channel is not None and channel.closed and not self.closed:
+                raise CameraNotFound("unknown_camera", f"no camera {channel.camera}")
             if self._viewers >= self.max_viewers or self.closed:
                 return False
             if channel is None:
                 self._viewers += 1
                 return True
-            if channel.closed:
-                return False
             self._viewers += 1
             channel.viewers += 1
             self.metrics.viewers.labels(channel.camera, self.transport).inc()
