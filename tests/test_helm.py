@@ -618,10 +618,13 @@ def test_monitoring_objects_match_the_alert_rules(
         assert len(matched) == 1, monitor["metadata"]["name"]
         assert endpoint["port"] in [p["name"] for p in matched[0]["spec"]["ports"]]
     assert jobs == JOBS
-    target_down = next(
-        r for r in alert_rules()["groups"][0]["rules"] if r["alert"] == "FramewireTargetDown"
-    )
-    assert set(re.search(r'job=~"([^"]+)"', target_down["expr"]).group(1).split("|")) == JOBS
+    for name in (
+        "FramewireTargetDown",
+        "FramewireTargetVanished",
+    ):  # name the ServiceMonitors' jobs
+        rule = next(r for r in alert_rules()["groups"][0]["rules"] if r["alert"] == name)
+        for named in re.findall(r'job=~"([^"]+)"', rule["expr"]):
+            assert set(named.split("|")) == JOBS, name
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert {job["job_name"] for job in scrape["scrape_configs"]} == JOBS
 
