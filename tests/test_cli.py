@@ -48,6 +48,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         (["http-receiver"], {"FRAMEWIRE_PEER_PORT": "65536"}, ["--peer-port", "PEER_PORT"]),
         # Combinations that cannot work: refused at start-up, naming both options.
         (["send", "--http-fanout", "dns", "--http-url", ""], {}, ["--http-fanout", "--http-url"]),
+        (["send"], {"FRAMEWIRE_HTTP_CA_CERT": "/ca.pem"}, ["--http-ca-cert", "--http-url"]),
         (
             ["send", "--redis-url", f"redis://:{SECRET}@h/0", "--redis-ca-cert", "/ca.pem"],
             {},
@@ -83,6 +84,7 @@ def test_combinations_that_work_are_not_refused() -> None:
     """The checks refuse only what cannot work."""
     assert SenderConfig(http_fanout="dns", redis_url="").http_fanout == "dns"
     assert SenderConfig(redis_url="rediss://h/0", redis_ca_cert="/ca.pem").redis_ca_cert
+    assert SenderConfig(http_url="https://h/frames", http_ca_cert="/ca.pem").http_ca_cert
     assert ReceiverConfig(transport="redis", redis_url="rediss://h/0", redis_ca_cert="/ca.pem")
     assert ReceiverConfig(viewer_user="ops", viewer_password=SECRET).viewer_user == "ops"
 

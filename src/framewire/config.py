@@ -237,6 +237,13 @@ class SenderConfig(_Validated):
     http_read_timeout: float = setting(
         2.0, "Seconds to wait for the HTTP receiver's answer.", **SECONDS
     )
+    http_ca_cert: str = setting(
+        "",
+        "CA certificate file to verify an https:// receiver (under --http-fanout dns, each"
+        " replica's certificate is checked against the --http-url host name); empty: the"
+        " system's CAs.",
+        path=True,
+    )
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
         "Redis to send frames through; empty disables Redis."
@@ -259,6 +266,8 @@ class SenderConfig(_Validated):
             raise ConfigError("http_url", "is empty and so is --redis-url: nothing to send to")
         if self.http_fanout == "dns" and not self.http_url:
             raise ConfigError("http_fanout", "is dns but --http-url is empty: no host to resolve")
+        if self.http_ca_cert and not self.http_url.startswith("https://"):
+            raise ConfigError("http_ca_cert", "is set but --http-url is not https://")
         _check_redis_tls(self.redis_url, self.redis_ca_cert)
 
 

@@ -9,10 +9,13 @@ so the sender never loads Flask.
 from __future__ import annotations
 
 import base64
+import ssl
 from collections.abc import Mapping
-from urllib.parse import unquote_plus, unquote_to_bytes
+from typing import Any
+from urllib.parse import unquote_plus, unquote_to_bytes, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
@@ -141,6 +144,38 @@ def _b64decode_in_place(buffer: bytearray, start: int, end: int) -> int:
     return written
 
 
+class NamedTLSAdapter(HTTPAdapter):
+    """HTTPS to an address, verified as a name: urllib3's `server_hostname` (SNI) and
+    `assert_hostname` (the certificate's name check) are `name`, not the address dialled."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
+        pool_kwargs.update(server_hostname=self.name, assert_hostname=self.name)
+        super().init_poolmanager(*args, **pool_kwargs)
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """Why a TLS handshake or certificate check failed, from the exception's chain."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain is short; never loop on a strange one
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason)
+        if isinstance(seen, ssl.SSLError):
+            return str(seen.reason or seen)
+        if isinstance(seen, ValueError) and "match" in str(seen):  # urllib3's name check
+            return str(seen)
+        inner = getattr(seen, "reason", None)  # urllib3's MaxRetryError and friends
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        seen = inner or seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
 class HttpSender(FrameSender):
     """Posts frames to a receiver's `POST /frames` over one keep-alive session.
 
@@ -161,13 +196,26 @@ class HttpSender(FrameSender):
         mode: str = "raw",
         camera: str = "cam0",
         quality: int = 80,
+        ca_cert: str = "",
+        server_name: str = "",
     ) -> None:
+        """`ca_cert`: the CA to verify an https:// receiver with (empty: the system's).
+        `server_name`: the name an https:// receiver at an address (a replica's IP) must
+        have a certificate for; it is also the SNI and the Host header."""
         super().__init__(camera, quality)
         self.url = url
         self.mode = mode
         self.target = redact(url)
         self._timeout = (connect_timeout, read_timeout)
         self._session = requests.Session()
+        # Per request, not on the session: REQUESTS_CA_BUNDLE in the environment would win.
+        self._verify: str | None = ca_cert or None
+        parts = urlsplit(url)
+        if server_name and parts.scheme == "https":
+            self._session.mount("https://", NamedTLSAdapter(server_name))
+            port = f":{parts.port}" if parts.port and parts.port != 443 else ""
+            self._session.headers["Host"] = f"{server_name}{port}"
+            self.target += f" (as {server_name})"
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
@@ -178,7 +226,12 @@ class HttpSender(FrameSender):
             data, extra = form_fields(frame), None
         connect, read = self._timeout
         try:
-            response = self._session.post(self.url, data=data, headers=extra, timeout=self._timeout)
+            response = self._session.post(
+                self.url, data=data, headers=extra, timeout=self._timeout, verify=self._verify
+            )
+        except requests.exceptions.SSLError as exc:
+            detail = f"TLS with the receiver at {self.target} refused: {_tls_reason(exc)}"
+            raise PublishError("tls", detail) from exc
         except requests.ConnectionError as exc:  # also a connect timeout
             detail = f"cannot connect to the receiver at {self.target} within {connect:g} s"
             raise Unreachable("connect", detail) from exc
