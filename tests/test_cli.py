@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from conftest import FRAMEWIRE
 from framewire.cli import cli, error_line
+from framewire.config import ReceiverConfig, SenderConfig
 
 SECRET = "hunter2-s3cret"
 
@@ -53,6 +54,24 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
             {"FRAMEWIRE_REDIS_URL": f"redis://:{SECRET}@a:1/3"},
             ["--redis-url"],
         ),
+        # Combinations that cannot work: refused at start-up, naming both options.
+        (["send", "--http-fanout", "dns", "--http-url", ""], {}, ["--http-fanout", "--http-url"]),
+        (["send"], {"FRAMEWIRE_HTTP_CA_CERT": "/ca.pem"}, ["--http-ca-cert", "--http-url"]),
+        (
+            ["send", "--redis-url", f"redis://:{SECRET}@h/0", "--redis-ca-cert", "/ca.pem"],
+            {},
+            ["--redis-ca-cert", "FRAMEWIRE_REDIS_CA_CERT", "--redis-url"],
+        ),
+        (
+            ["redis-receiver", "--redis-url", "unix:///run/redis.sock"],
+            {"FRAMEWIRE_REDIS_CA_CERT": "/ca.pem"},
+            ["--redis-ca-cert", "--redis-url"],
+        ),
+        (
+            ["http-receiver", "--viewer-user", "ops:team", "--viewer-password", SECRET],
+            {},
+            ["--viewer-user", "FRAMEWIRE_VIEWER_USER"],
+        ),
     ],
 )
 def test_bad_value_is_one_line_naming_the_option(
@@ -67,6 +86,15 @@ def test_bad_value_is_one_line_naming_the_option(
     for name in names:
         assert name in line
     assert SECRET not in line + result.output
+
+
+def test_combinations_that_work_are_not_refused() -> None:
+    """The checks refuse only what cannot work."""
+    assert SenderConfig(http_fanout="dns", redis_url="").http_fanout == "dns"
+    assert SenderConfig(redis_url="rediss://h/0", redis_ca_cert="/ca.pem").redis_ca_cert
+    assert SenderConfig(http_url="https://h/frames", http_ca_cert="/ca.pem").http_ca_cert
+    assert ReceiverConfig(transport="redis", redis_url="rediss://h/0", redis_ca_cert="/ca.pem")
+    assert ReceiverConfig(viewer_user="ops", viewer_password=SECRET).viewer_user == "ops"
 
 
 def test_main_prints_one_line_and_exits_2() -> None:

@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+import yaml
+
 from framewire.cli import envvar, reference
 from framewire.config import ReceiverConfig, SenderConfig, default, settings
 
@@ -51,3 +53,43 @@ def test_env_example_names_real_settings_with_their_defaults() -> None:
         assert str(default(config, field)) == value or float(default(config, field)) == float(
             value
         ), f".env.example sets {name}={value}, the code's default is {default(config, field)}"
+
+
+# Settings the sender and the receivers share by name: each means the same on both sides
+# (the two ends of one transport must agree on it), so one `.env` line sets both.
+SHARED = {"token", "redis_url", "redis_mode", "redis_ca_cert", "redis_cluster"}
+
+
+def test_a_setting_shared_by_sender_and_receivers_means_one_thing() -> None:
+    """Under compose every variable reaches every service: a name in both is one setting."""
+    sender = {f.name for f in settings(SenderConfig)}
+    receiver = {f.name for f in settings(ReceiverConfig)}
+    assert sender & receiver == SHARED, "a new shared name must mean the same on both sides"
+    assert "stream_quality" in receiver and "quality" in sender
+
+
+# compose.yaml's variables that .env.example cannot set: the name of the env file itself.
+NOT_IN_ENV_FILE = {"FRAMEWIRE_ENV_FILE"}
+
+
+def test_every_compose_variable_is_in_env_example_with_compose_default() -> None:
+    """Each `${NAME:-default}` of compose.yaml is documented in .env.example, with that default."""
+    compose = (ROOT / "compose.yaml").read_text()
+    used = dict(re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", compose))
+    documented = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
+    for name, fallback in used.items():
+        if name in NOT_IN_ENV_FILE:
+            continue
+        assert name in documented, f"compose.yaml uses {name}; .env.example does not say it"
+        assert documented[name] == fallback, f"{name}: compose's default is {fallback}"
+
+
+def test_the_cameras_folder_is_a_setting_mounted_where_the_cameras_file_is() -> None:
+    """CAMERAS_DIR (default deploy/cameras) is mounted at the folder of FRAMEWIRE_CAMERAS_FILE."""
+    sender = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["sender"]
+    mounts = [v.rsplit(":", 2) for v in sender["volumes"]]
+    cameras_file = Path(sender["environment"]["FRAMEWIRE_CAMERAS_FILE"].split(":-")[1][:-1])
+    assert [m for m in mounts if m[0] == "${CAMERAS_DIR:-./deploy/cameras}"] == [
+        ["${CAMERAS_DIR:-./deploy/cameras}", str(cameras_file.parent), "ro"]
+    ]
+    assert (ROOT / "deploy" / "cameras" / cameras_file.name).is_file()

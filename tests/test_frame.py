@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 
 from framewire.frame import Frame, WireError
@@ -74,7 +76,7 @@ def test_foreign_stream_key_is_refused() -> None:
 
 def test_comparison_mode_round_trips() -> None:
     frame = Frame("cam0", 3, 1_700_000_000_000_000_003, JPEG)
-    assert http_wire.from_form(http_wire.form_fields(frame)) == frame
+    assert http_wire.from_form(urlencode(http_wire.form_fields(frame)).encode()) == frame
     assert redis_wire.from_pubsub("cam0", redis_wire.pubsub_message(frame)) == frame
     assert redis_wire.from_latest("cam0", redis_wire.latest_value(frame)) == frame
 
@@ -83,9 +85,7 @@ def test_comparison_mode_round_trips() -> None:
     ("parse", "reason"),
     [
         (
-            lambda: http_wire.from_form(
-                {"camera": "c", "seq": "1", "captured_ns": "1", "image": "%%"}
-            ),
+            lambda: http_wire.from_form(b"camera=c&seq=1&captured_ns=1&image=%25%25"),
             "bad_base64",
         ),
         (lambda: redis_wire.from_pubsub("c", b"no metadata line"), "bad_message"),
@@ -97,4 +97,34 @@ def test_comparison_mode_round_trips() -> None:
 def test_comparison_mode_refusals(parse, reason: str) -> None:
     with pytest.raises(WireError) as caught:
         parse()
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("order", ["image-first", "image-last"])
+def test_form_is_decoded_in_place_across_slices(order: str) -> None:
+    """A form bigger than one decoding slice, '+' and '/' percent-encoded, fields in any order."""
+    jpeg = make_jpeg(1280, 720, seed=4, quality=95)  # well over 64 KiB of base64
+    fields = http_wire.form_fields(Frame("cam7", 9, 123, jpeg))
+    if order == "image-last":
+        fields = {k: fields[k] for k in ("camera", "seq", "captured_ns", "image")}
+    body = urlencode(fields).encode()
+    assert b"%2B" in body and b"%2F" in body
+    frame = http_wire.from_form(bytearray(body))
+    assert (frame.camera, frame.seq, frame.captured_ns) == ("cam7", 9, 123)
+    assert bytes(frame.jpeg) == jpeg
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        ("QUFB=QUFB", "bad_base64"),  # padding in the middle
+        ("QUF", "bad_base64"),  # not a whole number of groups
+        ("QUFB+QUFB", "bad_base64"),  # a form's '+' is a space
+        ("", "empty_body"),
+    ],
+)
+def test_form_image_refusals(image: str, reason: str) -> None:
+    body = f"camera=c&seq=1&captured_ns=1&image={image}".encode()
+    with pytest.raises(WireError) as caught:
+        http_wire.from_form(body)
     assert caught.value.reason == reason

@@ -473,16 +473,59 @@ def test_the_senders_deliver_to_every_http_replica(
     assert viewers["spec"]["type"] == "ClusterIP" and "clusterIP" not in viewers["spec"]
 
 
+def test_https_to_the_receivers_verifies_the_service_name(
+    helm_tools: dict[str, Path], tmp_path: Path
+) -> None:
+    """sender.https: each pod dialled over TLS on its port, checked as the headless Service's
+    name (the SAN the values and the notes say to issue), with the CA from a Secret."""
+    https = {"enabled": True, "port": 8443, "caSecret": "receivers-ca", "caSecretKey": "ca.pem"}
+    values = {"sender": {"https": https}, "receivers": {"http": {"replicas": 2}}}
+    objects = template(helm_tools, tmp_path, values)
+    peers = f"{FULLNAME}-http-receiver-peers"
+    (sender,) = [d for d in kind(objects, "Deployment") if component(d) == "sender"]
+    pod = sender["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["FRAMEWIRE_HTTP_URL"]["value"] == f"https://{peers}:8443/frames"
+    assert env["FRAMEWIRE_HTTP_FANOUT"]["value"] == "dns"
+    ca_file = Path(env["FRAMEWIRE_HTTP_CA_CERT"]["value"])
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "http-ca"]
+    assert mount["mountPath"] == str(ca_file.parent) and mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "http-ca"]
+    assert volume["secret"] == {
+        "secretName": "receivers-ca",
+        "items": [{"key": "ca.pem", "path": ca_file.name}],
+    }
+    SenderConfig(  # the sender accepts what the chart sets
+        http_url=env["FRAMEWIRE_HTTP_URL"]["value"],
+        http_fanout="dns",
+        http_ca_cert=str(ca_file),
+    )
+    result = run_helm(
+        helm_tools, "install", RELEASE, str(CHART), "--dry-run=client", "--namespace",
+        NAMESPACE, "-f", str(values_file(tmp_path, values)),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"  {peers}\n  {peers}.{NAMESPACE}.svc.cluster.local\n" in notes
+    default = template(helm_tools, tmp_path, {})  # off by default: plain HTTP, no CA
+    (sender,) = [d for d in kind(default, "Deployment") if component(d) == "sender"]
+    env = env_of(sender["spec"]["template"]["spec"]["containers"][0])
+    assert env["FRAMEWIRE_HTTP_URL"]["value"] == f"http://{peers}:8001/frames"
+    assert "FRAMEWIRE_HTTP_CA_CERT" not in env
+
+
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_env_names_real_settings_with_valid_urls(
     rendered: dict[str, list[dict[str, Any]]], name: str
 ) -> None:
-    known = {envvar(f.name) for c in (SenderConfig, ReceiverConfig) for f in settings(c)}
+    known = {c: {envvar(f.name) for f in settings(c)} for c in (SenderConfig, ReceiverConfig)}
     for workload in kind(rendered[name], "Deployment"):
         env = env_of(workload["spec"]["template"]["spec"]["containers"][0])
+        # A setting of that pod's own command (the stream quality is not the wire's).
+        config = SenderConfig if component(workload) == "sender" else ReceiverConfig
         for var in env:
             if var.startswith("FRAMEWIRE_"):
-                assert var in known, var
+                assert var in known[config], (component(workload), var)
         if "FRAMEWIRE_REDIS_URL" in env:
             url = env["FRAMEWIRE_REDIS_URL"]["value"].replace("$(REDIS_PASSWORD)", "pw")
             check_url(url, REDIS_SCHEMES)
@@ -655,10 +698,13 @@ def test_monitoring_objects_match_the_alert_rules(
         assert len(matched) == 1, monitor["metadata"]["name"]
         assert endpoint["port"] in [p["name"] for p in matched[0]["spec"]["ports"]]
     assert jobs == JOBS
-    target_down = next(
-        r for r in alert_rules()["groups"][0]["rules"] if r["alert"] == "FramewireTargetDown"
-    )
-    assert set(re.search(r'job=~"([^"]+)"', target_down["expr"]).group(1).split("|")) == JOBS
+    for name in (
+        "FramewireTargetDown",
+        "FramewireTargetVanished",
+    ):  # name the ServiceMonitors' jobs
+        rule = next(r for r in alert_rules()["groups"][0]["rules"] if r["alert"] == name)
+        for named in re.findall(r'job=~"([^"]+)"', rule["expr"]):
+            assert set(named.split("|")) == JOBS, name
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert {job["job_name"] for job in scrape["scrape_configs"]} == JOBS
 

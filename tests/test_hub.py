@@ -130,6 +130,26 @@ def test_forgetting_removes_camera_threads_series_and_streams(make_pipeline) -> 
     published(pipeline, "cam1", 6)
 
 
+@pytest.mark.parametrize("max_viewers", [48, 1])
+def test_a_stream_asked_for_as_its_camera_is_forgotten_is_unknown(
+    make_pipeline, max_viewers: int
+) -> None:
+    """Looked up, then forgotten before the viewer is counted: 404 unknown_camera, never the
+    viewer cap's 503 (also when the cap is full), and no viewer is counted."""
+    pipeline = make_pipeline(forget_after=30.0, max_viewers=max_viewers)
+    hub = pipeline.hub
+    pipeline.ingest(frame("cam1", 1))
+    published(pipeline, "cam1", 1)
+    channel = hub.lookup("cam1")  # the stream route has found its camera ...
+    if max_viewers == 1:
+        assert hub.acquire_viewer(hub.lookup(None))  # ... every viewer slot is taken ...
+    assert pipeline.sweep(time.monotonic() + 31) == ["cam1"]  # ... and it is forgotten
+    with pytest.raises(CameraNotFound) as caught:
+        hub.acquire_viewer(channel)
+    assert caught.value.reason == "unknown_camera"
+    assert sum(c["viewers"] for c in hub.stats()["cameras"].values()) == (max_viewers == 1)
+
+
 def test_viewer_cap_and_count(make_pipeline) -> None:
     pipeline = make_pipeline(max_viewers=2)
     hub = pipeline.hub

@@ -16,7 +16,8 @@ LAYERS = [  # as the README's "Architecture" section shows them
     | {"processing", "overlay", "access", "splice"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
     {"pipeline", "hub", "mjpeg", "grid", "variants"},
-    {"viewer", "ops", "app", "receivers", "worker", "sender", "client", "fanout"},
+    {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
+    | {"fanout"},
     {"bench", "cli"},
 ]
 

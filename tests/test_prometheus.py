@@ -193,6 +193,7 @@ def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
         "FramewireHighDropRatio",
         "FramewireSourceDown",
         "FramewireTargetDown",
+        "FramewireTargetVanished",
     }
     promtool("test", "rules", str(ALERTS_TEST))
     # Each alert is tested both firing and not firing.

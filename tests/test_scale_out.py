@@ -16,7 +16,11 @@ one that leaves it is forgotten (its series removed).
 from __future__ import annotations
 
 import signal
+import ssl
+import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -174,3 +178,109 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
         down = f"camera {camera}: http transport down: http://{address}:{port}/frames"
         assert log.count(down) == 1, log
     assert log.count(f"HTTP fan-out: {name.name} resolves to") == 3, log
+
+
+# --- the fan-out over https: each replica verified as the Service name ----------------
+
+
+def openssl(*args: str | Path) -> None:
+    """Run the openssl CLI (Debian's), failing the test with its output."""
+    result = subprocess.run(
+        ["openssl", *map(str, args)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def issue(ca: Path, folder: Path, stem: str, dns_name: str) -> tuple[Path, Path]:
+    """A certificate for `dns_name` (its only SAN) signed by the CA at `ca`.pem/.key."""
+    key, csr, cert, ext = (folder / f"{stem}.{s}" for s in ("key", "csr", "pem", "ext"))
+    ext.write_text(f"subjectAltName=DNS:{dns_name}\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", f"/CN={dns_name}")  # fmt: skip
+    openssl("x509", "-req", "-in", csr, "-CA", ca.with_suffix(".pem"), "-CAkey",
+            ca.with_suffix(".key"), "-CAcreateserial", "-days", "1", "-extfile", ext,
+            "-out", cert)  # fmt: skip
+    return cert, key
+
+
+class TLSReplica:
+    """A real TLS listener standing in for one HTTP receiver replica: POST /frames -> 204,
+    recording each request's SNI name and Host header."""
+
+    def __init__(self, address: str, port: int, cert: Path, key: Path) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.sni: set[str | None] = set()
+        self.hosts: set[str] = set()
+        self.frames = 0
+        context.sni_callback = lambda _sock, name, _ctx: self.sni.add(name)
+        replica = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                replica.hosts.add(self.headers["Host"])
+                replica.frames += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((address, port), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_https_fanout_verifies_every_replica_as_the_service_name(
+    tmp_path: Path, services: Services
+) -> None:
+    """Each replica is dialled at its address, with the Service name as SNI and in the
+    certificate check; a replica whose certificate is for another name is refused, counted
+    (reason `tls`) and logged once, while the others get every frame."""
+    port = shared_port(ADDRESSES[:3])
+    name = LoopbackName(tmp_path / "hosts")
+    name.resolve_to(ADDRESSES[:3])
+    ca = tmp_path / "ca"
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", ca.with_suffix(".key"), "-out", ca.with_suffix(".pem"),
+            "-days", "1", "-subj", "/CN=framewire test CA")  # fmt: skip
+    good = issue(ca, tmp_path, "service", name.name)  # what the chart says to issue
+    wrong = issue(ca, tmp_path, "other", "other.framewire.test")
+    replicas = [TLSReplica(a, port, *good) for a in ADDRESSES[:2]]
+    replicas.append(TLSReplica(ADDRESSES[2], port, *wrong))
+    try:
+        sender = services.sender(
+            "--width", "64", "--height", "48", "--fps", "20", "--redis-url", "",
+            "--http-url", f"https://{name.name}:{port}/frames", "--http-fanout", "dns",
+            "--http-ca-cert", str(ca.with_suffix(".pem")), env=name.env,
+        )  # fmt: skip
+        wait_until(lambda: min(r.frames for r in replicas[:2]) >= 20, what="good replicas fed")
+
+        def refused() -> float:
+            return scrape(sender.url, "framewire_send_errors_total", camera="cam0", reason="tls")
+
+        wait_until(lambda: refused() >= 2, what="the mismatching replica refused twice")
+        for address, listener in zip(ADDRESSES, replicas[:2], strict=False):
+            assert listener.sni == {name.name}
+            assert listener.hosts == {f"{name.name}:{port}"}
+            assert replica(sender, "up", address, "cam0") == 1
+        assert replicas[2].frames == 0
+        assert replica(sender, "up", ADDRESSES[2], "cam0") == 0
+        assert replica(sender, "frames_dropped_total", ADDRESSES[2], "cam0") >= 2
+        sender.stop()
+        lines = [line for line in sender.log().splitlines() if "TLS with the receiver" in line]
+        assert len(lines) == 1, lines  # one line per change of state, not one per frame
+        assert f"https://{ADDRESSES[2]}:{port}/frames (as {name.name})" in lines[0]
+        assert "'other.framewire.test'" in lines[0], lines[0]  # what the certificate is for
+    finally:
+        for listener in replicas:
+            listener.close()

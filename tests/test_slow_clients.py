@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import Services, scrape, wait_until
-from framewire.worker import RequestBuffer
+from framewire.request_buffer import RequestBuffer
 from helpers import Viewer, make_jpeg, post_frame
 
 HALF_SENT = 500

@@ -228,7 +228,7 @@ def path_count(metrics: ReceiverMetrics, path: str, reason: str, camera: str = "
 
 def test_the_channel_splices_only_full_size_frames_it_may() -> None:
     metrics = ReceiverMetrics()
-    hub = Hub(metrics, ReceiverConfig(stale_after=30.0, quality=80))
+    hub = Hub(metrics, ReceiverConfig(stale_after=30.0, stream_quality=80))
     try:
         channel = hub.find("cam0")
         original = encode(synthetic(1280, 720), "sender-420")

@@ -27,7 +27,7 @@ TYPES = {"int": int, "float": float, "str": str}
 RECEIVER_COMMON = [
     "threads",
     "processor",
-    "quality",
+    "stream_quality",
     "default_camera",
     "max_cameras",
     "max_viewers",

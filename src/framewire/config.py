@@ -202,6 +202,12 @@ def check_cluster(config: Any) -> None:
         raise ConfigError("redis_url", "must be redis:// or rediss:// with database 0 in a cluster")
 
 
+def _check_redis_tls(url: str, ca_cert: str) -> None:
+    """A CA certificate is only used over TLS: refuse one given with a plain Redis URL."""
+    if ca_cert and not url.startswith("rediss://"):
+        raise ConfigError("redis_ca_cert", "is set but --redis-url is not rediss:// (TLS)")
+
+
 @dataclass(frozen=True)
 class SenderConfig(_Validated):
     """Settings of `framewire send`."""
@@ -226,7 +232,12 @@ class SenderConfig(_Validated):
         low=0,
         high=1000,
     )
-    quality: int = setting(80, "JPEG quality.", low=1, high=100)
+    quality: int = setting(
+        80,
+        "JPEG quality of the frames sent (on the wire); the receivers' is --stream-quality.",
+        low=1,
+        high=100,
+    )
     open_timeout: float = setting(5.0, "Seconds to wait for a camera or file to open.", **SECONDS)
     read_timeout: float = setting(
         5.0, "Seconds without a frame before a camera counts as lost.", **SECONDS
@@ -256,6 +267,13 @@ class SenderConfig(_Validated):
     http_read_timeout: float = setting(
         2.0, "Seconds to wait for the HTTP receiver's answer.", **SECONDS
     )
+    http_ca_cert: str = setting(
+        "",
+        "CA certificate file to verify an https:// receiver (under --http-fanout dns, each"
+        " replica's certificate is checked against the --http-url host name); empty: the"
+        " system's CAs.",
+        path=True,
+    )
     redis_url: str = setting(
         "redis://127.0.0.1:6379/0",
         "Redis to send frames through; empty disables Redis."
@@ -278,6 +296,11 @@ class SenderConfig(_Validated):
         if not self.http_url and not self.redis_url:
             raise ConfigError("http_url", "is empty and so is --redis-url: nothing to send to")
         check_cluster(self)
+        if self.http_fanout == "dns" and not self.http_url:
+            raise ConfigError("http_fanout", "is dns but --http-url is empty: no host to resolve")
+        if self.http_ca_cert and not self.http_url.startswith("https://"):
+            raise ConfigError("http_ca_cert", "is set but --http-url is not https://")
+        _check_redis_tls(self.redis_url, self.redis_ca_cert)
 
 
 @dataclass(frozen=True)
@@ -288,7 +311,12 @@ class ReceiverConfig(_Validated):
     bind: str = setting("0.0.0.0:8001", "HOST:PORT to serve.", check="bind")
     threads: int = setting(64, "gunicorn threads: viewers plus ingest.", low=8, high=1000)
     processor: str = setting("none", "Processing step: none, motion, or module:attribute.")
-    quality: int = setting(80, "JPEG quality of the annotated stream.", low=1, high=100)
+    stream_quality: int = setting(
+        80,
+        "JPEG quality of the annotated stream and snapshots (the sender's is --quality).",
+        low=1,
+        high=100,
+    )
     default_camera: str = setting(
         "cam0", "Camera shown by the bare /stream.mjpg and /snapshot.jpg.", check="camera"
     )
@@ -364,6 +392,8 @@ class ReceiverConfig(_Validated):
     def check(self) -> None:
         if bool(self.viewer_user) != bool(self.viewer_password):
             raise ConfigError("viewer_user", "and --viewer-password must be set together")
+        if ":" in self.viewer_user:
+            raise ConfigError("viewer_user", "must not contain ':' (HTTP basic auth splits on it)")
         if self.max_viewers > self.threads - 4:
             raise ConfigError(
                 "max_viewers", f"must leave 4 of the {self.threads} --threads for ingest and pages"
@@ -374,3 +404,4 @@ class ReceiverConfig(_Validated):
             raise ConfigError("redis_url", "must not be empty")
         if self.transport == "redis":
             check_cluster(self)
+            _check_redis_tls(self.redis_url, self.redis_ca_cert)

@@ -330,8 +330,8 @@ class Hub:
     def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
         self.metrics = metrics
         self.transport = config.transport
-        self.quality = config.quality
-        self.encode_params = self.params(config.quality)
+        self.quality = config.stream_quality
+        self.encode_params = self.params(config.stream_quality)
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras
         self.max_viewers = config.max_viewers
@@ -395,15 +395,19 @@ class Hub:
             return [self._channels[c] for c in sorted(self._channels)]
 
     def acquire_viewer(self, channel: Channel | None) -> bool:
-        """Count a new viewer of `channel` (None: the grid); False at the cap or once closed."""
+        """Count a new viewer of `channel` (None: the grid); False at the cap or once closed.
+
+        A channel closed since it was looked up (its camera forgotten in between) is
+        CameraNotFound, as if the lookup had come a moment later: a 404, not the cap's 503.
+        """
         with self._lock:
+            if channel is not None and channel.closed and not self.closed:
+                raise CameraNotFound("unknown_camera", f"no camera {channel.camera}")
             if self._viewers >= self.max_viewers or self.closed:
                 return False
             if channel is None:
                 self._viewers += 1
                 return True
-            if channel.closed:
-                return False
             self._viewers += 1
             channel.viewers += 1
             self.metrics.viewers.labels(channel.camera, self.transport).inc()

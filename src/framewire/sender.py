@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import cv2
 from prometheus_client import Counter
@@ -64,8 +65,9 @@ def publishers(config: SenderConfig) -> list[FrameSender]:
     return found
 
 
-def http_sender(config: SenderConfig, url: str) -> HttpSender:
-    """The HTTP sender of one camera to `url` (the receiver, or one of its replicas)."""
+def http_sender(config: SenderConfig, url: str, server_name: str = "") -> HttpSender:
+    """The HTTP sender of one camera to `url` (the receiver, or one of its replicas; then
+    `server_name` is the name an https:// replica's certificate must be for)."""
     return HttpSender(
         url,
         config.token,
@@ -74,6 +76,8 @@ def http_sender(config: SenderConfig, url: str) -> HttpSender:
         mode=config.http_mode,
         camera=config.camera,
         quality=config.quality,
+        ca_cert=config.http_ca_cert,
+        server_name=server_name,
     )
 
 
@@ -255,7 +259,8 @@ class CameraSender:
 
     def _replica_worker(self, url: str, address: str) -> TransportWorker:
         """The worker of one HTTP receiver replica: its own publisher, mailbox and thread."""
-        publisher = http_sender(self.config, url)
+        # The replica is dialled at its address and verified as the URL's host name.
+        publisher = http_sender(self.config, url, urlsplit(self.config.http_url).hostname or "")
         return TransportWorker(
             publisher, self.config.camera, self.metrics, self._taken, replica=address
         )

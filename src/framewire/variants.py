@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 # What a picture is encoded as: (width, quality); None means the frame's own width, the
-# receiver's --quality. FULL is the plain stream and the snapshots.
+# receiver's --stream-quality. FULL is the plain stream and the snapshots.
 EncodeKey = tuple[int | None, int | None]
 FULL: EncodeKey = (None, None)
 
@@ -40,7 +40,7 @@ def scaled(image: np.ndarray, width: int | None) -> np.ndarray:
 
 WIDTHS = (320, 640, 960, 1280)  # or "full": the frame's own width (never upscaled)
 FPS = (1, 5, 10, 15, 30)  # or "full": every frame the viewer can keep up with
-QUALITIES = (50, 70, 80)  # or absent: the receiver's --quality
+QUALITIES = (50, 70, 80)  # or absent: the receiver's --stream-quality
 GRID_FPS = (1, 2, 5, 10)
 GRID_DEFAULT_FPS = 5
 
@@ -59,7 +59,7 @@ class BadVariant(Exception):
 class Variant:
     width: int | None = None  # None: full width
     fps: int | None = None  # None: every frame
-    quality: int | None = None  # None: the receiver's --quality
+    quality: int | None = None  # None: the receiver's --stream-quality
 
     @property
     def key(self) -> EncodeKey:

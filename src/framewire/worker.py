@@ -10,7 +10,8 @@ request:
 - the event loop reads each connection without blocking into a
   `RequestBuffer` until the whole request (head and body) is there, and only
   then hands it to a pool thread, whose parser reads the buffered bytes
-  (`BufferUnreader`) and never the socket;
+  (`BufferUnreader`) and never the socket, and whose app reads the body as the
+  very buffer it arrived in (`WholeBody`, no copy);
 - a request not complete within `Limits.request_timeout` is dropped and
   counted, idle keep-alive connections are closed after gunicorn's
   `keepalive`;
@@ -48,15 +49,16 @@ from functools import partial
 from typing import Any
 
 from gunicorn import http, util
-from gunicorn.http.unreader import Unreader
+from gunicorn.http.body import LengthReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from framewire.request_buffer import BufferUnreader, RequestBuffer, WholeBody
 
 SHUTDOWN = "framewire.shutdown"
 DROPPED = "framewire.dropped"
 APP_THREADS = "framewire-"  # the app names every thread it starts so; all must end in `SHUTDOWN`
 RECV_SIZE = 256 * 1024
 CLOSE_LINGER = 2.0  # seconds a closing connection may still send before it is cut (RFC 9112 9.6)
-MAX_CHUNK_LINE = 1024
 HOUSEKEEPING = 0.5  # seconds between heartbeats to the arbiter, and between parent checks
 
 
@@ -71,96 +73,6 @@ class Limits:
     max_buffered: int
 
 
-class RequestBuffer:
-    """The bytes of one request as they arrive; `feed` tells when there is enough to serve it.
-
-    Enough means the whole request, or as much as the parser and the app need
-    to refuse it: a head over `max_head` bytes, a body over `max_body`, or
-    framing that does not parse (gunicorn's parser then answers 4xx).
-    """
-
-    def __init__(self, max_head: int, max_body: int, data: bytes = b"") -> None:
-        self.max_head = max_head
-        self.max_body = max_body
-        self.data = bytearray()
-        self.body_start = -1
-        self.length = 0
-        self.chunked = False
-        self.expect_continue = False
-        self._scan = 0  # where the next chunk-size line starts (chunked bodies)
-        self.ready = self.feed(data)
-
-    def feed(self, chunk: bytes) -> bool:
-        """Add `chunk`; True once the request can be served."""
-        self.data += chunk
-        if self.body_start < 0:
-            end = self.data.find(b"\r\n\r\n")
-            if end < 0:
-                return len(self.data) > self.max_head
-            self.body_start = self._scan = end + 4
-            try:
-                self._framing(bytes(self.data[:end]))
-            except ValueError:
-                return True
-            if self.length > self.max_body:
-                return True
-        if self.chunked:
-            return self._chunks_done()
-        return len(self.data) - self.body_start >= self.length
-
-    @property
-    def waiting_for_body(self) -> bool:
-        return self.body_start >= 0 and len(self.data) == self.body_start
-
-    def _framing(self, head: bytes) -> None:
-        lengths: set[int] = set()
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name, value = name.strip().lower(), value.strip().lower()
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise ValueError("bad Content-Length")
-                lengths.add(int(value))
-            elif name == b"transfer-encoding":
-                self.chunked = self.chunked or b"chunked" in value
-            elif name == b"expect":
-                self.expect_continue = value == b"100-continue"
-        if len(lengths) > 1 or (lengths and self.chunked):
-            raise ValueError("ambiguous framing")
-        self.length = lengths.pop() if lengths else 0
-
-    def _chunks_done(self) -> bool:
-        data = self.data
-        while True:
-            line_end = data.find(b"\r\n", self._scan)
-            if line_end < 0:
-                return len(data) - self._scan > MAX_CHUNK_LINE
-            try:
-                size = int(bytes(data[self._scan : line_end]).split(b";")[0].strip(), 16)
-            except ValueError:
-                return True
-            if size == 0:  # last chunk: complete once the trailer section ends
-                return data.find(b"\r\n\r\n", line_end) >= 0
-            following = line_end + 2 + size + 2
-            if following - self.body_start > self.max_body:
-                return True
-            if following > len(data):
-                return False
-            self._scan = following
-
-
-class BufferUnreader(Unreader):
-    """gunicorn's unreader over the bytes the event loop buffered; end of data after them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending = b""
-
-    def chunk(self, size_hint: int | None = None) -> bytes:
-        data, self.pending = self.pending, b""
-        return data
-
-
 class BufferedConn(TConn):
     """A connection whose requests reach the parser only through the loop's buffer."""
 
@@ -170,6 +82,7 @@ class BufferedConn(TConn):
         self.unreader = self.parser.unreader = BufferUnreader()
         self.data_ready = True  # gthread must not wait for data in a pool thread
         self.buffer: RequestBuffer | None = None
+        self.body: bytearray | None = None  # the next request's complete body, for `WholeBody`
         self.deadline = 0.0
         self.idle = False  # a kept-alive connection with no byte of its next request yet
         self.closing = False
@@ -267,6 +180,13 @@ class BufferingWorker(ThreadWorker):
             self._close(conn)
 
     def handle_request(self, req: Any, conn: BufferedConn) -> bool:
+        body, conn.body = conn.body, None
+        if body is not None:
+            reader = getattr(req.body, "reader", None)
+            if isinstance(reader, LengthReader) and reader.length == len(body):
+                req.body = WholeBody(body)  # the app reads the buffer, never a copy of it
+            else:  # framing the parser saw otherwise: the body goes back in line
+                conn.unreader.unread(bytes(body))
         try:
             return bool(super().handle_request(req, conn))
         except TimeoutError:
@@ -341,7 +261,7 @@ class BufferingWorker(ThreadWorker):
     def _hand_over(self, conn: BufferedConn) -> None:
         assert conn.buffer is not None
         self._release(conn)
-        conn.unreader.pending = bytes(conn.buffer.data)
+        conn.unreader.pending, conn.body = conn.buffer.take()
         conn.buffer = None
         self.enqueue_req(conn)
 

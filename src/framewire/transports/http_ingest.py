@@ -15,12 +15,17 @@ from framewire.transports import FrameSink
 from framewire.transports.http import CONTENT_TYPE, FORM_TYPE, STATUS, from_form, from_headers
 
 
-def _read_body(max_body: int) -> bytes | None:
-    """The request body, or None when it is over `max_body` bytes (sized or chunked)."""
+def _read_body(max_body: int) -> bytes | bytearray | None:
+    """The request body, or None when it is over `max_body` bytes (sized or chunked).
+
+    Read from the WSGI input in one call, which the receiver's worker answers with the
+    buffer the request arrived in (no copy); Werkzeug's stream would copy it in pieces.
+    """
     if request.content_length is not None:
         if request.content_length > max_body:
             return None
-        return request.get_data(cache=False)
+        body: bytes | bytearray = request.environ["wsgi.input"].read(request.content_length)
+        return body
     # Chunked: gunicorn terminates the stream itself; read one byte past the cap to tell.
     body = request.environ["wsgi.input"].read(max_body + 1)
     return body if len(body) <= max_body else None
@@ -29,8 +34,6 @@ def _read_body(max_body: int) -> bytes | None:
 def ingest_blueprint(sink: FrameSink, max_body: int, token: str = "") -> Blueprint:
     """`POST /frames`, with an optional bearer token (compared in constant time)."""
     bp = Blueprint("ingest", __name__)
-    # Form posts are parsed in memory by Werkzeug; allow them the same size as raw bodies.
-    bp.record_once(lambda state: state.app.config.update(MAX_FORM_MEMORY_SIZE=max_body))
     expected = f"Bearer {token}".encode() if token else b""
 
     def refuse(reason: str, detail: str) -> tuple[Response, int]:
@@ -52,7 +55,9 @@ def ingest_blueprint(sink: FrameSink, max_body: int, token: str = "") -> Bluepri
             elif request.mimetype == FORM_TYPE:  # the article's way, for comparison
                 if request.content_length is None or request.content_length > max_body:
                     return refuse("too_large", f"form is over {max_body} bytes or unsized")
-                frame = from_form(request.form)
+                form = _read_body(max_body)
+                assert form is not None  # sized within the cap
+                frame = from_form(form)  # parsed in place, never by Werkzeug
             else:
                 return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")
             sink.ingest(frame)
