@@ -9,6 +9,7 @@ so the sender never loads Flask.
 from __future__ import annotations
 
 import base64
+import os
 import ssl
 from collections.abc import Mapping
 from typing import Any
@@ -208,8 +209,13 @@ class HttpSender(FrameSender):
         self.target = redact(url)
         self._timeout = (connect_timeout, read_timeout)
         self._session = requests.Session()
-        # Per request, not on the session: REQUESTS_CA_BUNDLE in the environment would win.
-        self._verify: str | None = ca_cert or None
+        # The environment is read once, here, not on every frame: requests would otherwise
+        # look up proxies and ~/.netrc per request (syscalls and Python each frame), and a
+        # .netrc entry would replace the bearer token.
+        self._session.trust_env = False
+        self._session.proxies = requests.utils.get_environ_proxies(url)
+        env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self._verify: str | bool = ca_cert or env_ca or True
         parts = urlsplit(url)
         if server_name and parts.scheme == "https":
             self._session.mount("https://", NamedTLSAdapter(server_name))
