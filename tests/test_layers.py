@@ -15,7 +15,7 @@ LAYERS = [  # as the README's "Architecture" section shows them
     {"frame", "metrics", "config", "cameras", "mailbox", "runtime", "resilience"}
     | {"processing", "overlay", "access", "splice"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
-    {"pipeline", "hub", "mjpeg", "grid", "variants"},
+    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},
     {"bench", "cli"},

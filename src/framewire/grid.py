@@ -18,7 +18,8 @@ import time
 import cv2
 import numpy as np
 
-from framewire.hub import Hub, Served
+from framewire.channel import Served
+from framewire.hub import Hub
 from framewire.overlay import no_signal
 
 MAX_TILES = 16

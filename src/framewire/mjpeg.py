@@ -14,8 +14,8 @@ import math
 import time
 from collections.abc import Iterator
 
+from framewire.channel import Channel
 from framewire.grid import Grid
-from framewire.hub import Channel
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 from framewire.variants import FULL, EncodeKey
 

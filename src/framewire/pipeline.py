@@ -23,9 +23,10 @@ import time
 
 import numpy as np
 
+from framewire.channel import Channel
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame, WireError, decode
-from framewire.hub import Channel, Hub
+from framewire.hub import Hub
 from framewire.mailbox import Mailbox
 from framewire.metrics import ReceiverMetrics
 from framewire.overlay import Strip

@@ -56,7 +56,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_s
 from werkzeug.serving import make_server
 
 from framewire.bench.stack import Service, Services, free_port
-from framewire.hub import LATENCY_STAGES
+from framewire.channel import LATENCY_STAGES
 from framewire.metrics import LatencyLog, ReceiverMetrics, SenderMetrics
 from framewire.ops import latencies_answer
 from framewire.sources import SyntheticSource
