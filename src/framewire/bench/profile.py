@@ -119,8 +119,9 @@ def report(title: str, measured: dict[str, Measured], seconds: float) -> str:
         lines += [f"### {name}: {total:.0f} % of one core", ""]
         busy = sorted(m.threads.items(), key=lambda item: -item[1])
         lines.append("CPU by thread: " + ", ".join(f"{t} {p:.1f} %" for t, p in busy if p >= 0.5))
-        lines += ["", f"Python frames holding the GIL ({samples / RATE / seconds * 100:.0f} % of"]
-        lines += ["one core), by own time:", "", "| own time | frame |", "|---|---|"]
+        gil = samples / RATE / seconds * 100
+        lines += ["", f"Python frames holding the GIL ({gil:.0f} % of one core), by own time:"]
+        lines += ["", "| own time | frame |", "|---|---|"]
         for frame, count in frames.most_common(TOP):
             lines.append(f"| {100 * count / max(samples, 1):.1f} % | `{frame}` |")
         lines.append("")
