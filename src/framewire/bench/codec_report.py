@@ -64,6 +64,13 @@ def floor_lines(codec: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+CHOICE = (
+    "framewire decodes with simplejpeg (strict) and encodes with cv2, at the sender and for "
+    "viewers: cv2 is the only one of these that sets a restart interval, which the band splice "
+    "needs, and its encode is within a few percent of the fastest at the same quality."
+)
+
+
 def library_lines(codec: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One table per JPEG library (rows by resolution), then the fastest at each step."""
     measured = {res: c for res, c in codec.items() if c.get("libraries")}
@@ -117,6 +124,7 @@ def library_lines(codec: Mapping[str, Mapping[str, Any]]) -> list[str]:
             if name is not None
         )
         lines.append(f"Fastest at {resolution} (by median CPU time): {picks or 'none measured'}.")
+    lines += ["", CHOICE]
     return [*lines, ""]
 
 
