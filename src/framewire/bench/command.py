@@ -60,7 +60,6 @@ from typing import Any
 import click
 import requests
 
-from framewire.bench import variant_cost
 from framewire.bench.capacity import DEFAULT_SETUPS, MAX_P95_MS, SETUPS, Camera, run_setup
 from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
 from framewire.bench.capacity_report import summary as capacity_summary
@@ -79,6 +78,8 @@ from framewire.bench.scenarios import (
     scenarios,
 )
 from framewire.bench.stack import RedisServer, StackError
+from framewire.bench.variant_cost import run as measure_variants
+from framewire.bench.variant_cost import write_report as write_variant_cost_report
 from framewire.runtime import on_stop_signals, tune_malloc
 
 
@@ -358,7 +359,7 @@ def run_variant_cost(out: Path, duration: float, size: tuple[int, int], fps: flo
         f"framewire bench: variant cost, {duration:g} s per stream; logs in {log_dir}", err=True
     )
     try:
-        figures = variant_cost.run(log_dir, duration, size, fps)
+        figures = measure_variants(log_dir, duration, size, fps)
     except (StackError, requests.RequestException, OSError) as exc:
         raise click.ClickException(f"variant cost: {exc}") from None
     report = {
@@ -370,7 +371,7 @@ def run_variant_cost(out: Path, duration: float, size: tuple[int, int], fps: flo
         "variant_cost": figures,
         "results": [],  # the scenario matrix's list: none in this mode
     }
-    click.echo(variant_cost.write_report(out, report))
+    click.echo(write_variant_cost_report(out, report))
     click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
 
 
