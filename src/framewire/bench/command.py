@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import requests
 
 from framewire.bench.capacity import DEFAULT_SETUPS, MAX_P95_MS, SETUPS, Camera, run_setup
 from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
@@ -78,8 +77,7 @@ from framewire.bench.scenarios import (
     scenarios,
 )
 from framewire.bench.stack import RedisServer, StackError
-from framewire.bench.variant_cost import run as measure_variants
-from framewire.bench.variant_cost import write_report as write_variant_cost_report
+from framewire.bench.variant_cost import run_mode as run_variant_cost
 from framewire.runtime import on_stop_signals, tune_malloc
 
 
@@ -348,31 +346,6 @@ def run_capacity(
     errors = [f"{t['setup']} x{t['cameras']}" for r in results for t in r["trials"] if "error" in t]
     if errors and count is not None:
         raise click.ClickException(f"{len(errors)} trial(s) failed to run: {', '.join(errors)}")
-
-
-def run_variant_cost(out: Path, duration: float, size: tuple[int, int], fps: float) -> None:
-    """Variant-cost mode: one window per stream (bench/variant_cost.py), then its report."""
-    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
-    log_dir = out / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    click.echo(
-        f"framewire bench: variant cost, {duration:g} s per stream; logs in {log_dir}", err=True
-    )
-    try:
-        figures = measure_variants(log_dir, duration, size, fps)
-    except (StackError, requests.RequestException, OSError) as exc:
-        raise click.ClickException(f"variant cost: {exc}") from None
-    report = {
-        "kind": "variant-cost",
-        "started": started,
-        "elapsed_seconds": time.monotonic() - clock,
-        "machine": machine_info(),
-        "options": {"duration": duration, "camera_size": f"{size[0]}x{size[1]}", "camera_fps": fps},
-        "variant_cost": figures,
-        "results": [],  # the scenario matrix's list: none in this mode
-    }
-    click.echo(write_variant_cost_report(out, report))
-    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
 
 
 def _exit_on_sigterm() -> None:

@@ -20,11 +20,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import click
 import requests
 
 from framewire.bench.measure import cpu_percent, cpu_seconds
 from framewire.bench.readers import MjpegStream
-from framewire.bench.stack import Service, Services, wait_until
+from framewire.bench.report import machine_info
+from framewire.bench.stack import Service, Services, StackError, wait_until
 
 IDLE = "no viewer"
 STREAMS = {
@@ -152,3 +154,28 @@ def write_report(out: Path, report: dict[str, Any]) -> str:
     text = markdown(report)
     (out / "results.md").write_text(text)
     return text
+
+
+def run_mode(out: Path, duration: float, size: tuple[int, int], fps: float) -> None:
+    """`framewire bench --variant-cost`: one window per stream (`run`), then its report."""
+    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(
+        f"framewire bench: variant cost, {duration:g} s per stream; logs in {log_dir}", err=True
+    )
+    try:
+        figures = run(log_dir, duration, size, fps)
+    except (StackError, requests.RequestException, OSError) as exc:
+        raise click.ClickException(f"variant cost: {exc}") from None
+    report = {
+        "kind": "variant-cost",
+        "started": started,
+        "elapsed_seconds": time.monotonic() - clock,
+        "machine": machine_info(),
+        "options": {"duration": duration, "camera_size": f"{size[0]}x{size[1]}", "camera_fps": fps},
+        "variant_cost": figures,
+        "results": [],  # the scenario matrix's list: none in this mode
+    }
+    click.echo(write_report(out, report))
+    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
