@@ -29,6 +29,9 @@ from framewire.bench import (
     scenarios,
     variant_cost,
 )
+from framewire.bench import (
+    limit as bench_limit,
+)
 from framewire.bench.readers import Samples, Viewer, parse_metrics, total
 from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
 
@@ -224,7 +227,7 @@ def test_fastest_is_the_lowest_median_per_step() -> None:
 
 
 def test_physical_limit_is_encode_loopback_and_decode_of_one_frame() -> None:
-    limit = codecs.physical_limit(160, 120, count=5)
+    limit = bench_limit.physical_limit(160, 120, count=5)
     assert limit["libraries"] == {"encode": "cv2", "decode": "simplejpeg"}
     parts = [limit[f"{step}_ms"] for step in ("encode", "transfer", "decode")]
     assert all(value > 0 for value in parts), limit

@@ -13,17 +13,13 @@ marker after every MCU row (the sender's setting for band splicing) and each
 library's decode at half scale in the DCT (what a reduced variant needs). A
 library that is missing is reported as not available, with the reason.
 
-`physical_limit` is the least one frame can cost end to end in one process:
-encode, send its bytes over a loopback TCP connection, receive them, decode,
-with the libraries framewire uses (`FRAMEWIRE_LIBRARIES`).
+The physical limit (encode, loopback transfer, decode in one process) is in
+limit.py.
 """
 
 from __future__ import annotations
 
-import socket
 import statistics
-import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,7 +159,7 @@ def frames(width: int, height: int, count: int) -> list[Image]:
     return [source.read().copy() for _ in range(count)]
 
 
-def _median_ms(values: list[float]) -> float:
+def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
 
@@ -214,9 +210,9 @@ def compare(width: int, height: int, count: int = 50, quality: int = QUALITY) ->
         figures: dict[str, Any] = {"available": True, "version": library.version}
         for step in STEPS:
             values = times[name][step]
-            figures[f"{step}_ms"] = _median_ms(values) if values else None
+            figures[f"{step}_ms"] = median_ms(values) if values else None
             cpu = cpu_times[name][step]
-            figures[f"{step}_cpu_ms"] = _median_ms(cpu) if cpu else None
+            figures[f"{step}_cpu_ms"] = median_ms(cpu) if cpu else None
         for step, values in sizes[name].items():
             figures[f"{step}_bytes" if step != "encode" else "bytes"] = (
                 statistics.median(values) if values else None
@@ -255,85 +251,6 @@ def fastest(table: dict[str, Any]) -> dict[str, str | None]:
 # --- the physical limit ------------------------------------------------------------------------
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytes:
-    buffer = bytearray(size)
-    view, got = memoryview(buffer), 0
-    while got < size:
-        read = sock.recv_into(view[got:], size - got)
-        if not read:
-            raise ConnectionError("the loopback peer closed the connection")
-        got += read
-    return bytes(buffer)
-
-
-def _loopback_pair() -> tuple[socket.socket, socket.socket]:
-    """A connected TCP pair over 127.0.0.1, Nagle off on both ends like the transports."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname())
-        peer, _ = server.accept()
-    for end in (client, peer):
-        end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return client, peer
-
-
-def physical_limit(
-    width: int, height: int, count: int = 50, quality: int = QUALITY
-) -> dict[str, Any]:
-    """Median ms of encode, loopback transfer and decode of one frame, and of all three.
-
-    The main thread encodes a frame and sends its length and bytes; a
-    receiving thread reads them all, decodes them and answers one byte; the
-    main thread's clock stops at that byte. `transfer_ms` is from the end of
-    the encode to the last byte received, `total_ms` the whole chain.
-    """
-    used = {step: FRAMEWIRE_LIBRARIES[step] for step in ("encode", "decode")}
-    encode = FACTORIES[used["encode"]](quality).encode
-    decode = FACTORIES[used["decode"]](quality).decode
-    images = frames(width, height, count + WARMUP_FRAMES)
-    marks: list[tuple[float, float]] = []
-    failure: list[BaseException] = []
-    sender, receiver = _loopback_pair()
-
-    def receive() -> None:
-        try:
-            for _ in images:
-                (size,) = struct.unpack("!I", _receive_exactly(receiver, 4))
-                jpeg = _receive_exactly(receiver, size)
-                received = time.perf_counter()
-                decode(jpeg)
-                marks.append((received, time.perf_counter()))
-                receiver.sendall(b"\x00")
-        except BaseException as exc:  # reported by the main thread
-            failure.append(exc)
-            receiver.close()
-
-    thread = threading.Thread(target=receive, name="physical-limit", daemon=True)
-    thread.start()
-    steps: dict[str, list[float]] = {"encode": [], "transfer": [], "decode": [], "total": []}
-    try:
-        for index, image in enumerate(images):
-            started = time.perf_counter()
-            jpeg = encode(image)
-            encoded = time.perf_counter()
-            sender.sendall(struct.pack("!I", len(jpeg)) + jpeg)
-            _receive_exactly(sender, 1)
-            finished = time.perf_counter()
-            received, decoded = marks[index]
-            if index >= WARMUP_FRAMES:
-                steps["encode"].append(encoded - started)
-                steps["transfer"].append(received - encoded)
-                steps["decode"].append(decoded - received)
-                steps["total"].append(finished - started)
-    except (OSError, IndexError) as exc:
-        raise RuntimeError(f"the loopback round trip failed: {failure or exc}") from exc
-    finally:
-        thread.join(timeout=10)
-        sender.close()
-        receiver.close()
-    figures: dict[str, Any] = {f"{k}_ms": _median_ms(v) for k, v in steps.items()}
-    return {**figures, "libraries": used}
-
-
 def codec_cost(width: int, height: int, count: int = 50) -> dict[str, float]:
     """Median ms of the codec work one viewed frame needs, with framewire's own libraries.
 
@@ -360,7 +277,7 @@ def codec_cost(width: int, height: int, count: int = 50) -> dict[str, float]:
             steps["total"].append(decoded_at - started)
             steps["floor"].append(finished - started)
             sizes.append(len(jpeg))
-    medians = {key: _median_ms(values) for key, values in steps.items()}
+    medians = {key: median_ms(values) for key, values in steps.items()}
     return {
         "encode_ms": medians["encode"],
         "decode_ms": medians["decode"],
@@ -397,15 +314,14 @@ def splice_cost(width: int, height: int, count: int = 50) -> dict[str, float]:
         if index >= WARMUP_FRAMES:
             steps["splice"].append(spliced - started)
             steps["full"].append(finished - spliced)
-    return {f"viewer_{key}_ms": _median_ms(values) for key, values in steps.items()}
+    return {f"viewer_{key}_ms": median_ms(values) for key, values in steps.items()}
 
 
 def section(width: int, height: int) -> dict[str, Any]:
-    """The bench's codec section for one size: the floor, the libraries, the physical limit."""
+    """The bench's codec section for one size: the floor, the splice, the libraries."""
     return {
         **codec_cost(width, height),
         **splice_cost(width, height),
         "floor_libraries": dict(FRAMEWIRE_LIBRARIES),
         **compare(width, height),
-        "limit": physical_limit(width, height),
     }

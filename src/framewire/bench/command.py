@@ -65,6 +65,7 @@ from framewire.bench.capacity_report import summary as capacity_summary
 from framewire.bench.capacity_report import write_report as write_capacity_report
 from framewire.bench.cluster import RedisClusterServers
 from framewire.bench.codecs import section as codec_section
+from framewire.bench.limit import physical_limit
 from framewire.bench.measure import WARMUP_SECONDS, over_floor, run_scenario
 from framewire.bench.report import fmt_ms, machine_info, write_report
 from framewire.bench.scenarios import (
@@ -237,7 +238,7 @@ def bench(
         f"framewire bench: {len(plan)} scenarios of {duration:g} s, logs in {log_dir}", err=True
     )
     sizes = dict.fromkeys((s.width, s.height) for s in plan)
-    codec = {f"{w}x{h}": codec_section(w, h) for w, h in sizes}
+    codec = {f"{w}x{h}": {**codec_section(w, h), "limit": physical_limit(w, h)} for w, h in sizes}
     results = run_all(plan, duration, log_dir)
     for result in results:
         if "error" not in result:
