@@ -3,12 +3,15 @@
 `RequestBuffer` collects one request's bytes on the event loop and tells when it is
 complete; `BufferUnreader` is what gunicorn's parser then reads (the loop's bytes, never
 the socket); `WholeBody` hands the app a complete Content-Length body as the buffer it
-arrived in, so a request costs one body of memory, not gunicorn's and Werkzeug's copies.
+arrived in, so a request costs one body of memory, not gunicorn's and Werkzeug's copies;
+`Unreadable` stands for a body the loop stopped reading (over the cap, or broken chunk
+framing): reading it raises the HTTP error the app answers with.
 """
 
 from __future__ import annotations
 
 from gunicorn.http.unreader import Unreader
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 MAX_CHUNK_LINE = 1024
 
@@ -18,7 +21,11 @@ class RequestBuffer:
 
     Enough means the whole request, or as much as the parser and the app need
     to refuse it: a head over `max_head` bytes, a body over `max_body`, or
-    framing that does not parse (gunicorn's parser then answers 4xx).
+    framing that does not parse (gunicorn's parser then answers 4xx). `refused`
+    then says why the body was not read to its end (`Unreadable`), if it was not.
+
+    A chunked body is measured by its data, the chunks' sizes; its framing may
+    add at most `max_body` more bytes on the wire (a hostile stream of tiny chunks).
     """
 
     def __init__(self, max_head: int, max_body: int, data: bytes = b"") -> None:
@@ -29,7 +36,9 @@ class RequestBuffer:
         self.length = 0
         self.chunked = False
         self.expect_continue = False
+        self.refused: HTTPException | None = None  # the body's error, when it was cut short
         self._scan = 0  # where the next chunk-size line starts (chunked bodies)
+        self._payload = 0  # data bytes of the chunks before `_scan`
         self.ready = self.feed(data)
 
     def feed(self, chunk: bytes) -> bool:
@@ -45,6 +54,7 @@ class RequestBuffer:
             except ValueError:
                 return True
             if self.length > self.max_body:
+                self.refused = RequestEntityTooLarge()
                 return True
         if self.chunked:
             return self._chunks_done()
@@ -89,19 +99,30 @@ class RequestBuffer:
         while True:
             line_end = data.find(b"\r\n", self._scan)
             if line_end < 0:
-                return len(data) - self._scan > MAX_CHUNK_LINE
+                return self._broken(len(data) - self._scan > MAX_CHUNK_LINE)
+            if line_end - self._scan > MAX_CHUNK_LINE:
+                return self._broken(True)
             try:
                 size = int(bytes(data[self._scan : line_end]).split(b";")[0].strip(), 16)
             except ValueError:
-                return True
+                return self._broken(True)
             if size == 0:  # last chunk: complete once the trailer section ends
                 return data.find(b"\r\n\r\n", line_end) >= 0
             following = line_end + 2 + size + 2
-            if following - self.body_start > self.max_body:
+            if self._payload + size > self.max_body or following - self.body_start > 2 * (
+                self.max_body + MAX_CHUNK_LINE
+            ):
+                self.refused = RequestEntityTooLarge()
                 return True
             if following > len(data):
                 return False
             self._scan = following
+            self._payload += size
+
+    def _broken(self, broken: bool) -> bool:
+        if broken:
+            self.refused = BadRequest("chunked body framing does not parse")
+        return broken
 
 
 class BufferUnreader(Unreader):
@@ -157,3 +178,28 @@ class WholeBody:
         if not line:
             raise StopIteration
         return line
+
+
+class Unreadable:
+    """The body of a request the loop stopped reading: any read raises `error`, which the
+    app answers (413 for a body over the cap) and the worker then closes the connection."""
+
+    failed = True
+
+    def __init__(self, error: HTTPException) -> None:
+        self.error = error
+
+    def read(self, size: int | None = None) -> bytes:
+        raise self.error
+
+    def readline(self, size: int | None = None) -> bytes:
+        raise self.error
+
+    def readlines(self, size: int | None = None) -> list[bytes]:
+        raise self.error
+
+    def __iter__(self) -> Unreadable:
+        return self
+
+    def __next__(self) -> bytes:
+        raise self.error

@@ -11,7 +11,10 @@ request:
   `RequestBuffer` until the whole request (head and body) is there, and only
   then hands it to a pool thread, whose parser reads the buffered bytes
   (`BufferUnreader`) and never the socket, and whose app reads the body as the
-  very buffer it arrived in (`WholeBody`, no copy);
+  very buffer it arrived in (`WholeBody`, no copy); a body over the cap (sized
+  or chunked) or with broken chunk framing is not read on: the app gets a body
+  that raises the HTTP error to answer (`Unreadable`, 413 or 400), and the
+  connection is closed after the answer;
 - a request not complete within `Limits.request_timeout` is dropped and
   counted, idle keep-alive connections are closed after gunicorn's
   `keepalive`;
@@ -30,7 +33,8 @@ request:
 
 Plain HTTP/1.x only (no TLS, no HTTP/2): the receivers serve neither.
 The app may expose `extensions["framewire.dropped"]`, called with a reason
-(`request_timeout`, `send_timeout`, `buffer_full`) for every connection the worker drops.
+(`request_timeout`, `send_timeout`, `buffer_full`) for every connection the worker drops,
+and with `incomplete` for every client that closed in the middle of a request.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ from typing import Any
 from gunicorn import http, util
 from gunicorn.http.body import LengthReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
+from werkzeug.exceptions import HTTPException
 
-from framewire.request_buffer import BufferUnreader, RequestBuffer, WholeBody
+from framewire.request_buffer import BufferUnreader, RequestBuffer, Unreadable, WholeBody
 
 SHUTDOWN = "framewire.shutdown"
 DROPPED = "framewire.dropped"
@@ -83,6 +88,7 @@ class BufferedConn(TConn):
         self.data_ready = True  # gthread must not wait for data in a pool thread
         self.buffer: RequestBuffer | None = None
         self.body: bytearray | None = None  # the next request's complete body, for `WholeBody`
+        self.refused: HTTPException | None = None  # the next request's body is `Unreadable`
         self.deadline = 0.0
         self.idle = False  # a kept-alive connection with no byte of its next request yet
         self.closing = False
@@ -181,6 +187,10 @@ class BufferingWorker(ThreadWorker):
 
     def handle_request(self, req: Any, conn: BufferedConn) -> bool:
         body, conn.body = conn.body, None
+        refused, conn.refused = conn.refused, None
+        if refused is not None:  # the rest of the body is never read: close after the answer
+            req.must_close = True
+            req.body = Unreadable(refused)
         if body is not None:
             reader = getattr(req.body, "reader", None)
             if isinstance(reader, LengthReader) and reader.length == len(body):
@@ -227,6 +237,8 @@ class BufferingWorker(ThreadWorker):
         except OSError:
             data = b""
         if not data:  # the client closed, or is gone
+            if not conn.idle and not conn.closing and conn.held:
+                self._count("incomplete")  # in the middle of a request
             self._forget(conn)
             util.close(conn.sock)
             return
@@ -262,6 +274,7 @@ class BufferingWorker(ThreadWorker):
         assert conn.buffer is not None
         self._release(conn)
         conn.unreader.pending, conn.body = conn.buffer.take()
+        conn.refused = conn.buffer.refused
         conn.buffer = None
         self.enqueue_req(conn)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from framewire.frame import WireError
 from framewire.transports import FrameSink
@@ -20,14 +21,19 @@ def _read_body(max_body: int) -> bytes | bytearray | None:
 
     Read from the WSGI input in one call, which the receiver's worker answers with the
     buffer the request arrived in (no copy); Werkzeug's stream would copy it in pieces.
+    The worker stops reading a body over the cap, or one whose chunks do not parse: its
+    input then raises RequestEntityTooLarge (None here) or BadRequest (WireError).
     """
-    if request.content_length is not None:
-        if request.content_length > max_body:
-            return None
-        body: bytes | bytearray = request.environ["wsgi.input"].read(request.content_length)
-        return body
+    if request.content_length is not None and request.content_length > max_body:
+        return None
     # Chunked: gunicorn terminates the stream itself; read one byte past the cap to tell.
-    body = request.environ["wsgi.input"].read(max_body + 1)
+    size = max_body + 1 if request.content_length is None else request.content_length
+    try:
+        body: bytes | bytearray = request.environ["wsgi.input"].read(size)
+    except RequestEntityTooLarge:
+        return None
+    except BadRequest as exc:
+        raise WireError("bad_chunks", str(exc.description)) from None
     return body if len(body) <= max_body else None
 
 
@@ -53,10 +59,9 @@ def ingest_blueprint(sink: FrameSink, max_body: int, token: str = "") -> Bluepri
                     return refuse("too_large", f"body is over {max_body} bytes")
                 frame = from_headers(request.headers, body)
             elif request.mimetype == FORM_TYPE:  # the article's way, for comparison
-                if request.content_length is None or request.content_length > max_body:
-                    return refuse("too_large", f"form is over {max_body} bytes or unsized")
                 form = _read_body(max_body)
-                assert form is not None  # sized within the cap
+                if form is None:
+                    return refuse("too_large", f"form is over {max_body} bytes")
                 frame = from_form(form)  # parsed in place, never by Werkzeug
             else:
                 return refuse("content_type", f"Content-Type must be {CONTENT_TYPE}")

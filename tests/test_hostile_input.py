@@ -1,0 +1,173 @@
+"""Hostile input, round two, against real receivers: bodies over --max-body however they are
+framed, and capture times that fit in 64 bits but cannot be true."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from conftest import Service, Services, scrape
+from framewire.request_buffer import RequestBuffer
+from framewire.transports import http as http_wire
+from helpers import make_jpeg, post_frame
+
+MAX_BODY = 2 * 1024 * 1024  # --max-body's default
+KIB = 1024
+REJECTED = "framewire_frames_rejected_total"
+JPEG = make_jpeg(320, 240, seed=30)
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory) -> Service:
+    services = Services(tmp_path_factory.mktemp("hostile"))
+    yield services.receiver("http", "--stale-after", "30")
+    services.stop_all()
+
+
+def port(service: Service) -> int:
+    return int(service.url.rsplit(":", 1)[1])
+
+
+def head(mode: str, framing: str) -> bytes:
+    kind = http_wire.CONTENT_TYPE if mode == "raw" else http_wire.FORM_TYPE
+    fields = f"{http_wire.HEADER_CAMERA}: cam0\r\n{http_wire.HEADER_SEQ}: 1\r\n"
+    fields += f"{http_wire.HEADER_CAPTURED_NS}: {time.time_ns()}\r\n"
+    start = f"POST /frames HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+    return f"{start}{fields}{framing}\r\n".encode()
+
+
+def chunked(total: int, size: int, end: bool = True) -> Iterable[bytes]:
+    """`total` bytes of body in chunks of `size`, and the last chunk if `end`."""
+    filler = b"image=" + b"A" * size  # base64 text: also the start of a form
+    sent = 0
+    while sent < total:
+        n = min(size, total - sent)
+        yield b"%x\r\n" % n + filler[:n] + b"\r\n"
+        sent += n
+    if end:
+        yield b"0\r\n\r\n"
+
+
+def exchange(service: Service, parts: Iterable[bytes], half_close: bool = False) -> bytes:
+    """Send `parts` on a new connection (on a thread, as a client that does not wait for the
+    answer) and read until the server closes: everything it answered."""
+    sock = socket.create_connection(("127.0.0.1", port(service)))
+    sock.settimeout(10)
+
+    def send() -> None:
+        try:
+            for part in parts:
+                sock.sendall(part)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server answered and closed before taking it all: allowed
+            pass
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    answer = b""
+    try:
+        while chunk := sock.recv(64 * KIB):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    sender.join(10)
+    sock.close()
+    return answer
+
+
+def refusal(answer: bytes) -> tuple[int, str, bool]:
+    """(status, JSON error, whether the answer said it closes) of one HTTP answer."""
+    header, _, body = answer.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    closes = any(line.lower() == "connection: close" for line in lines[1:])
+    return int(lines[0].split()[1]), json.loads(body)["error"], closes
+
+
+def log_lines(service: Service) -> int:
+    return len(Path(service.log_path).read_text(errors="replace").splitlines())
+
+
+BODIES = [  # (total bytes, chunk size): the cap inside a chunk, or on a chunk's edge
+    (5_000_000, 64 * KIB),
+    (10_000_000, 64 * KIB),
+    (2_500_000, 64 * KIB),
+    (3_000_000, 64 * KIB),  # the cap is 32 whole chunks of 64 KiB: the 33rd passes it
+    (MAX_BODY + 1, 64 * KIB),
+    (3_000_000, 100_000),
+    (3_000_000, 3_000_000),  # one chunk, refused from its size line
+]
+
+
+@pytest.mark.parametrize("mode", ["raw", "form-base64"])
+@pytest.mark.parametrize(("total", "size"), BODIES)
+def test_chunked_body_over_the_cap_gets_413(
+    receiver: Service, mode: str, total: int, size: int
+) -> None:
+    before, lines = scrape(receiver.url, REJECTED, reason="too_large"), log_lines(receiver)
+    parts = [head(mode, "Transfer-Encoding: chunked\r\n"), *chunked(total, size)]
+    status, error, closes = refusal(exchange(receiver, parts))
+    assert (status, error, closes) == (413, "too_large", True)
+    assert scrape(receiver.url, REJECTED, reason="too_large") == before + 1
+    assert log_lines(receiver) <= lines + 1
+    assert "Traceback" not in receiver.log()
+
+
+@pytest.mark.parametrize("mode", ["raw", "form-base64"])
+def test_sized_body_over_the_cap_gets_413_and_the_connection_closes(
+    receiver: Service, mode: str
+) -> None:
+    before = scrape(receiver.url, REJECTED, reason="too_large")
+    parts = [head(mode, f"Content-Length: {MAX_BODY + 1}\r\n"), b"\xff" * (MAX_BODY + 1)]
+    status, error, closes = refusal(exchange(receiver, parts))
+    assert (status, error, closes) == (413, "too_large", True)
+    assert scrape(receiver.url, REJECTED, reason="too_large") == before + 1
+
+
+def test_chunked_bodies_at_the_cap_are_read(receiver: Service) -> None:
+    """A chunked body of exactly --max-body is a frame like any (here: not a JPEG, 422)."""
+    status, error, _ = refusal(
+        exchange(
+            receiver, [head("raw", "Transfer-Encoding: chunked\r\n"), *chunked(MAX_BODY, 64 * KIB)]
+        )
+    )
+    assert (status, error) == (422, "not_jpeg")
+
+
+@pytest.mark.parametrize("mode", ["raw", "form-base64"])
+def test_chunked_body_that_ends_early(receiver: Service, mode: str) -> None:
+    """Past the cap, the answer is 413 at once; under it, the client's close is counted."""
+    over = [head(mode, "Transfer-Encoding: chunked\r\n"), b"%x\r\n" % (3 * MAX_BODY), b"A" * KIB]
+    status, error, closes = refusal(exchange(receiver, over))  # and nothing more is sent
+    assert (status, error, closes) == (413, "too_large", True)
+
+    dropped = "framewire_connections_dropped_total"
+    before = scrape(receiver.url, dropped, reason="incomplete")
+    under = [head(mode, "Transfer-Encoding: chunked\r\n"), *chunked(100 * KIB, 64 * KIB, end=False)]
+    assert exchange(receiver, under, half_close=True) == b""  # cut short: never served
+    assert scrape(receiver.url, dropped, reason="incomplete") == before + 1
+    assert post_frame(receiver.url, "cam0", JPEG).status_code == 204
+    assert "Traceback" not in receiver.log()
+
+
+def test_broken_chunk_framing_gets_400(receiver: Service) -> None:
+    for broken in (b"zz\r\n", b"1" * 2000):
+        answer = exchange(receiver, [head("raw", "Transfer-Encoding: chunked\r\n"), broken])
+        assert refusal(answer) == (400, "bad_chunks", True)
+    assert "Traceback" not in receiver.log()
+
+
+def test_the_framer_measures_chunked_bodies_by_their_data() -> None:
+    start = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    at_cap = RequestBuffer(8192, 1000, start + b"3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n")
+    assert at_cap.ready and at_cap.refused is None
+    over = RequestBuffer(8192, 1000, start + b"3e8\r\n" + b"x" * 1000 + b"\r\n1\r\n")
+    assert over.ready and over.refused is not None and over.refused.code == 413
+    tiny = RequestBuffer(8192, 1000, start + b"1\r\nx\r\n" * 900)  # 900 bytes in 5400
+    assert tiny.ready and tiny.refused is not None and tiny.refused.code == 413
