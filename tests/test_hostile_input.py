@@ -9,12 +9,17 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+import requests
 
-from conftest import Service, Services, scrape
+from conftest import RedisServer, Service, Services, scrape, wait_until
+from framewire.bench.readers import read_latencies
+from framewire.frame import Frame
 from framewire.request_buffer import RequestBuffer
 from framewire.transports import http as http_wire
+from framewire.transports import redis as redis_wire
 from helpers import make_jpeg, post_frame
 
 MAX_BODY = 2 * 1024 * 1024  # --max-body's default
@@ -88,6 +93,10 @@ def refusal(answer: bytes) -> tuple[int, str, bool]:
     lines = header.decode("latin-1").split("\r\n")
     closes = any(line.lower() == "connection: close" for line in lines[1:])
     return int(lines[0].split()[1]), json.loads(body)["error"], closes
+
+
+def stats_cameras(service: Service) -> set[str]:
+    return set(requests.get(f"{service.url}/stats", timeout=5).json()["cameras"])
 
 
 def log_lines(service: Service) -> int:
@@ -171,3 +180,120 @@ def test_the_framer_measures_chunked_bodies_by_their_data() -> None:
     assert over.ready and over.refused is not None and over.refused.code == 413
     tiny = RequestBuffer(8192, 1000, start + b"1\r\nx\r\n" * 900)  # 900 bytes in 5400
     assert tiny.ready and tiny.refused is not None and tiny.refused.code == 413
+
+
+# --- capture times ------------------------------------------------------------------------------
+
+DAY_NS = 86400 * 10**9
+LATENCY = "framewire_frame_latency_seconds"
+
+
+def untrue_times() -> dict[str, int]:
+    """Capture times that fit in 64 bits but cannot be true, from the clock now."""
+    now = time.time_ns()
+    return {
+        "zero": 0,
+        "int64_max": 2**63 - 1,
+        "a day ahead": now + DAY_NS,
+        "a day behind": now - DAY_NS,
+        "seconds": now // 10**9,
+    }
+
+
+def no_negative_latency(receiver: Service, camera: str) -> None:
+    """Every latency figure of `camera` is >= 0: histogram sums, /latencies, /stats."""
+    for stage in ("received", "served"):
+        total = scrape(receiver.url, f"{LATENCY}_sum", camera=camera, stage=stage)
+        assert total >= 0, (stage, total)
+        assert all(s >= 0 for s in read_latencies(receiver.url, stage, camera)["seconds"])
+    stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"][camera]
+    assert all((v or 0) >= 0 for k, v in stats["latency_ms"].items() if k != "samples"), stats
+
+
+def post_at(
+    receiver: Service, mode: str, captured_ns: int, seq: int = 1, camera: str = "skewed"
+) -> requests.Response:
+    frame = Frame(camera, seq, captured_ns, JPEG)
+    if mode == "raw":
+        return requests.post(
+            f"{receiver.url}/frames", data=JPEG, headers=http_wire.headers(frame), timeout=10
+        )
+    form = urlencode(http_wire.form_fields(frame))
+    headers = {"Content-Type": http_wire.FORM_TYPE}
+    return requests.post(f"{receiver.url}/frames", data=form, headers=headers, timeout=10)
+
+
+@pytest.mark.parametrize("mode", ["raw", "form-base64"])
+def test_untrue_capture_times_are_refused_over_http(receiver: Service, mode: str) -> None:
+    camera = f"skewed-{mode}"
+    before = scrape(receiver.url, REJECTED, transport="http", reason="bad_timestamp")
+    times = untrue_times()
+    for name, captured_ns in times.items():
+        response = post_at(receiver, mode, captured_ns, camera=camera)
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["error"] == "bad_timestamp", name
+    after = scrape(receiver.url, REJECTED, transport="http", reason="bad_timestamp")
+    assert after == before + len(times)
+    # Refused before anything else: the camera was never made, no latency was recorded.
+    assert camera not in requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
+
+    # A sender's clock a little ahead (within --max-capture-ahead) is taken; latency >= 0.
+    assert post_at(receiver, mode, time.time_ns() + 30 * 10**9, 2, camera).status_code == 204
+    wait_until(
+        lambda: requests.get(f"{receiver.url}/snapshot/{camera}.jpg", timeout=5).ok,
+        what="the skewed camera served",
+    )
+    assert read_latencies(receiver.url, "received", camera)["seconds"][-1] == 0
+    no_negative_latency(receiver, camera)
+
+
+def test_the_window_is_a_setting(services: Services) -> None:
+    receiver = services.receiver(
+        "http", env={"FRAMEWIRE_MAX_CAPTURE_AHEAD": "0", "FRAMEWIRE_MAX_CAPTURE_BEHIND": "1"}
+    )
+    assert post_at(receiver, "raw", time.time_ns() + 5 * 10**9).status_code == 422
+    assert post_at(receiver, "raw", time.time_ns() - 5 * 10**9).status_code == 422
+    assert post_at(receiver, "raw", time.time_ns() - 10**8).status_code == 204
+
+
+def test_untrue_capture_times_are_skipped_on_redis(
+    services: Services, redis_server: RedisServer
+) -> None:
+    receiver = services.receiver("redis", "--redis-url", redis_server.url, "--stale-after", "30")
+    client = redis_server.client()
+    seq = iter(range(1, 10**6))
+
+    def add(camera: str, captured_ns: int) -> None:
+        frame = Frame(camera, next(seq), captured_ns, JPEG)
+        client.xadd(redis_wire.key("stream", camera), redis_wire.stream_fields(frame))
+
+    def rejected() -> float:
+        return scrape(receiver.url, REJECTED, transport="redis", reason="bad_timestamp")
+
+    for camera in ("skewed", "other"):  # the receiver follows a stream from its end once found
+        wait_until(
+            lambda c=camera: (add(c, time.time_ns()), c in stats_cameras(receiver))[1],
+            interval=0.2,
+            what=f"camera {camera} received",
+        )
+    count = 0
+    for _ in range(2):
+        for camera in ("skewed", "other"):
+            for captured_ns in untrue_times().values():
+                add(camera, captured_ns)
+                count += 1  # one at a time: none is skipped as older than the next
+                wait_until(lambda n=count: rejected() == n, timeout=5, what=f"{count} refused")
+    add("skewed", time.time_ns() + 30 * 10**9)  # a clock a little ahead: taken
+    wait_until(
+        lambda: read_latencies(receiver.url, "received", "skewed")["seconds"][-1] == 0,
+        what="the frame from a clock ahead",
+    )
+    for camera in ("skewed", "other"):
+        assert (
+            time.time_ns() // 10**9
+            not in read_latencies(receiver.url, "received", camera)["captured_ns"]
+        )
+        no_negative_latency(receiver, camera)
+    log = receiver.log()
+    for camera in ("skewed", "other"):  # logged once per camera
+        assert log.count(f"(bad_timestamp): camera {camera}:") == 1, log

@@ -272,7 +272,7 @@ class Channel:
                 self.hub.metrics.viewer_encode_path.labels(*labels, path, reason).inc()
             if self._measured != self._version:  # once per frame, whichever key came first
                 self._measured = self._version
-                latency = (time.time_ns() - self._captured_ns) / 1e9
+                latency = max(0.0, (time.time_ns() - self._captured_ns) / 1e9)  # clock skew
                 self._latencies.append((time.monotonic(), latency * 1000))
                 self.latency_logs["served"].add(self._captured_ns, latency)
                 if not self.closed:

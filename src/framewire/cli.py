@@ -35,6 +35,8 @@ RECEIVER_COMMON = [
     "keepalive",
     "forget_after",
     "max_pixels",
+    "max_capture_ahead",
+    "max_capture_behind",
     "request_timeout",
     "max_buffered",
     "viewer_timeout",

@@ -337,6 +337,20 @@ class ReceiverConfig(_Validated):
         low=64,
         high=7680 * 4320,
     )
+    max_capture_ahead: float = setting(
+        60.0,
+        "Seconds a frame's capture time may be ahead of this host's clock; beyond it the frame"
+        " is refused (bad_timestamp).",
+        low=0,
+        high=86400,
+    )
+    max_capture_behind: float = setting(
+        3600.0,
+        "Seconds a frame's capture time may be behind this host's clock; beyond it the frame"
+        " is refused (bad_timestamp).",
+        low=1,
+        high=7 * 86400,
+    )
     request_timeout: float = setting(
         5.0, "Seconds a request may take to arrive in full before it is dropped.", **SECONDS
     )

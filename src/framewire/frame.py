@@ -27,12 +27,14 @@ MIN_BYTES_PER_PIXEL = 1 / 2000  # a real JPEG carries far more (a black 1080p fr
 
 
 class WireError(ValueError):
-    """A frame that breaks the wire contract; `reason` is a short metric label."""
+    """A frame that breaks the wire contract; `reason` is a short metric label, `camera`
+    the camera it names when the refusal is about that camera's frames (else empty)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, camera: str = "") -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.camera = camera
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +47,24 @@ class Frame:
     jpeg: bytes = field(repr=False)
 
     def age_seconds(self, now_ns: int | None = None) -> float:
-        """Seconds since capture, on this host's clock."""
-        return ((now_ns if now_ns is not None else time.time_ns()) - self.captured_ns) / 1e9
+        """Seconds since capture, on this host's clock; 0 for a capture time ahead of it."""
+        now_ns = now_ns if now_ns is not None else time.time_ns()
+        return max(0.0, (now_ns - self.captured_ns) / 1e9)
+
+
+def check_captured(camera: str, captured_ns: int, now_ns: int, ahead: float, behind: float) -> None:
+    """WireError `bad_timestamp` unless `captured_ns` is at most `ahead` seconds after
+    `now_ns` and at most `behind` seconds before it (0, 2**63-1, seconds where nanoseconds
+    belong, a clock a day off: none can be a frame's capture time)."""
+    offset = (captured_ns - now_ns) / 1e9
+    if offset > ahead:
+        where = f"{offset:.3g} s ahead of the receiver's clock (at most {ahead:g} s)"
+    elif -offset > behind:
+        where = f"{-offset:.3g} s behind the receiver's clock (at most {behind:g} s)"
+    else:
+        return
+    detail = f"camera {camera}: captured_ns {captured_ns} is {where}"
+    raise WireError("bad_timestamp", detail, camera)
 
 
 def parse_camera(value: str | None) -> str:

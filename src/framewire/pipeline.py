@@ -25,7 +25,7 @@ import numpy as np
 
 from framewire.channel import Channel
 from framewire.config import ReceiverConfig
-from framewire.frame import Frame, WireError, decode
+from framewire.frame import Frame, WireError, check_captured, decode
 from framewire.hub import Hub
 from framewire.mailbox import Mailbox
 from framewire.metrics import ReceiverMetrics
@@ -130,6 +130,7 @@ class Pipeline:
         self.processor_factory = processor_factory
         self.max_pixels = config.max_pixels
         self.forget_after = config.forget_after
+        self.capture_window = (config.max_capture_ahead, config.max_capture_behind)
         self._cameras: dict[str, _Camera] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -145,6 +146,7 @@ class Pipeline:
         refusal counts nothing here: the caller then calls `reject(reason,
         1 + skipped)`, which names no camera (the camera may not exist).
         """
+        check_captured(frame.camera, frame.captured_ns, time.time_ns(), *self.capture_window)
         known = self.hub.find(frame.camera)
         if known is None and self.hub.full():
             raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")

@@ -44,6 +44,7 @@ STATUS = {
     "too_many_pixels": 422,
     "implausible_size": 422,
     "bad_base64": 422,
+    "bad_timestamp": 422,
     "stopping": 503,
 }
 

@@ -48,6 +48,7 @@ FIELD_SEQ = b"seq"
 FIELD_CAPTURED_NS = b"captured_ns"
 BLOCK_MS = 250  # short, so a stop joins the consumer well within the graceful timeout
 DISCOVER_EVERY = 2.0
+MAX_LOGGED = 256  # refusals logged once each (by reason, or reason and camera); then counted
 
 
 def key(kind: str, camera: str) -> str:
@@ -231,10 +232,11 @@ class _Consumer:
             self._reject(exc, 1 + skipped)
 
     def _reject(self, exc: WireError, count: int = 1) -> None:
-        """Count refused frames; log the first of each reason only."""
+        """Count refused frames; log the first of each reason (and camera, if it names one)."""
         self._sink.reject(exc.reason, count)
-        if exc.reason not in self._logged_reasons:
-            self._logged_reasons.add(exc.reason)
+        logged = f"{exc.reason} {exc.camera}".strip()
+        if logged not in self._logged_reasons and len(self._logged_reasons) < MAX_LOGGED:
+            self._logged_reasons.add(logged)
             log.warning(
                 "skipping malformed frames (%s): %s; further ones are only counted",
                 exc.reason,
