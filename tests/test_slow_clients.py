@@ -1,8 +1,9 @@
 """Slow and silent clients cannot take a receiver down (BufferingWorker).
 
 Half-sent requests wait on the worker's event loop, not in threads, and are
-dropped after --request-timeout; a viewer that reads nothing is dropped after
---viewer-timeout and its slot freed.
+dropped after --request-timeout; a viewer that could not take a whole frame within
+--viewer-timeout (reading nothing, or too slowly) is dropped and its slot freed; past the
+connection limit the half-sent request that waited longest makes room.
 """
 
 from __future__ import annotations
@@ -168,11 +169,44 @@ def test_viewer_reading_nothing_is_dropped(services: Services) -> None:
     )
     print(f"stalled viewer dropped after {time.monotonic() - opened:.1f} s")
     assert scrape(receiver.url, "framewire_connections_dropped_total", reason="send_timeout") == 1
+    assert "could not take a whole frame within --viewer-timeout (2 s)" in receiver.log()
     parts = reader.parts
     wait_until(lambda: reader.parts > parts + 5, what="the reading viewer to keep getting frames")
     reader.close()
     wait_until(lambda: scrape(receiver.url, viewers) == 0, what="no viewer left")
     stalled.close()
+
+
+def test_viewer_reading_too_slowly_is_dropped(services: Services) -> None:
+    """Still reading, 2 KB/s, but a frame takes it far longer than --viewer-timeout."""
+    receiver = services.receiver("http", "--viewer-timeout", "2")
+    services.sender("--http-url", f"{receiver.url}/frames", "--redis-url", "")
+    wait_until(lambda: requests.get(f"{receiver.url}/readyz", timeout=2).ok, what="frames")
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", int(receiver.url.rsplit(":", 1)[1])))
+    slow.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    got, done = [0], threading.Event()
+
+    def read_slowly() -> None:
+        try:
+            while not done.wait(0.25) and (chunk := slow.recv(512)):
+                got[0] += len(chunk)
+        except OSError:
+            pass
+
+    threading.Thread(target=read_slowly, daemon=True).start()
+    dropped = "framewire_connections_dropped_total"
+    wait_until(
+        lambda: scrape(receiver.url, dropped, reason="send_timeout") == 1,
+        timeout=60,
+        what="the slow viewer dropped",
+    )
+    done.set()
+    assert got[0] > 0, "it was reading"
+    assert "could not take a whole frame within --viewer-timeout (2 s)" in receiver.log()
+    wait_until(lambda: scrape(receiver.url, "framewire_viewers") == 0, what="its slot freed")
+    slow.close()
 
 
 def test_expect_100_continue_is_answered_before_the_body(services: Services) -> None:
@@ -206,3 +240,28 @@ def test_pipelined_and_kept_alive_requests_are_all_answered(services: Services) 
         answers += chunk
     assert answers.count(b"HTTP/1.1 200") == 3, answers
     sock.close()
+
+
+def test_probes_answer_past_the_connection_limit(services: Services) -> None:
+    """1,100 half-sent connections against a worker that holds 1,000: each new connection
+    closes the half-sent request that waited longest, so probes are answered at once."""
+    receiver = services.receiver("http", "--request-timeout", "60")
+    services.sender("--http-url", f"{receiver.url}/frames", "--redis-url", "")
+    wait_until(lambda: requests.get(f"{receiver.url}/readyz", timeout=2).ok, what="frames")
+    port = int(receiver.url.rsplit(":", 1)[1])
+    held = [half_sent(port, i % 3) for i in range(1100)]
+
+    latencies = []
+    for path in ["/healthz", "/readyz"] * 10:  # each on a new connection
+        asked = time.monotonic()
+        assert requests.get(f"{receiver.url}{path}", timeout=3).status_code == 200
+        latencies.append(time.monotonic() - asked)
+    print(f"1100 half-sent: probes max {max(latencies) * 1000:.0f} ms")
+    assert max(latencies) < 1.0, latencies
+
+    dropped = scrape(receiver.url, "framewire_connections_dropped_total", reason="connection_limit")
+    assert dropped >= 100
+    assert closed_by_server(held[0])  # the longest waiting went first
+    assert receiver.log().count("at the connection limit") == 1
+    for sock in held:
+        sock.close()

@@ -361,7 +361,10 @@ class ReceiverConfig(_Validated):
         high=2**34,
     )
     viewer_timeout: float = setting(
-        10.0, "Seconds an MJPEG viewer may read nothing before it is dropped.", **SECONDS
+        10.0,
+        "Seconds an MJPEG viewer has for each frame: one that could not take a whole frame"
+        " within --viewer-timeout is dropped (whether it reads nothing or too slowly).",
+        **SECONDS,
     )
     peer_url: str = setting(
         "",

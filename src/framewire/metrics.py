@@ -216,9 +216,11 @@ class ReceiverMetrics(_Common):
         )
         self.connections_dropped = Counter(
             f"{NS}_connections_dropped_total",
-            "Client connections the server closed, by reason (request_timeout: the request did"
-            " not arrive in full in time; send_timeout: the client read nothing for the viewer"
-            " timeout).",
+            "Client connections closed before their request was served or answered, by reason"
+            " (request_timeout: the request did not arrive in full in time; send_timeout: a"
+            " viewer could not take a whole frame within --viewer-timeout; buffer_full: request"
+            " buffers were full; connection_limit: closed to make room at the connection limit;"
+            " incomplete: the client closed in the middle of its request).",
             ["transport", "reason"],
             registry=reg,
         )

@@ -22,9 +22,14 @@ request:
   (`Limits.max_buffered`): a connection whose bytes would pass the cap is
   dropped and counted (`buffer_full`), so memory is bounded by
   configuration, not by how many clients send slowly;
+- at gunicorn's `worker_connections` the listener stays open: each new
+  connection closes the half-sent request that has waited longest (counted,
+  `connection_limit`), so health probes and ingest are never queued behind
+  silent clients in the kernel's backlog;
 - while a response is written the socket has a send timeout
-  (`Limits.send_timeout`): a client that reads nothing for that long (a
-  stalled MJPEG viewer) makes the write fail, the response iterator is
+  (`Limits.send_timeout`), for each write as a whole (one MJPEG frame): a
+  client that could not take a whole frame within it (a stalled viewer, or one
+  still reading but too slowly) makes the write fail, the response iterator is
   closed, which frees the thread and the viewer slot, and the drop is counted;
 - when the worker stops (SIGTERM, SIGQUIT/SIGINT, or any other end of its
   loop) the app's `extensions["framewire.shutdown"]` is called on the main
@@ -33,7 +38,8 @@ request:
 
 Plain HTTP/1.x only (no TLS, no HTTP/2): the receivers serve neither.
 The app may expose `extensions["framewire.dropped"]`, called with a reason
-(`request_timeout`, `send_timeout`, `buffer_full`) for every connection the worker drops,
+(`request_timeout`, `send_timeout`, `buffer_full`, `connection_limit`) for every connection
+the worker drops,
 and with `incomplete` for every client that closed in the middle of a request.
 """
 
@@ -65,6 +71,7 @@ APP_THREADS = "framewire-"  # the app names every thread it starts so; all must 
 RECV_SIZE = 256 * 1024
 CLOSE_LINGER = 2.0  # seconds a closing connection may still send before it is cut (RFC 9112 9.6)
 HOUSEKEEPING = 0.5  # seconds between heartbeats to the arbiter, and between parent checks
+ROOM_AGAIN = 0.9  # below this share of worker_connections, the limit counts as left
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,7 @@ class BufferingWorker(ThreadWorker):
     def init_process(self) -> None:
         self.waiting: dict[BufferedConn, None] = {}
         self.buffered = 0  # bytes held for requests still arriving, all connections
+        self.at_limit = False  # making room at worker_connections (logged when it changes)
         self._app_stopped = False
         wanted = self.worker_connections + self.cfg.threads + 64
         if raise_open_files_limit(wanted) < wanted:
@@ -169,10 +177,41 @@ class BufferingWorker(ThreadWorker):
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
+        if self.nr_conns >= self.worker_connections:
+            self._make_room()
+        elif self.at_limit and self.nr_conns < self.worker_connections * ROOM_AGAIN:
+            self.at_limit = False
+            self.log.info("below the connection limit again (%d)", self.worker_connections)
         self.nr_conns += 1
         conn = BufferedConn(self.cfg, sock, client, listener.getsockname())
         conn.send_timeout = self.limits.send_timeout
         self._wait_for_request(conn)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread stops accepting at `worker_connections`; this worker goes on while a
+        waiting connection can make room (`accept`), and stops only when stopping."""
+        super().set_accept_enabled(enabled or (self.alive and bool(self.waiting)))
+
+    def _make_room(self) -> None:
+        """At the connection limit: close a connection closing anyway, else the half-sent
+        request that has waited longest (counted), else an idle kept-alive connection."""
+        waiting = self.waiting  # in the order they began to wait
+        victim = next((c for c in waiting if c.closing), None)
+        if victim is None:
+            victim = next((c for c in waiting if not c.idle), None)
+            if victim is not None:
+                self._count("connection_limit")
+                if not self.at_limit:
+                    self.at_limit = True
+                    self.log.warning(
+                        "at the connection limit (%d): closing the half-sent requests that"
+                        " waited longest to make room",
+                        self.worker_connections,
+                    )
+        victim = victim or next(iter(waiting), None)
+        if victim is not None:
+            self._forget(victim)
+            util.close(victim.sock)
 
     def finish_request(self, conn: BufferedConn, fs: Future[Any]) -> None:
         """Back from a pool thread: wait for the next request on the loop, or close."""
@@ -201,7 +240,9 @@ class BufferingWorker(ThreadWorker):
             return bool(super().handle_request(req, conn))
         except TimeoutError:
             self.log.info(
-                "dropped %s: read nothing for %g s", conn.client, self.limits.send_timeout
+                "dropped %s: could not take a whole frame within --viewer-timeout (%g s)",
+                conn.client,
+                self.limits.send_timeout,
             )
             self._count("send_timeout")
             return False
