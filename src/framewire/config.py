@@ -339,15 +339,13 @@ class ReceiverConfig(_Validated):
     )
     max_capture_ahead: float = setting(
         60.0,
-        "Seconds a frame's capture time may be ahead of this host's clock; beyond it the frame"
-        " is refused (bad_timestamp).",
+        "Seconds a capture time may be ahead of this host's clock (bad_timestamp beyond).",
         low=0,
         high=86400,
     )
     max_capture_behind: float = setting(
         3600.0,
-        "Seconds a frame's capture time may be behind this host's clock; beyond it the frame"
-        " is refused (bad_timestamp).",
+        "Seconds a capture time may be behind this host's clock (bad_timestamp beyond).",
         low=1,
         high=7 * 86400,
     )
