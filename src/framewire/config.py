@@ -287,6 +287,13 @@ class SenderConfig(_Validated):
     redis_timeout: float = setting(
         2.0, "Seconds to connect to Redis and for each Redis command.", **SECONDS
     )
+    http_inflight: int = setting(
+        2,
+        "HTTP requests in flight per camera and receiver; the receiver drops one overtaken"
+        " by a newer frame (stale).",
+        low=1,
+        high=16,
+    )
     token: str = setting("", "Bearer token sent with every HTTP frame.")
     metrics_bind: str = setting(
         "0.0.0.0:9100", "HOST:PORT for /metrics; empty disables it.", check="bind"
@@ -336,6 +343,12 @@ class ReceiverConfig(_Validated):
         "Largest frame accepted (width x height, read from the JPEG header).",
         low=64,
         high=7680 * 4320,
+    )
+    decode_threads: int = setting(
+        0,
+        "Frames decoded at once, across cameras (0: one per CPU core the receiver may use).",
+        low=0,
+        high=256,
     )
     request_timeout: float = setting(
         5.0, "Seconds a request may take to arrive in full before it is dropped.", **SECONDS
