@@ -35,6 +35,7 @@ RECEIVER_COMMON = [
     "keepalive",
     "forget_after",
     "max_pixels",
+    "decode_threads",
     "request_timeout",
     "max_buffered",
     "viewer_timeout",
