@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from conftest import FRAMEWIRE, wait_until
 from framewire.bench import (
     capacity,
+    capacity_mode,
     capacity_report,
     chart,
     codec_report,
@@ -715,6 +716,25 @@ def test_capacity_search_doubles_then_bisects() -> None:
         capacity.search(fake(1), 0)
 
 
+def test_capacity_search_from_a_start_halves_down_when_it_fails() -> None:
+    """The aligned search starts at the spread answer: a few trials when it is near."""
+
+    def fake(capacity_: int):
+        return lambda count: count <= capacity_
+
+    assert capacity.search(fake(6), 16, start=11) == (6, [11, 5, 8, 6, 7])
+    assert capacity.search(fake(11), 16, start=11) == (11, [11, 16, 13, 12])
+    assert capacity.search(fake(0), 16, start=11) == (0, [11, 5, 2, 1])
+    assert capacity.search(fake(99), 10, start=10) == (10, [10])
+    assert capacity.search(fake(3), 10, start=1) == capacity.search(fake(3), 10)
+    for limit in range(1, 21):
+        for start in range(1, 25):
+            for largest in range(25):
+                found, tried = capacity.search(fake(largest), limit, start)
+                assert found == min(largest, limit), (limit, start, largest)
+                assert len(tried) == len(set(tried)) and max(tried) <= limit
+
+
 def test_capacity_verdict_is_fps_and_p95_of_every_camera() -> None:
     camera = capacity.Camera(1280, 720, 30.0)
     assert capacity.verdict(29.5, 20.0, camera)
@@ -736,6 +756,26 @@ def test_capacity_cameras_file_is_what_the_sender_reads(tmp_path: Path) -> None:
     }
 
 
+def test_codec_bound_is_cores_at_85_percent_over_the_codec_work_of_a_frame() -> None:
+    bound = capacity_mode.codec_bound(2, 30.0, encode_ms=2.5, decode_ms=2.4, splice_ms=0.31)
+    assert bound["ms_per_frame"] == {"one": pytest.approx(5.21), "both": pytest.approx(7.92)}
+    assert bound["cameras"]["one"] == pytest.approx(2 * 0.85 * 1000 / (30 * 5.21))  # 10.9
+    assert bound["cameras"]["both"] == pytest.approx(2 * 0.85 * 1000 / (30 * 7.92))  # 7.2
+    for setup, key in (("http", "one"), ("redis", "one"), ("redis-cluster", "one")):
+        assert capacity_mode.bound_of(setup, bound) == bound["cameras"][key]
+    assert capacity_mode.bound_of("both", bound) == bound["cameras"]["both"]
+    searched = {"setup": "redis", "largest": 8}
+    assert capacity_mode.of_bound(searched, bound) == pytest.approx(8 / bound["cameras"]["one"])
+    assert capacity_mode.of_bound({"setup": "both", "cameras": 4, "passed": True}, bound) is None
+
+
+def test_codec_bound_comes_from_the_bench_codec_timings() -> None:
+    bound = capacity_mode.measure_bound(capacity.Camera(160, 120, 30.0), cores=2)
+    assert bound["resolution"] == "160x120"
+    assert min(bound[f"{step}_ms"] for step in ("encode", "decode", "splice")) > 0
+    assert bound["cameras"]["one"] > bound["cameras"]["both"] > 0
+
+
 def _trial(count: int, passed: bool, other: float = 5.0) -> dict:
     cameras = {
         f"cam{i}": {"fps": 30.0 if passed else 25.0, "p95_ms": 8.0, "passed": passed}
@@ -745,6 +785,7 @@ def _trial(count: int, passed: bool, other: float = 5.0) -> dict:
     path |= {"max_p95_ms": 8.0, "viewer_fps": 29.9, "viewed_served_ms": {"p95": 11.0}}
     return {
         "setup": "redis",
+        "phase": "spread",
         "cameras": count,
         "passed": passed,
         "paths": [{**path, "cameras": cameras}],
@@ -757,32 +798,68 @@ def test_capacity_report_gives_the_largest_n_and_the_trials_that_decided_it(
     tmp_path: Path,
 ) -> None:
     trials = [_trial(1, True), _trial(2, True), _trial(4, False, other=90.0), _trial(3, True)]
-    setup = {"setup": "redis", "largest": 3, "at_limit": False, "trials": trials}
+    bound = capacity_mode.codec_bound(2, 30.0, encode_ms=2.5, decode_ms=2.4, splice_ms=0.31)
+    bound["resolution"] = "1280x720"
+    setup = {"setup": "redis", "phase": "spread", "largest": 3, "at_limit": False}
+    setup |= {"trials": trials, "codec_limit": bound["cameras"]["one"]}
+    setup["of_codec_limit"] = capacity_mode.of_bound(setup, bound)
+    aligned_trials = [{**_trial(3, False), "phase": "aligned"}, {**_trial(1, True)}]
+    aligned = {**setup, "phase": "aligned", "largest": 1, "trials": aligned_trials}
+    aligned["of_codec_limit"] = capacity_mode.of_bound(aligned, bound)
     options = {"cameras": None, "camera_size": "1280x720", "camera_fps": 30.0, "min_fps": 29.5}
     options |= {"duration": 10.0, "warmup": 2.0, "max_cameras": 16}
     machine = {"cpu_model": "test", "cores": 2, "python": "3", "opencv": "5", "redis_server": "7"}
     saved = {"started": "now", "elapsed_seconds": 1.0, "machine": machine, "options": options}
-    text = capacity_report.write_report(tmp_path, {**saved, "capacity": [setup]})
-    assert "| Redis alone | 3 | 1: pass, 2: pass, 4: FAIL, 3: pass |" in text
-    assert "| redis | 4 | FAIL (noisy) | redis | 25.0 |" in text
+    report_ = {**saved, "codec": bound, "capacity": [setup, aligned]}
+    text = capacity_report.write_report(tmp_path, report_)
+    row = "| Redis alone | spread | 3 | 10.9 | 0.28x | 1: pass, 2: pass, 4: FAIL, 3: pass |"
+    assert row in text
+    assert "| Redis alone | aligned | 1 | 10.9 | 0.09x | 3: FAIL, 1: pass |" in text
+    assert "| redis | spread | 4 | FAIL (noisy) | redis | 25.0 |" in text
     assert "cam3 25.0 / 8.0 **x**" in text
-    assert json.loads((tmp_path / "results.json").read_text())["capacity"][0]["largest"] == 3
-    assert capacity_report.summary({"capacity": [setup]}) == "capacity, Redis alone: 3"
+    assert "One transport: 2 x 0.85 x 1000 / (30 x 5.21 ms) = 10.9 cameras" in text
+    assert "both (one encode, two decodes, two splices): 2 x 0.85 x 1000 / (30 x 7.92 ms)" in text
+    saved_json = json.loads((tmp_path / "results.json").read_text())
+    assert [(s["phase"], s["largest"]) for s in saved_json["capacity"]] == [
+        ("spread", 3),
+        ("aligned", 1),
+    ]
+    assert saved_json["capacity"][0]["of_codec_limit"] == pytest.approx(3 / 10.88, abs=1e-3)
+    assert saved_json["codec"]["cameras"]["one"] == pytest.approx(10.88, abs=0.01)
+    assert capacity_report.summary({"capacity": [setup, aligned]}) == (
+        "capacity, Redis alone, spread phases: 3 (0.28 of the codec-bound 10.9)\n"
+        "capacity, Redis alone, aligned phases: 1 (0.09 of the codec-bound 10.9)"
+    )
 
 
 def test_capacity_mode_runs_a_trial_per_setup(tmp_path: Path) -> None:
     out = tmp_path / "capacity"
     args = ["--cameras", "2", "--camera-size", "320x240", "--duration", "2", "--out", str(out)]
-    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
+    args += ["--setups", "http,both"]  # the default phases: spread, then aligned
+    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["kind"] == "capacity" and saved["options"]["min_fps"] == 29.5
-    assert [s["setup"] for s in saved["capacity"]] == ["http", "redis", "both"]
+    assert saved["options"]["phases"] == ["spread", "aligned"]
+    assert [(s["setup"], s["phase"]) for s in saved["capacity"]] == [
+        ("http", "spread"),
+        ("http", "aligned"),
+        ("both", "spread"),
+        ("both", "aligned"),
+    ]
+    codec = saved["codec"]
+    assert codec["resolution"] == "320x240" and codec["cores"] == os.cpu_count()
+    assert codec["cameras"]["one"] > codec["cameras"]["both"] > 0
     for setup in saved["capacity"]:
         assert setup["cameras"] == 2 and setup["passed"] == setup["trials"][-1]["passed"]
+        assert (
+            setup["codec_limit"] == codec["cameras"]["both" if setup["setup"] == "both" else "one"]
+        )
+        assert setup["of_codec_limit"] is None  # a trial at N, not a search
         for trial in setup["trials"]:
             assert "error" not in trial, trial
+            assert trial["phase"] == setup["phase"]
             transports = [p["transport"] for p in trial["paths"]]
             assert transports == list(capacity.SETUPS[setup["setup"]])
             assert trial["cpu_percent"]["sender"] > 0
@@ -797,7 +874,7 @@ def test_capacity_mode_runs_a_trial_per_setup(tmp_path: Path) -> None:
                 assert path["passed"] == all(c["passed"] for c in path["cameras"].values())
                 assert path["min_fps"] == min(c["fps"] for c in path["cameras"].values())
             assert trial["passed"] == all(p["passed"] for p in trial["paths"])
-    assert "| setup | result |" in done.stdout
+    assert "| setup | phases | result | codec-bound limit |" in done.stdout
     assert (out / "results.md").read_text() in done.stdout  # the report is printed too
 
 
