@@ -344,6 +344,7 @@ def _result(mode: str, fps: float, *paths: dict, error: str = "") -> dict:
     per_frame = measure.cpu_ms_per_frame(cpu, 8.0, viewed)
     figures |= {"viewer_frames": viewed, "cpu_ms_per_frame": per_frame}
     figures["cpu_over_floor"] = per_frame["total"] / 8.0 if per_frame else None
+    figures["cpu_over_own_floor"] = per_frame["total"] / 5.0 if per_frame else None
     return {**result, **figures, "machine_cpu_percent": machine}
 
 
@@ -427,6 +428,7 @@ def _report(results: list[dict]) -> dict:
                 "viewer_encode_ms": 4,
                 "total_ms": 4,
                 "floor_ms": 8,
+                "own_floor_ms": 5,
                 "bytes": 81920,
                 **LIBRARIES,
             }
@@ -448,7 +450,7 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     cpu = "| sender 40, http-receiver 20, other 11, steal 0 | 20.76 | 2.6x | 1.5x |"
     assert "80.0 KiB | capture 3 " + cpu in text
     assert "nearest-rank" in text and "no bucket interpolation" in text
-    assert "| raw 1280x720 30 fps | 231 | 13.84 | 6.92 | 20.76 | 2.6x |" in text
+    assert "| raw 1280x720 30 fps | 231 | 13.84 | 6.92 | 20.76 | 2.6x | 4.15x |" in text
     assert "| 1280x720 | 2.00 | 2.00 | 4.00 | 4.00 | 8.00 | - | - | 80.0 KiB |" in text
     # A table per JPEG library, the fastest at each step, and the physical limit.
     assert "### cv2 1.0\n\n| resolution | encode ms | encode, restart every MCU row ms |" in text
@@ -519,7 +521,8 @@ def test_bench_check_holds_results_against_the_checked_in_targets(tmp_path: Path
     report.write_report(tmp_path, _report(RESULTS))
     done = bench_check(tmp_path / "results.json")
     checked_in = json.loads((ROOT / "docs/bench/targets.json").read_text())
-    count = sum(len(checked_in[kind]) for kind in ("paths", "comparisons", "floor", "capacity"))
+    count = sum(len(targets) for targets in checked_in.values() if isinstance(targets, list))
+    assert {"paths", "limit", "between", "comparisons", "floor", "capacity"} <= set(checked_in)
     lines = done.stdout.splitlines()
     assert len(lines) == count + 1, done.stdout
     verdicts = [line.split(":")[0].strip() for line in lines[:-1]]
@@ -542,7 +545,7 @@ def test_bench_check_gives_a_verdict_per_target(tmp_path: Path) -> None:
                     {**path, "scenario": "stream", "transport": "redis", "rate_fps": 0},
                 ],
                 "comparisons": [
-                    {**against, "resolution": "1280x720", "rate_fps": 30, "max_p50_ratio": 0.5}
+                    {**against, "resolution": "1280x720", "rate_fps": 30, "min_fps_ratio": 1.1}
                 ],
             }
         )
@@ -559,8 +562,16 @@ def test_bench_check_holds_cpu_over_floor_and_capacity(tmp_path: Path) -> None:
     measured = json.loads((tmp_path / "results.json").read_text())["results"]
     raw = next(r for r in measured if r["scenario"] == "raw" and r.get("cpu_over_floor"))
     floor = {key: raw[key] for key in ("scenario", "resolution", "rate_fps")}
+    own = {**floor, "floor": "own"}
     capacity = tmp_path / "capacity.json"
-    capacity.write_text(json.dumps({"capacity": [{"setup": "redis", "largest": 11}]}))
+    found = [
+        {"setup": "redis", "phase": "spread", "largest": 11, "codec_limit": 14.0},
+        {"setup": "redis", "phase": "aligned", "largest": 6, "codec_limit": 14.0},
+        {"setup": "both", "largest": 5},  # a run from before the phases: every camera at once
+    ]
+    for setup in found[:2]:
+        setup["of_codec_limit"] = setup["largest"] / setup["codec_limit"]
+    capacity.write_text(json.dumps({"capacity": found}))
     targets = tmp_path / "targets.json"
     targets.write_text(
         json.dumps(
@@ -569,23 +580,76 @@ def test_bench_check_holds_cpu_over_floor_and_capacity(tmp_path: Path) -> None:
                     {**floor, "max_cpu_over_floor": raw["cpu_over_floor"] + 0.01},
                     {**floor, "max_cpu_over_floor": raw["cpu_over_floor"] - 0.01},
                     {**floor, "scenario": "pubsub", "max_cpu_over_floor": 9},
+                    {**own, "max_cpu_over_floor": raw["cpu_over_own_floor"] + 0.01},
+                    {**own, "max_cpu_over_floor": raw["cpu_over_own_floor"] - 0.01},
                 ],
                 "capacity": [
                     {"setup": "redis", "min_cameras": 11},
                     {"setup": "redis", "min_cameras": 12},
                     {"setup": "http", "min_cameras": 1},
+                    {"setup": "redis", "phase": "spread", "min_of_codec_limit": 0.7},
+                    {"setup": "redis", "phase": "aligned", "min_of_codec_limit": 0.5},
+                    {"setup": "both", "phase": "spread", "min_cameras": 1},
+                    {"setup": "both", "phase": "aligned", "min_cameras": 5},
+                    {"setup": "both", "phase": "aligned", "min_of_codec_limit": 0.1},
                 ],
             }
         )
     )
     args = ["--targets", str(targets), "--capacity", str(capacity)]
     done = bench_check(tmp_path / "results.json", *args)
-    verdicts = [line.split(":")[0].strip() for line in done.stdout.splitlines()[:-1]]
-    assert verdicts == ["met", "MISSED", "not measured", "met", "MISSED", "not measured"], (
-        done.stdout + done.stderr
-    )
-    assert "11 cameras" in done.stdout
+    lines = done.stdout.splitlines()[:-1]
+    verdicts = [line.split(":")[0].strip() for line in lines]
+    floors = ["met", "MISSED", "not measured", "met", "MISSED"]
+    capacities = ["met", "MISSED", "not measured", "met", "MISSED"]
+    capacities += ["not measured", "met", "not measured"]  # no codec limit in an old run
+    assert verdicts == floors + capacities, done.stdout + done.stderr
+    assert "framewire's own floor (encode + decode + splice)" in lines[3]
+    assert "11 cameras, 0.79 of the codec-bound 14.0" in lines[5]
+    assert "6 cameras, 0.43 of the codec-bound 14.0" in lines[9]
     assert done.returncode == 1
+
+
+def test_bench_check_holds_latency_over_the_limit_and_http_against_redis(tmp_path: Path) -> None:
+    results = [*RESULTS, _result("stream", 0.0, _path("redis", 200.0, 9.0, 15.0))]
+    report.write_report(tmp_path, _report(results))  # the physical limit: 4.5 ms
+    path = {"resolution": "1280x720", "rate_fps": 30}
+    http, redis = (
+        {"scenario": "raw", "transport": "http"},
+        {"scenario": "stream", "transport": "redis"},
+    )
+    between = {"ours": http, "theirs": redis, "resolution": "1280x720", "rate_fps": 0}
+    targets = tmp_path / "targets.json"
+    targets.write_text(
+        json.dumps(
+            {
+                "limit": [  # http: p50 6.0 ms (1.33x), p95 9.0 (2.00x); redis 4.0 and 7.0
+                    {**path, **http, "max_p50_over_limit": 1.15, "max_p95_over_limit": 2.0},
+                    {**path, **redis, "max_p50_over_limit": 1.15, "max_p95_over_limit": 1.6},
+                    {**path, **redis, "max_p95_over_limit": 1.4},
+                    {**path, **http, "rate_fps": 15, "max_p50_over_limit": 9},
+                ],
+                "between": [  # unthrottled: http 160 fps, redis 200
+                    {**between, "min_fps_ratio": 0.8},
+                    {**between, "min_fps_ratio": 0.9},
+                    {
+                        **between,
+                        "rate_fps": 30,
+                        "theirs": {**redis, "scenario": "pubsub"},
+                        "min_fps_ratio": 0,
+                    },
+                ],
+            }
+        )
+    )
+    done = bench_check(tmp_path / "results.json", "--targets", str(targets))
+    lines = done.stdout.splitlines()
+    verdicts = [line.split(":")[0].strip() for line in lines[:-1]]
+    assert verdicts == ["MISSED", "met", "MISSED", "not measured", "met", "MISSED", "not measured"]
+    assert "p50 6.0 ms (1.33x), p95 9.0 ms (2.00x) over a limit of 4.50 ms" in lines[0]
+    assert "p50 <= 1.15x the physical limit, p95 <= 2x the physical limit" in lines[0]
+    assert "160.0 against 200.0 fps (0.80x)" in lines[4]
+    assert lines[-1].startswith("bench-check: 2 of 7 targets met")
 
 
 def test_bench_check_passes_when_every_target_is_met(tmp_path: Path) -> None:
@@ -618,6 +682,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         assert result["cpu_percent"]["sender"] > 0
         assert result["machine_cpu_percent"]["busy"] > 0
         assert result["cpu_ms_per_frame"]["total"] > 0 and result["cpu_over_floor"] > 0
+        assert result["cpu_over_own_floor"] > result["cpu_over_floor"]  # the splice is cheaper
         for path in result["paths"]:
             assert path["fps"] > 0, result["name"]
             assert path["viewer_fps"] > 0 and path["viewer_frames"] > 0, result["name"]
@@ -630,6 +695,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
             assert all(v is not None for v in path["received_hist_ms"].values()), result["name"]
     codec = saved["codec"]["160x120"]
     assert codec["floor_ms"] > codec["total_ms"] > 0
+    assert codec["own_floor_ms"] == pytest.approx(codec["total_ms"] + codec["viewer_splice_ms"])
     assert {"cv2", "simplejpeg", "turbojpeg"} == set(codec["libraries"])
     assert codec["libraries"][codec["fastest"]["decode"]]["available"]
     assert codec["limit"]["total_ms"] > codec["limit"]["transfer_ms"] > 0
@@ -654,9 +720,12 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     path = {"scenario": "both", "resolution": "160x120", "rate_fps": 30, "min_fps": 1}
     compare = {"transport": "redis", "ours": "stream", "theirs": "article-redis"}
     compare |= {"resolution": "160x120", "rate_fps": 30, "min_fps_ratio": 0.01}
+    own = {"scenario": "both", "resolution": "160x120", "rate_fps": 30, "floor": "own"}
     lenient = {
         "paths": [{**path, "transport": "http"}, {**path, "transport": "redis"}],
-        "comparisons": [{**compare, "max_p50_ratio": 100}],
+        "limit": [{**path, "transport": "redis", "max_p50_over_limit": 1000}],
+        "comparisons": [compare],
+        "floor": [{**own, "max_cpu_over_floor": 1000}],
     }
     targets.write_text(json.dumps(lenient))
     checked = bench_check(out / "results.json", "--targets", str(targets))

@@ -252,6 +252,7 @@ def bench(
     for result in results:
         if "error" not in result:
             result["cpu_over_floor"] = over_floor(result, codec)
+            result["cpu_over_own_floor"] = over_floor(result, codec, "own_floor_ms")
     report = {
         "started": started,
         "elapsed_seconds": time.monotonic() - clock,
