@@ -297,6 +297,7 @@ def test_full_matrix_and_quick_subset() -> None:
         ("CAMERAS", "lots", "or `max`"),
         ("CAMERAS", "0", "from 1 to 1000"),
         ("SETUPS", "http,pigeon", "comma-separated list of http, redis, both"),
+        ("PHASES", "spread,random", "comma-separated list of spread, aligned"),
         ("ARTICLE_QUALITY", "101", "1<=x<=100"),
     ],
 )

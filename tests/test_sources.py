@@ -8,9 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import RedisServer, Services, scrape, wait_until
-from framewire.config import SenderConfig
+from framewire.config import ConfigError, SenderConfig
 from framewire.sender import camera_source
 from framewire.sources import CaptureSource, Grabber, Pacer, SyntheticSource, open_source
 
@@ -132,6 +133,9 @@ def test_the_senders_option_sets_its_synthetic_cameras_phase() -> None:
     aligned = camera_source(SenderConfig(synthetic_phase="aligned"))
     assert isinstance(default, SyntheticSource) and isinstance(aligned, SyntheticSource)
     assert aligned.phase == 0.0 and 0 < default.phase < 1 / 30
+    with pytest.raises(ConfigError) as refused:
+        SenderConfig(synthetic_phase="random")
+    assert refused.value.name == "synthetic_phase" and "spread, aligned" in refused.value.message
 
 
 def test_missing_source_is_down_and_retried(tmp_path: Path) -> None:
