@@ -86,8 +86,9 @@ def codec_paragraph(codec: Mapping[str, Any] | None) -> list[str]:
     one, both = codec["ms_per_frame"]["one"], codec["ms_per_frame"]["both"]
     head = f"{codec['cores']} x {codec['share']:g} x 1000 / ({codec['fps']:g} x"
     return [
-        f"Codec-bound limit: the cameras {codec['cores']} cores carry at {codec['share']:.0%} "
-        "of their time on framewire's own codec work, timed in this run on the same frames "
+        f"Codec-bound limit: the cameras {codec['cores']} cores carry at "
+        f"{codec['share'] * 100:g} % of their time on framewire's own codec work, timed in "
+        "this run on the same frames "
         f"({codec['resolution']}: sender encode {codec['encode_ms']:.2f} ms, receiver decode "
         f"{codec['decode_ms']:.2f} ms, band splice of the served frame "
         f"{codec['splice_ms']:.2f} ms). One transport: {head} {one:.2f} ms) = "
