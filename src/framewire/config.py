@@ -23,6 +23,7 @@ REDIS_MODES = ("stream", "pubsub", "set-publish")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 WEB_SCHEMES = ("http", "https")
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https")
+SYNTHETIC_PHASES = ("spread", "aligned")
 
 
 class ConfigError(ValueError):
@@ -231,6 +232,13 @@ class SenderConfig(_Validated):
         "Synthetic frame rate (0: as fast as possible); also a video file's fallback.",
         low=0,
         high=1000,
+    )
+    synthetic_phase: str = setting(
+        "spread",
+        "When each synthetic camera captures within its frame period: spread, at a random"
+        " phase per camera as real cameras free-run; aligned, every camera at the same instant"
+        " (the worst case for the machine).",
+        choices=SYNTHETIC_PHASES,
     )
     quality: int = setting(
         80,

@@ -361,4 +361,5 @@ def camera_source(config: SenderConfig) -> Source:
         config.fps,
         config.open_timeout,
         config.read_timeout,
+        config.synthetic_phase,
     )
