@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from conftest import FRAMEWIRE, wait_until
 from framewire.bench import (
     capacity,
+    capacity_mode,
     capacity_report,
     chart,
     codec_report,
@@ -296,6 +297,7 @@ def test_full_matrix_and_quick_subset() -> None:
         ("CAMERAS", "lots", "or `max`"),
         ("CAMERAS", "0", "from 1 to 1000"),
         ("SETUPS", "http,pigeon", "comma-separated list of http, redis, both"),
+        ("PHASES", "spread,random", "comma-separated list of spread, aligned"),
         ("ARTICLE_QUALITY", "101", "1<=x<=100"),
     ],
 )
@@ -343,6 +345,7 @@ def _result(mode: str, fps: float, *paths: dict, error: str = "") -> dict:
     per_frame = measure.cpu_ms_per_frame(cpu, 8.0, viewed)
     figures |= {"viewer_frames": viewed, "cpu_ms_per_frame": per_frame}
     figures["cpu_over_floor"] = per_frame["total"] / 8.0 if per_frame else None
+    figures["cpu_over_own_floor"] = per_frame["total"] / 5.0 if per_frame else None
     return {**result, **figures, "machine_cpu_percent": machine}
 
 
@@ -426,6 +429,7 @@ def _report(results: list[dict]) -> dict:
                 "viewer_encode_ms": 4,
                 "total_ms": 4,
                 "floor_ms": 8,
+                "own_floor_ms": 5,
                 "bytes": 81920,
                 **LIBRARIES,
             }
@@ -447,7 +451,7 @@ def test_report_writes_json_markdown_and_ratios_without_verdicts(tmp_path: Path)
     cpu = "| sender 40, http-receiver 20, other 11, steal 0 | 20.76 | 2.6x | 1.5x |"
     assert "80.0 KiB | capture 3 " + cpu in text
     assert "nearest-rank" in text and "no bucket interpolation" in text
-    assert "| raw 1280x720 30 fps | 231 | 13.84 | 6.92 | 20.76 | 2.6x |" in text
+    assert "| raw 1280x720 30 fps | 231 | 13.84 | 6.92 | 20.76 | 2.6x | 4.15x |" in text
     assert "| 1280x720 | 2.00 | 2.00 | 4.00 | 4.00 | 8.00 | - | - | 80.0 KiB |" in text
     # A table per JPEG library, the fastest at each step, and the physical limit.
     assert "### cv2 1.0\n\n| resolution | encode ms | encode, restart every MCU row ms |" in text
@@ -518,7 +522,8 @@ def test_bench_check_holds_results_against_the_checked_in_targets(tmp_path: Path
     report.write_report(tmp_path, _report(RESULTS))
     done = bench_check(tmp_path / "results.json")
     checked_in = json.loads((ROOT / "docs/bench/targets.json").read_text())
-    count = sum(len(checked_in[kind]) for kind in ("paths", "comparisons", "floor", "capacity"))
+    count = sum(len(targets) for targets in checked_in.values() if isinstance(targets, list))
+    assert {"paths", "limit", "between", "comparisons", "floor", "capacity"} <= set(checked_in)
     lines = done.stdout.splitlines()
     assert len(lines) == count + 1, done.stdout
     verdicts = [line.split(":")[0].strip() for line in lines[:-1]]
@@ -541,7 +546,7 @@ def test_bench_check_gives_a_verdict_per_target(tmp_path: Path) -> None:
                     {**path, "scenario": "stream", "transport": "redis", "rate_fps": 0},
                 ],
                 "comparisons": [
-                    {**against, "resolution": "1280x720", "rate_fps": 30, "max_p50_ratio": 0.5}
+                    {**against, "resolution": "1280x720", "rate_fps": 30, "min_fps_ratio": 1.1}
                 ],
             }
         )
@@ -558,8 +563,16 @@ def test_bench_check_holds_cpu_over_floor_and_capacity(tmp_path: Path) -> None:
     measured = json.loads((tmp_path / "results.json").read_text())["results"]
     raw = next(r for r in measured if r["scenario"] == "raw" and r.get("cpu_over_floor"))
     floor = {key: raw[key] for key in ("scenario", "resolution", "rate_fps")}
+    own = {**floor, "floor": "own"}
     capacity = tmp_path / "capacity.json"
-    capacity.write_text(json.dumps({"capacity": [{"setup": "redis", "largest": 11}]}))
+    found = [
+        {"setup": "redis", "phase": "spread", "largest": 11, "codec_limit": 14.0},
+        {"setup": "redis", "phase": "aligned", "largest": 6, "codec_limit": 14.0},
+        {"setup": "both", "largest": 5},  # a run from before the phases: every camera at once
+    ]
+    for setup in found[:2]:
+        setup["of_codec_limit"] = setup["largest"] / setup["codec_limit"]
+    capacity.write_text(json.dumps({"capacity": found}))
     targets = tmp_path / "targets.json"
     targets.write_text(
         json.dumps(
@@ -568,23 +581,76 @@ def test_bench_check_holds_cpu_over_floor_and_capacity(tmp_path: Path) -> None:
                     {**floor, "max_cpu_over_floor": raw["cpu_over_floor"] + 0.01},
                     {**floor, "max_cpu_over_floor": raw["cpu_over_floor"] - 0.01},
                     {**floor, "scenario": "pubsub", "max_cpu_over_floor": 9},
+                    {**own, "max_cpu_over_floor": raw["cpu_over_own_floor"] + 0.01},
+                    {**own, "max_cpu_over_floor": raw["cpu_over_own_floor"] - 0.01},
                 ],
                 "capacity": [
                     {"setup": "redis", "min_cameras": 11},
                     {"setup": "redis", "min_cameras": 12},
                     {"setup": "http", "min_cameras": 1},
+                    {"setup": "redis", "phase": "spread", "min_of_codec_limit": 0.7},
+                    {"setup": "redis", "phase": "aligned", "min_of_codec_limit": 0.5},
+                    {"setup": "both", "phase": "spread", "min_cameras": 1},
+                    {"setup": "both", "phase": "aligned", "min_cameras": 5},
+                    {"setup": "both", "phase": "aligned", "min_of_codec_limit": 0.1},
                 ],
             }
         )
     )
     args = ["--targets", str(targets), "--capacity", str(capacity)]
     done = bench_check(tmp_path / "results.json", *args)
-    verdicts = [line.split(":")[0].strip() for line in done.stdout.splitlines()[:-1]]
-    assert verdicts == ["met", "MISSED", "not measured", "met", "MISSED", "not measured"], (
-        done.stdout + done.stderr
-    )
-    assert "11 cameras" in done.stdout
+    lines = done.stdout.splitlines()[:-1]
+    verdicts = [line.split(":")[0].strip() for line in lines]
+    floors = ["met", "MISSED", "not measured", "met", "MISSED"]
+    capacities = ["met", "MISSED", "not measured", "met", "MISSED"]
+    capacities += ["not measured", "met", "not measured"]  # no codec limit in an old run
+    assert verdicts == floors + capacities, done.stdout + done.stderr
+    assert "framewire's own floor (encode + decode + splice)" in lines[3]
+    assert "11 cameras, 0.79 of the codec-bound 14.0" in lines[5]
+    assert "6 cameras, 0.43 of the codec-bound 14.0" in lines[9]
     assert done.returncode == 1
+
+
+def test_bench_check_holds_latency_over_the_limit_and_http_against_redis(tmp_path: Path) -> None:
+    results = [*RESULTS, _result("stream", 0.0, _path("redis", 200.0, 9.0, 15.0))]
+    report.write_report(tmp_path, _report(results))  # the physical limit: 4.5 ms
+    path = {"resolution": "1280x720", "rate_fps": 30}
+    http, redis = (
+        {"scenario": "raw", "transport": "http"},
+        {"scenario": "stream", "transport": "redis"},
+    )
+    between = {"ours": http, "theirs": redis, "resolution": "1280x720", "rate_fps": 0}
+    targets = tmp_path / "targets.json"
+    targets.write_text(
+        json.dumps(
+            {
+                "limit": [  # http: p50 6.0 ms (1.33x), p95 9.0 (2.00x); redis 4.0 and 7.0
+                    {**path, **http, "max_p50_over_limit": 1.15, "max_p95_over_limit": 2.0},
+                    {**path, **redis, "max_p50_over_limit": 1.15, "max_p95_over_limit": 1.6},
+                    {**path, **redis, "max_p95_over_limit": 1.4},
+                    {**path, **http, "rate_fps": 15, "max_p50_over_limit": 9},
+                ],
+                "between": [  # unthrottled: http 160 fps, redis 200
+                    {**between, "min_fps_ratio": 0.8},
+                    {**between, "min_fps_ratio": 0.9},
+                    {
+                        **between,
+                        "rate_fps": 30,
+                        "theirs": {**redis, "scenario": "pubsub"},
+                        "min_fps_ratio": 0,
+                    },
+                ],
+            }
+        )
+    )
+    done = bench_check(tmp_path / "results.json", "--targets", str(targets))
+    lines = done.stdout.splitlines()
+    verdicts = [line.split(":")[0].strip() for line in lines[:-1]]
+    assert verdicts == ["MISSED", "met", "MISSED", "not measured", "met", "MISSED", "not measured"]
+    assert "p50 6.0 ms (1.33x), p95 9.0 ms (2.00x) over a limit of 4.50 ms" in lines[0]
+    assert "p50 <= 1.15x the physical limit, p95 <= 2x the physical limit" in lines[0]
+    assert "160.0 against 200.0 fps (0.80x)" in lines[4]
+    assert lines[-1].startswith("bench-check: 2 of 7 targets met")
 
 
 def test_bench_check_passes_when_every_target_is_met(tmp_path: Path) -> None:
@@ -617,6 +683,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         assert result["cpu_percent"]["sender"] > 0
         assert result["machine_cpu_percent"]["busy"] > 0
         assert result["cpu_ms_per_frame"]["total"] > 0 and result["cpu_over_floor"] > 0
+        assert result["cpu_over_own_floor"] > result["cpu_over_floor"]  # the splice is cheaper
         for path in result["paths"]:
             assert path["fps"] > 0, result["name"]
             assert path["viewer_fps"] > 0 and path["viewer_frames"] > 0, result["name"]
@@ -629,6 +696,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
             assert all(v is not None for v in path["received_hist_ms"].values()), result["name"]
     codec = saved["codec"]["160x120"]
     assert codec["floor_ms"] > codec["total_ms"] > 0
+    assert codec["own_floor_ms"] == pytest.approx(codec["total_ms"] + codec["viewer_splice_ms"])
     assert {"cv2", "simplejpeg", "turbojpeg"} == set(codec["libraries"])
     assert codec["libraries"][codec["fastest"]["decode"]]["available"]
     assert codec["limit"]["total_ms"] > codec["limit"]["transfer_ms"] > 0
@@ -653,9 +721,12 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     path = {"scenario": "both", "resolution": "160x120", "rate_fps": 30, "min_fps": 1}
     compare = {"transport": "redis", "ours": "stream", "theirs": "article-redis"}
     compare |= {"resolution": "160x120", "rate_fps": 30, "min_fps_ratio": 0.01}
+    own = {"scenario": "both", "resolution": "160x120", "rate_fps": 30, "floor": "own"}
     lenient = {
         "paths": [{**path, "transport": "http"}, {**path, "transport": "redis"}],
-        "comparisons": [{**compare, "max_p50_ratio": 100}],
+        "limit": [{**path, "transport": "redis", "max_p50_over_limit": 1000}],
+        "comparisons": [compare],
+        "floor": [{**own, "max_cpu_over_floor": 1000}],
     }
     targets.write_text(json.dumps(lenient))
     checked = bench_check(out / "results.json", "--targets", str(targets))
@@ -715,6 +786,25 @@ def test_capacity_search_doubles_then_bisects() -> None:
         capacity.search(fake(1), 0)
 
 
+def test_capacity_search_from_a_start_halves_down_when_it_fails() -> None:
+    """The aligned search starts at the spread answer: a few trials when it is near."""
+
+    def fake(capacity_: int):
+        return lambda count: count <= capacity_
+
+    assert capacity.search(fake(6), 16, start=11) == (6, [11, 5, 8, 6, 7])
+    assert capacity.search(fake(11), 16, start=11) == (11, [11, 16, 13, 12])
+    assert capacity.search(fake(0), 16, start=11) == (0, [11, 5, 2, 1])
+    assert capacity.search(fake(99), 10, start=10) == (10, [10])
+    assert capacity.search(fake(3), 10, start=1) == capacity.search(fake(3), 10)
+    for limit in range(1, 21):
+        for start in range(1, 25):
+            for largest in range(25):
+                found, tried = capacity.search(fake(largest), limit, start)
+                assert found == min(largest, limit), (limit, start, largest)
+                assert len(tried) == len(set(tried)) and max(tried) <= limit
+
+
 def test_capacity_verdict_is_fps_and_p95_of_every_camera() -> None:
     camera = capacity.Camera(1280, 720, 30.0)
     assert capacity.verdict(29.5, 20.0, camera)
@@ -736,6 +826,26 @@ def test_capacity_cameras_file_is_what_the_sender_reads(tmp_path: Path) -> None:
     }
 
 
+def test_codec_bound_is_cores_at_85_percent_over_the_codec_work_of_a_frame() -> None:
+    bound = capacity_mode.codec_bound(2, 30.0, encode_ms=2.5, decode_ms=2.4, splice_ms=0.31)
+    assert bound["ms_per_frame"] == {"one": pytest.approx(5.21), "both": pytest.approx(7.92)}
+    assert bound["cameras"]["one"] == pytest.approx(2 * 0.85 * 1000 / (30 * 5.21))  # 10.9
+    assert bound["cameras"]["both"] == pytest.approx(2 * 0.85 * 1000 / (30 * 7.92))  # 7.2
+    for setup, key in (("http", "one"), ("redis", "one"), ("redis-cluster", "one")):
+        assert capacity_mode.bound_of(setup, bound) == bound["cameras"][key]
+    assert capacity_mode.bound_of("both", bound) == bound["cameras"]["both"]
+    searched = {"setup": "redis", "largest": 8}
+    assert capacity_mode.of_bound(searched, bound) == pytest.approx(8 / bound["cameras"]["one"])
+    assert capacity_mode.of_bound({"setup": "both", "cameras": 4, "passed": True}, bound) is None
+
+
+def test_codec_bound_comes_from_the_bench_codec_timings() -> None:
+    bound = capacity_mode.measure_bound(capacity.Camera(160, 120, 30.0), cores=2)
+    assert bound["resolution"] == "160x120"
+    assert min(bound[f"{step}_ms"] for step in ("encode", "decode", "splice")) > 0
+    assert bound["cameras"]["one"] > bound["cameras"]["both"] > 0
+
+
 def _trial(count: int, passed: bool, other: float = 5.0) -> dict:
     cameras = {
         f"cam{i}": {"fps": 30.0 if passed else 25.0, "p95_ms": 8.0, "passed": passed}
@@ -745,6 +855,7 @@ def _trial(count: int, passed: bool, other: float = 5.0) -> dict:
     path |= {"max_p95_ms": 8.0, "viewer_fps": 29.9, "viewed_served_ms": {"p95": 11.0}}
     return {
         "setup": "redis",
+        "phase": "spread",
         "cameras": count,
         "passed": passed,
         "paths": [{**path, "cameras": cameras}],
@@ -757,32 +868,68 @@ def test_capacity_report_gives_the_largest_n_and_the_trials_that_decided_it(
     tmp_path: Path,
 ) -> None:
     trials = [_trial(1, True), _trial(2, True), _trial(4, False, other=90.0), _trial(3, True)]
-    setup = {"setup": "redis", "largest": 3, "at_limit": False, "trials": trials}
+    bound = capacity_mode.codec_bound(2, 30.0, encode_ms=2.5, decode_ms=2.4, splice_ms=0.31)
+    bound["resolution"] = "1280x720"
+    setup = {"setup": "redis", "phase": "spread", "largest": 3, "at_limit": False}
+    setup |= {"trials": trials, "codec_limit": bound["cameras"]["one"]}
+    setup["of_codec_limit"] = capacity_mode.of_bound(setup, bound)
+    aligned_trials = [{**_trial(3, False), "phase": "aligned"}, {**_trial(1, True)}]
+    aligned = {**setup, "phase": "aligned", "largest": 1, "trials": aligned_trials}
+    aligned["of_codec_limit"] = capacity_mode.of_bound(aligned, bound)
     options = {"cameras": None, "camera_size": "1280x720", "camera_fps": 30.0, "min_fps": 29.5}
     options |= {"duration": 10.0, "warmup": 2.0, "max_cameras": 16}
     machine = {"cpu_model": "test", "cores": 2, "python": "3", "opencv": "5", "redis_server": "7"}
     saved = {"started": "now", "elapsed_seconds": 1.0, "machine": machine, "options": options}
-    text = capacity_report.write_report(tmp_path, {**saved, "capacity": [setup]})
-    assert "| Redis alone | 3 | 1: pass, 2: pass, 4: FAIL, 3: pass |" in text
-    assert "| redis | 4 | FAIL (noisy) | redis | 25.0 |" in text
+    report_ = {**saved, "codec": bound, "capacity": [setup, aligned]}
+    text = capacity_report.write_report(tmp_path, report_)
+    row = "| Redis alone | spread | 3 | 10.9 | 0.28x | 1: pass, 2: pass, 4: FAIL, 3: pass |"
+    assert row in text
+    assert "| Redis alone | aligned | 1 | 10.9 | 0.09x | 3: FAIL, 1: pass |" in text
+    assert "| redis | spread | 4 | FAIL (noisy) | redis | 25.0 |" in text
     assert "cam3 25.0 / 8.0 **x**" in text
-    assert json.loads((tmp_path / "results.json").read_text())["capacity"][0]["largest"] == 3
-    assert capacity_report.summary({"capacity": [setup]}) == "capacity, Redis alone: 3"
+    assert "One transport: 2 x 0.85 x 1000 / (30 x 5.21 ms) = 10.9 cameras" in text
+    assert "both (one encode, two decodes, two splices): 2 x 0.85 x 1000 / (30 x 7.92 ms)" in text
+    saved_json = json.loads((tmp_path / "results.json").read_text())
+    assert [(s["phase"], s["largest"]) for s in saved_json["capacity"]] == [
+        ("spread", 3),
+        ("aligned", 1),
+    ]
+    assert saved_json["capacity"][0]["of_codec_limit"] == pytest.approx(3 / 10.88, abs=1e-3)
+    assert saved_json["codec"]["cameras"]["one"] == pytest.approx(10.88, abs=0.01)
+    assert capacity_report.summary({"capacity": [setup, aligned]}) == (
+        "capacity, Redis alone, spread phases: 3 (0.28 of the codec-bound 10.9)\n"
+        "capacity, Redis alone, aligned phases: 1 (0.09 of the codec-bound 10.9)"
+    )
 
 
 def test_capacity_mode_runs_a_trial_per_setup(tmp_path: Path) -> None:
     out = tmp_path / "capacity"
     args = ["--cameras", "2", "--camera-size", "320x240", "--duration", "2", "--out", str(out)]
-    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
+    args += ["--setups", "http,both"]  # the default phases: spread, then aligned
+    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["kind"] == "capacity" and saved["options"]["min_fps"] == 29.5
-    assert [s["setup"] for s in saved["capacity"]] == ["http", "redis", "both"]
+    assert saved["options"]["phases"] == ["spread", "aligned"]
+    assert [(s["setup"], s["phase"]) for s in saved["capacity"]] == [
+        ("http", "spread"),
+        ("http", "aligned"),
+        ("both", "spread"),
+        ("both", "aligned"),
+    ]
+    codec = saved["codec"]
+    assert codec["resolution"] == "320x240" and codec["cores"] == os.cpu_count()
+    assert codec["cameras"]["one"] > codec["cameras"]["both"] > 0
     for setup in saved["capacity"]:
         assert setup["cameras"] == 2 and setup["passed"] == setup["trials"][-1]["passed"]
+        assert (
+            setup["codec_limit"] == codec["cameras"]["both" if setup["setup"] == "both" else "one"]
+        )
+        assert setup["of_codec_limit"] is None  # a trial at N, not a search
         for trial in setup["trials"]:
             assert "error" not in trial, trial
+            assert trial["phase"] == setup["phase"]
             transports = [p["transport"] for p in trial["paths"]]
             assert transports == list(capacity.SETUPS[setup["setup"]])
             assert trial["cpu_percent"]["sender"] > 0
@@ -797,7 +944,7 @@ def test_capacity_mode_runs_a_trial_per_setup(tmp_path: Path) -> None:
                 assert path["passed"] == all(c["passed"] for c in path["cameras"].values())
                 assert path["min_fps"] == min(c["fps"] for c in path["cameras"].values())
             assert trial["passed"] == all(p["passed"] for p in trial["paths"])
-    assert "| setup | result |" in done.stdout
+    assert "| setup | phases | result | codec-bound limit |" in done.stdout
     assert (out / "results.md").read_text() in done.stdout  # the report is printed too
 
 

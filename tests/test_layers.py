@@ -12,7 +12,7 @@ import framewire
 SRC = Path(framewire.__file__).parent
 # Lowest first; a module may import only from its own layer or below.
 LAYERS = [  # as the README's "Architecture" section shows them
-    {"frame", "metrics", "config", "cameras", "mailbox", "runtime", "resilience"}
+    {"frame", "metrics", "config", "cameras", "mailbox", "lanes", "runtime", "resilience"}
     | {"processing", "overlay", "access", "splice"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
     {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"},

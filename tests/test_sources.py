@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import RedisServer, Services, scrape, wait_until
-from framewire.sources import CaptureSource, Grabber, SyntheticSource, open_source
+from framewire.config import ConfigError, SenderConfig
+from framewire.sender import camera_source
+from framewire.sources import CaptureSource, Grabber, Pacer, SyntheticSource, open_source
 
 
 def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
@@ -71,6 +75,67 @@ def test_synthetic_pattern_moves_and_has_realistic_size() -> None:
     assert not np.array_equal(a, b)
     _, jpeg = cv2.imencode(".jpg", b, [cv2.IMWRITE_JPEG_QUALITY, 80])
     assert 50_000 < len(jpeg) < 200_000
+
+
+def _offset(at: float, phase: float, period: float) -> float:
+    """How far (seconds) the instant `at` lies from the nearest tick of `phase` on the grid."""
+    offset = (at - phase) % period
+    return min(offset, period - offset)
+
+
+def _tick_offsets(source: SyntheticSource, reads: int) -> list[float]:
+    """Each read's return, as its distance from the source's phase on the monotonic grid."""
+    offsets = []
+    for _ in range(reads):
+        source.read()
+        offsets.append(_offset(time.monotonic(), source.phase, 1 / source.fps))
+    return offsets
+
+
+def test_synthetic_cameras_start_at_spread_phases_unless_aligned() -> None:
+    """Spread (the default) gives each camera its own phase; aligned gives all one instant."""
+    period = 1 / 30
+    spread = [SyntheticSource(160, 120, 30) for _ in range(12)]
+    phases = [source.phase for source in spread]
+    assert all(0 <= phase < period for phase in phases)
+    assert len(set(phases)) == len(phases), "every camera has its own phase"
+    assert max(phases) - min(phases) > period / 4, phases  # 12 draws in one period
+    aligned = [SyntheticSource(160, 120, 30, "aligned") for _ in range(3)]
+    assert {source.phase for source in aligned} == {0.0}
+
+    # The frames come at those phases: a spread camera's reads return at its own ticks, and
+    # an aligned camera ticks at the same instants as the others, whenever it was opened.
+    spread[0].open()
+    assert min(_tick_offsets(spread[0], 4)) < 0.006
+    aligned[0].open()
+    aligned[0].read()
+    aligned[1].open()  # a frame after the first aligned camera's opening
+    assert min(_tick_offsets(aligned[1], 4)) < 0.006
+    far = max(phases, key=lambda phase: _offset(phase, 0.0, period))
+    assert _offset(far, 0.0, period) > period / 8  # a spread phase far from the aligned one
+
+
+def test_pacer_keeps_its_phase_after_a_stall() -> None:
+    pacer = Pacer(100, phase=0.004)
+    assert pacer.phase == 0.004
+    pacer.wait()
+    stalled_until = time.monotonic() + 0.05
+    while time.monotonic() < stalled_until:  # busy: a stall of five periods, no sleep
+        pass
+    pacer.wait()  # late: returns at once
+    pacer.wait()
+    pacer.wait()
+    assert _offset(time.monotonic(), 0.004, 0.01) < 0.004, "back on its own ticks"
+
+
+def test_the_senders_option_sets_its_synthetic_cameras_phase() -> None:
+    default = camera_source(SenderConfig())
+    aligned = camera_source(SenderConfig(synthetic_phase="aligned"))
+    assert isinstance(default, SyntheticSource) and isinstance(aligned, SyntheticSource)
+    assert aligned.phase == 0.0 and 0 < default.phase < 1 / 30
+    with pytest.raises(ConfigError) as refused:
+        SenderConfig(synthetic_phase="random")
+    assert refused.value.name == "synthetic_phase" and "spread, aligned" in refused.value.message
 
 
 def test_missing_source_is_down_and_retried(tmp_path: Path) -> None:

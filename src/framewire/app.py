@@ -56,6 +56,7 @@ def create_app(config: ReceiverConfig) -> Flask:
             config.redis_mode,
             config.redis_ca_cert,
             config.redis_cluster,
+            pipeline.decoders,
         )
         reader.start()
         closers.insert(0, reader.stop)  # first: no frame arrives while the rest stops

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 RING = 300  # latency samples kept per channel for /stats
 LATENCY_WINDOW = 5.0  # seconds of served latencies behind p50 and p95
 FPS_WINDOW = 2.0  # seconds of published frames behind the fps figure
-DROP_STAGES = ("receive", "process")
+DROP_STAGES = ("receive", "stale", "process")
 LATENCY_STAGES = ("received", "served")  # each frame's own latency, kept for /latencies
 
 
@@ -126,7 +126,7 @@ class Channel:
             self._cond.notify_all()
 
     def count_drop(self, stage: str, count: int = 1) -> None:
-        """Count `count` frames replaced unused at `stage` (`receive` or `process`)."""
+        """Count `count` frames replaced unused at `stage` (`receive`, `stale` or `process`)."""
         with self._cond:
             if self.closed:
                 return

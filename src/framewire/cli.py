@@ -37,6 +37,7 @@ RECEIVER_COMMON = [
     "max_pixels",
     "max_capture_ahead",
     "max_capture_behind",
+    "decode_threads",
     "request_timeout",
     "max_buffered",
     "viewer_timeout",

@@ -23,6 +23,7 @@ REDIS_MODES = ("stream", "pubsub", "set-publish")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 WEB_SCHEMES = ("http", "https")
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https")
+SYNTHETIC_PHASES = ("spread", "aligned")
 
 
 class ConfigError(ValueError):
@@ -232,6 +233,13 @@ class SenderConfig(_Validated):
         low=0,
         high=1000,
     )
+    synthetic_phase: str = setting(
+        "spread",
+        "When each synthetic camera captures within its frame period: spread, at a random"
+        " phase per camera as real cameras free-run; aligned, every camera at the same instant"
+        " (the worst case for the machine).",
+        choices=SYNTHETIC_PHASES,
+    )
     quality: int = setting(
         80,
         "JPEG quality of the frames sent (on the wire); the receivers' is --stream-quality.",
@@ -286,6 +294,13 @@ class SenderConfig(_Validated):
     redis_maxlen: int = setting(8, "Approximate stream length kept per camera.", low=1, high=10000)
     redis_timeout: float = setting(
         2.0, "Seconds to connect to Redis and for each Redis command.", **SECONDS
+    )
+    http_inflight: int = setting(
+        2,
+        "HTTP requests in flight per camera and receiver; the receiver drops one overtaken"
+        " by a newer frame (stale).",
+        low=1,
+        high=16,
     )
     token: str = setting("", "Bearer token sent with every HTTP frame.")
     metrics_bind: str = setting(
@@ -348,6 +363,12 @@ class ReceiverConfig(_Validated):
         "Seconds a capture time may be behind this host's clock (bad_timestamp beyond).",
         low=1,
         high=7 * 86400,
+    )
+    decode_threads: int = setting(
+        0,
+        "Frames decoded at once, across cameras (0: one per CPU core the receiver may use).",
+        low=0,
+        high=256,
     )
     request_timeout: float = setting(
         5.0, "Seconds a request may take to arrive in full before it is dropped.", **SECONDS

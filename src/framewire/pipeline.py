@@ -1,10 +1,14 @@
 """What both receivers do with a frame: decode, process, annotate, publish to the hub.
 
 `Pipeline` is the transports' `FrameSink`. `ingest` runs on the thread that
-received the frame (an HTTP request thread or the Redis consumer): it checks
-the JPEG header (size limits) and decodes there, with no hand-off (malloc
-arenas are capped, runtime.tune_malloc), so a bad frame is refused at once,
-then hands the image to the camera's one-slot mailbox. A worker thread per
+received the frame (an HTTP request thread, or one of the Redis consumer's
+decoder threads): it checks the JPEG header (size limits) and decodes there,
+with no hand-off (malloc arenas are capped, runtime.tune_malloc), so a bad
+frame is refused at once, then hands the image to the camera's one-slot
+mailbox. At most `decoders` frames decode at once (one per usable core by
+default), which bounds the memory decodes hold. A frame captured before the
+newest accepted frame of its camera (an HTTP request overtaken by the next
+one) is dropped as `stale`, never shown. A worker thread per
 camera takes the newest image, runs the processing step and the overlay, and
 publishes to the hub. A slow processing step therefore drops frames (counted)
 instead of queueing them: frame age stays bounded.
@@ -27,6 +31,7 @@ from framewire.channel import Channel
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame, WireError, check_captured, decode
 from framewire.hub import Hub
+from framewire.lanes import usable_cores
 from framewire.mailbox import Mailbox
 from framewire.metrics import ReceiverMetrics
 from framewire.overlay import Strip
@@ -35,7 +40,6 @@ from framewire.resilience import Worker
 
 log = logging.getLogger(__name__)
 
-DECODES = 2  # decodes at once, on the receiving threads: bounds their memory (README, Limits)
 JOIN_TIMEOUT = 2.0  # seconds a camera worker may take to finish its frame when stopped
 
 
@@ -50,6 +54,7 @@ class _Camera:
             lambda _: channel.count_drop("process")
         )
         self.last_accepted = time.monotonic()
+        self.newest_ns = -1  # capture time of the newest accepted frame: older ones are stale
         self._failing = False
         self.worker = Worker(f"process-{channel.camera}", self._run, JOIN_TIMEOUT)
         self.worker.start()
@@ -134,7 +139,8 @@ class Pipeline:
         self._cameras: dict[str, _Camera] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self._decodes = threading.BoundedSemaphore(DECODES)
+        self.decoders = config.decode_threads or usable_cores()
+        self._decodes = threading.BoundedSemaphore(self.decoders)
         self._sweeper = Worker("forget", self._sweep_loop, JOIN_TIMEOUT)
         self._sweeper.start()
 
@@ -164,6 +170,11 @@ class Pipeline:
             if camera is None:
                 channel = self.hub.add(frame.camera)  # WireError camera_limit if it filled up
                 camera = self._cameras[frame.camera] = _Camera(self, channel)
+            # Overtaken by a newer frame (checked after the decode: a bad frame is refused).
+            if frame.captured_ns < camera.newest_ns:
+                camera.channel.count_drop("stale", 1 + skipped)
+                return
+            camera.newest_ns = frame.captured_ns
             camera.last_accepted = time.monotonic()
             labels = camera.labels
             self.metrics.decode_seconds.labels(*labels).observe(decode_seconds)

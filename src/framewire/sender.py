@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from urllib.parse import urlsplit
 
 import cv2
@@ -41,26 +42,29 @@ from framewire.transports.redis import RedisSender
 log = logging.getLogger(__name__)
 
 
-def publishers(config: SenderConfig) -> list[FrameSender]:
-    """The publishers `config` asks for: HTTP unless its URL is empty, Redis likewise.
+def publishers(config: SenderConfig) -> list[list[FrameSender]]:
+    """The transports `config` asks for, each as its senders (one per request in flight):
+    HTTP unless its URL is empty (`http_inflight` senders), Redis likewise (one).
 
     With `http_fanout` dns, HTTP is not among them: the camera's `Replicas` holds one per replica.
     """
-    found: list[FrameSender] = []
+    found: list[list[FrameSender]] = []
     if config.http_url and config.http_fanout == "none":
-        found.append(http_sender(config, config.http_url))
+        found.append([http_sender(config, config.http_url) for _ in range(config.http_inflight)])
     if config.redis_url:
         found.append(
-            RedisSender(
-                config.redis_url,
-                maxlen=config.redis_maxlen,
-                timeout=config.redis_timeout,
-                mode=config.redis_mode,
-                ca_cert=config.redis_ca_cert,
-                cluster=config.redis_cluster,
-                camera=config.camera,
-                quality=config.quality,
-            )
+            [
+                RedisSender(
+                    config.redis_url,
+                    maxlen=config.redis_maxlen,
+                    timeout=config.redis_timeout,
+                    mode=config.redis_mode,
+                    ca_cert=config.redis_ca_cert,
+                    cluster=config.redis_cluster,
+                    camera=config.camera,
+                    quality=config.quality,
+                )
+            ]
         )
     return found
 
@@ -82,18 +86,24 @@ def http_sender(config: SenderConfig, url: str, server_name: str = "") -> HttpSe
 
 
 class TransportWorker:
-    """Sends the newest frame through one publisher on its own thread; backs off while it fails."""
+    """Sends the newest frame through one transport: a thread per publisher (each one request
+    in flight), all taking from one mailbox; each backs off while it fails.
+
+    With two or more, the next frame leaves while the previous one's answer is on its way
+    (HTTP waits for the receiver's decode); the receiver drops one overtaken as stale.
+    """
 
     def __init__(
         self,
-        publisher: FrameSender,
+        publishers: list[FrameSender],
         camera: str,
         metrics: SenderMetrics,
         on_taken: Callable[[], None] = lambda: None,
         replica: str = "",
     ) -> None:
         """`replica`: the address of one HTTP receiver replica (DNS fan-out), counted apart too."""
-        self.publisher = publisher
+        self.publishers = publishers
+        publisher = publishers[0]
         self.name, self.target = publisher.name, publisher.target
         self._on_taken = on_taken
         labels = (camera, publisher.name)
@@ -119,7 +129,11 @@ class TransportWorker:
         what = f"camera {camera}: {publisher.name} transport"
         self._state = UpDown(what, publisher.target, on_change, logger=log)
         suffix = f"-{replica}" if replica else ""
-        self._worker = Worker(f"send-{camera}-{publisher.name}{suffix}", self._run)
+        self._stopping = threading.Event()
+        self._workers = [
+            Worker(f"send-{camera}-{self.name}{suffix}-{i}", partial(self._run, p, self._stopping))
+            for i, p in enumerate(publishers)
+        ]
 
     @property
     def has_room(self) -> bool:
@@ -129,15 +143,20 @@ class TransportWorker:
         self.mailbox.put(frame)
 
     def start(self) -> None:
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
 
     def stop(self) -> None:
-        """Join the thread (a send in progress ends within its timeout), then close."""
-        self._worker.stop(wake=self.mailbox.close)
-        self.publisher.close()
+        """Join the threads (a send in progress ends within its timeout), then close."""
+        self._stopping.set()
+        self.mailbox.close()
+        for worker in self._workers:
+            worker.stop()
+        for publisher in self.publishers:
+            publisher.close()
 
-    def _run(self) -> None:
-        backoff, stopping = Backoff(0.05, self.publisher.retry_cap), self._worker.stopping
+    def _run(self, publisher: FrameSender, stopping: threading.Event) -> None:
+        backoff = Backoff(0.05, publisher.retry_cap)
         while not stopping.is_set():
             frame = self.mailbox.get(timeout=0.5)
             if frame is None:
@@ -145,7 +164,7 @@ class TransportWorker:
             self._on_taken()
             started = time.perf_counter()
             try:
-                self.publisher.send(frame)
+                publisher.send(frame)
             except PublishError as exc:
                 self._errors.labels(*self._labels, exc.reason).inc()
                 for lost in self._lost:
@@ -172,7 +191,7 @@ class CameraSender:
         self,
         config: SenderConfig,
         source: Source,
-        publishers: list[FrameSender],
+        publishers: list[list[FrameSender]],
         metrics: SenderMetrics | None = None,
         resolver: Resolver | None = None,
     ) -> None:
@@ -260,9 +279,12 @@ class CameraSender:
     def _replica_worker(self, url: str, address: str) -> TransportWorker:
         """The worker of one HTTP receiver replica: its own publisher, mailbox and thread."""
         # The replica is dialled at its address and verified as the URL's host name.
-        publisher = http_sender(self.config, url, urlsplit(self.config.http_url).hostname or "")
+        name = urlsplit(self.config.http_url).hostname or ""
+        senders: list[FrameSender] = [
+            http_sender(self.config, url, name) for _ in range(self.config.http_inflight)
+        ]
         return TransportWorker(
-            publisher, self.config.camera, self.metrics, self._taken, replica=address
+            senders, self.config.camera, self.metrics, self._taken, replica=address
         )
 
     def _taken(self) -> None:
@@ -339,4 +361,5 @@ def camera_source(config: SenderConfig) -> Source:
         config.fps,
         config.open_timeout,
         config.read_timeout,
+        config.synthetic_phase,
     )

@@ -10,7 +10,9 @@ releases and reopens a dead source with backoff.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import random
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -21,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from framewire.config import redact
+from framewire.config import SYNTHETIC_PHASES, redact
 from framewire.mailbox import Mailbox
 from framewire.resilience import Backoff, UpDown, Worker
 
@@ -62,11 +64,22 @@ class Source(ABC):
 
 
 class Pacer:
-    """Sleeps so that successive `wait` calls return `fps` times a second (0: unthrottled)."""
+    """Sleeps so that successive `wait` calls return `fps` times a second (0: unthrottled).
 
-    def __init__(self, fps: float) -> None:
+    `phase` (seconds, within one period) puts the ticks on the monotonic
+    clock's grid of periods, at that offset: two pacers of the same rate with
+    the same phase tick at the same instants, whenever each was made, in any
+    process of the machine. None starts the schedule now.
+    """
+
+    def __init__(self, fps: float, phase: float | None = None) -> None:
         self._period = 1.0 / fps if fps > 0 else 0.0
-        self._next = time.monotonic()
+        now = time.monotonic()
+        self.phase = 0.0
+        self._next = now
+        if self._period:
+            self.phase = (now if phase is None else phase) % self._period
+            self._next = self.phase + math.ceil((now - self.phase) / self._period) * self._period
 
     def wait(self) -> None:
         if not self._period:
@@ -74,8 +87,11 @@ class Pacer:
         now = time.monotonic()
         if self._next > now:
             time.sleep(self._next - now)
-        # Never bank time: after a stall, restart the schedule instead of bursting.
-        self._next = max(self._next + self._period, time.monotonic() - self._period)
+        # Never bank time: after a stall, skip the ticks missed instead of bursting, in phase.
+        self._next += self._period
+        behind = time.monotonic() - self._period - self._next
+        if behind > 0:
+            self._next += math.ceil(behind / self._period) * self._period
 
 
 class SyntheticSource(Source):
@@ -85,11 +101,19 @@ class SyntheticSource(Source):
     at 1280x720, quality 80), so transport figures are realistic.
     """
 
-    def __init__(self, width: int = 1280, height: int = 720, fps: float = 30.0) -> None:
+    def __init__(
+        self, width: int = 1280, height: int = 720, fps: float = 30.0, phase: str = "spread"
+    ) -> None:
+        if phase not in SYNTHETIC_PHASES:
+            raise ValueError(f"phase must be one of {', '.join(SYNTHETIC_PHASES)}")
         self.width, self.height, self.fps = width, height, fps
         self.description = f"synthetic {width}x{height}@{fps:g}"
         self._background = self._make_background(width, height)
-        self._pacer = Pacer(fps)
+        # Real cameras free-run at unrelated phases: `spread` draws this camera's at random
+        # within one period; `aligned` (the worst case) puts every camera's frames at one instant.
+        period = 1.0 / fps if fps > 0 else 0.0
+        self.phase = random.uniform(0.0, period) if phase == "spread" else 0.0
+        self._pacer = Pacer(fps, self.phase)
         self._count = 0
 
     @staticmethod
@@ -118,7 +142,7 @@ class SyntheticSource(Source):
         return self.fps > 0
 
     def open(self) -> None:
-        self._pacer = Pacer(self.fps)
+        self._pacer = Pacer(self.fps, self.phase)
 
     def read(self) -> np.ndarray:
         self._pacer.wait()
@@ -214,11 +238,20 @@ class CaptureSource(Source):
 
 
 def open_source(
-    spec: str, width: int, height: int, fps: float, open_timeout: float, read_timeout: float
+    spec: str,
+    width: int,
+    height: int,
+    fps: float,
+    open_timeout: float,
+    read_timeout: float,
+    phase: str = "spread",
 ) -> Source:
-    """The source for a `--source` value: `synthetic`, a file path, a URL or a device index."""
+    """The source for a `--source` value: `synthetic`, a file path, a URL or a device index.
+
+    `phase` is the synthetic pattern's (`spread` or `aligned`; see `SyntheticSource`).
+    """
     if spec == "synthetic":
-        return SyntheticSource(width, height, fps)
+        return SyntheticSource(width, height, fps, phase)
     return CaptureSource(spec, open_timeout, read_timeout, fps)
 
 

@@ -13,11 +13,16 @@ frame captured in the window (the receivers' `/latencies`, stage
 every camera at every receiver gets at least `fps - 0.5` (29.5 at 30 fps)
 with p95 at most 20 ms.
 
+The cameras run at spread phases (each at a random instant of its frame
+period, as real cameras free-run) and, as the worst case, aligned (every
+camera captures at the same instant): the sender's `--synthetic-phase`.
+
 The search doubles N from 1 until a trial fails (or the cap, the receivers'
 `--max-cameras`, is reached), then bisects between the last pass and the
-first failure. It assumes that a machine carrying N cameras carries fewer.
-A trial that fails while other processes used more than a quarter of a core
-(`noisy`) runs once more, and the second run decides.
+first failure; the aligned search starts at the spread one's answer and
+halves down from it when it fails there. It assumes that a machine carrying
+N cameras carries fewer. A trial that fails while other processes used more
+than a quarter of a core (`noisy`) runs once more, and the second run decides.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from framewire.bench.readers import Samples, Viewer, read_latencies, read_metric
 from framewire.bench.scenarios import child_env
 from framewire.bench.stack import RedisServer, Services, StackError, wait_until
 from framewire.cameras import write_cameras
+from framewire.config import SYNTHETIC_PHASES
 
 SETUPS = {
     "http": ("http",),
@@ -48,6 +54,8 @@ SETUPS = {
     "redis-cluster": ("redis",),  # the Redis receiver on a Redis Cluster of 3 primaries
 }
 DEFAULT_SETUPS = ("http", "redis", "both")
+PHASES = SYNTHETIC_PHASES  # spread: as real cameras run; aligned: the worst case
+DEFAULT_PHASES = ("spread", "aligned")
 MAX_P95_MS = 20.0
 FPS_MARGIN = 0.5  # a camera passes at `fps - FPS_MARGIN` received frames a second
 WARMUP_SECONDS = 2.0
@@ -93,11 +101,12 @@ def verdict(fps: float, p95_ms: float | None, camera: Camera) -> bool:
 # --- the search ---------------------------------------------------------------------------------
 
 
-def search(trial: Callable[[int], bool], limit: int) -> tuple[int, list[int]]:
+def search(trial: Callable[[int], bool], limit: int, start: int = 1) -> tuple[int, list[int]]:
     """The largest N in 1..limit for which `trial(N)` passes, and the Ns tried in order.
 
-    Doubles from 1 until a failure (or `limit`), then bisects between the last
-    pass and the first failure. 0 when N = 1 fails; `limit` when it passes.
+    Doubles from `start` until a failure (or `limit`), then bisects between
+    the last pass and the first failure; when `start` fails, halves down from
+    it to the first pass instead. 0 when N = 1 fails; `limit` when it passes.
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -107,13 +116,19 @@ def search(trial: Callable[[int], bool], limit: int) -> tuple[int, list[int]]:
         tried.append(count)
         return trial(count)
 
-    passed, failed, count = 0, None, 1
-    while failed is None:
+    passed, failed, count = 0, None, min(max(start, 1), limit)
+    while failed is None:  # up: double from `start` until a failure or the limit
         if passes(count):
             passed = count
             if count == limit:
                 return passed, tried
             count = min(count * 2, limit)
+        else:
+            failed = count
+    while not passed and failed > 1:  # `start` itself failed: halve down to a pass
+        count = failed // 2
+        if passes(count):
+            passed = count
         else:
             failed = count
     while failed - passed > 1:
@@ -135,6 +150,7 @@ def start_stack(
     camera: Camera,
     redis: RedisServer | RedisClusterServers,
     directory: Path,
+    phase: str = "spread",
 ) -> dict[str, Any]:
     """The receivers of `setup` and a sender of `count` cameras; return once all are received."""
     receivers = {}
@@ -148,7 +164,7 @@ def start_stack(
     args = ["--cameras-file", str(cameras_file(directory / "cameras.yaml", count, camera))]
     args += ["--http-url", f"{http.url}/frames" if http else ""]
     args += redis.args if "redis" in receivers else ["--redis-url", ""]
-    args += ["--http-mode", "raw", "--redis-mode", "stream"]
+    args += ["--http-mode", "raw", "--redis-mode", "stream", "--synthetic-phase", phase]
     sender = services.sender(*args)
     names = camera_ids(count)
     for transport, receiver in receivers.items():
@@ -261,16 +277,17 @@ def run_trial(
     duration: float,
     log_dir: Path,
     warmup: float = WARMUP_SECONDS,
+    phase: str = "spread",
 ) -> dict[str, Any]:
     """One trial: `count` cameras through `setup`; its figures and `passed` (False on error)."""
-    record: dict[str, Any] = {"setup": setup, "cameras": count, "passed": False}
+    record: dict[str, Any] = {"setup": setup, "phase": phase, "cameras": count, "passed": False}
     log_dir.mkdir(parents=True, exist_ok=True)
     redis.client().flushall()
     services = Services(log_dir, env=child_env())
     viewers: list[Viewer] = []
     try:
         with tempfile.TemporaryDirectory(prefix="framewire-cameras-") as directory:
-            stack = start_stack(services, setup, count, camera, redis, Path(directory))
+            stack = start_stack(services, setup, count, camera, redis, Path(directory), phase)
             for receiver in stack["receivers"].values():
                 viewer = Viewer(f"{receiver.url}/stream/cam0.mjpg")
                 viewer.start()
@@ -306,20 +323,25 @@ def run_setup(
     log_dir: Path,
     limit: int,
     progress: Callable[[dict[str, Any]], None] = lambda _: None,
+    phase: str = "spread",
+    start: int = 1,
 ) -> dict[str, Any]:
-    """One trial at `cameras`, or (None) the search up to `limit`: the figures per trial."""
+    """One trial at `cameras`, or (None) the search up to `limit` from `start`; every trial."""
     trials: list[dict[str, Any]] = []
 
     def trial(count: int) -> bool:
         for attempt in range(1 + RETRIES):
-            directory = log_dir / f"{setup}-{count:03d}{f'-{attempt}' if attempt else ''}"
-            trials.append(run_trial(setup, count, camera, redis, duration, directory))
+            name = f"{setup}-{phase}-{count:03d}{f'-{attempt}' if attempt else ''}"
+            trials.append(
+                run_trial(setup, count, camera, redis, duration, log_dir / name, phase=phase)
+            )
             progress(trials[-1])
             if trials[-1]["passed"] or not noisy(trials[-1]):
                 break
         return trials[-1]["passed"]
 
+    found: dict[str, Any] = {"setup": setup, "phase": phase}
     if cameras is not None:
-        return {"setup": setup, "cameras": cameras, "passed": trial(cameras), "trials": trials}
-    largest, _ = search(trial, limit)
-    return {"setup": setup, "largest": largest, "at_limit": largest == limit, "trials": trials}
+        return {**found, "cameras": cameras, "passed": trial(cameras), "trials": trials}
+    largest, _ = search(trial, limit, start)
+    return {**found, "largest": largest, "at_limit": largest == limit, "trials": trials}

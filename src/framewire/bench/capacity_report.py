@@ -1,4 +1,8 @@
-"""The capacity mode's outputs: results.json and results.md (a table per setup and trial)."""
+"""The capacity mode's outputs: results.json and results.md (a table per setup and trial).
+
+Each setup is reported per phase (spread, aligned), its largest N beside the
+codec-bound limit of the same run (bench/capacity_mode.py) and the ratio.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,19 @@ SETUP_NAMES = {
     "both": "both together",
     "redis-cluster": "Redis alone, on a Redis Cluster (3 primaries, 3 replicas)",
 }
+PHASE_NAMES = {"spread": "spread phases", "aligned": "aligned phases"}
+
+
+def _phase(setup: Mapping[str, Any]) -> str:
+    return setup.get("phase", "-")
+
+
+def _bound(setup: Mapping[str, Any]) -> str:
+    """`10.9 | 0.73x`: the codec-bound limit of the setup and the largest N over it."""
+    limit, ratio = setup.get("codec_limit"), setup.get("of_codec_limit")
+    return (
+        f"{'-' if limit is None else f'{limit:.1f}'} | {'-' if ratio is None else f'{ratio:.2f}x'}"
+    )
 
 
 def _cameras(path: Mapping[str, Any]) -> str:
@@ -39,7 +56,7 @@ def trial_rows(setup: Mapping[str, Any]) -> list[str]:
     for trial in setup["trials"]:
         result = "pass" if trial["passed"] else "FAIL"
         result += " (noisy)" if noisy(trial) else ""
-        head = f"| {setup['setup']} | {trial['cameras']} | {result}"
+        head = f"| {setup['setup']} | {_phase(setup)} | {trial['cameras']} | {result}"
         if "error" in trial:
             rows.append(f"{head} | - | failed: {trial['error']} | | | | |")
             continue
@@ -62,6 +79,25 @@ def answer(setup: Mapping[str, Any]) -> str:
     return f"{largest}{suffix}"
 
 
+def codec_paragraph(codec: Mapping[str, Any] | None) -> list[str]:
+    """How the codec-bound limit was reached, from the run's own codec timings."""
+    if not codec:
+        return []
+    one, both = codec["ms_per_frame"]["one"], codec["ms_per_frame"]["both"]
+    head = f"{codec['cores']} x {codec['share']:g} x 1000 / ({codec['fps']:g} x"
+    return [
+        f"Codec-bound limit: the cameras {codec['cores']} cores carry at "
+        f"{codec['share'] * 100:g} % of their time on framewire's own codec work, timed in "
+        "this run on the same frames "
+        f"({codec['resolution']}: sender encode {codec['encode_ms']:.2f} ms, receiver decode "
+        f"{codec['decode_ms']:.2f} ms, band splice of the served frame "
+        f"{codec['splice_ms']:.2f} ms). One transport: {head} {one:.2f} ms) = "
+        f"{codec['cameras']['one']:.1f} cameras; both (one encode, two decodes, two "
+        f"splices): {head} {both:.2f} ms) = {codec['cameras']['both']:.1f}.",
+        "",
+    ]
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     machine, options = report["machine"], report["options"]
     search = options["cameras"] is None
@@ -81,19 +117,27 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "per frame (nearest rank over every frame captured in the window, from `/latencies`). "
         + (
             "The search doubles N from 1 until a trial fails, then bisects between the last "
-            f"pass and the first failure, up to {options['max_cameras']} cameras."
+            f"pass and the first failure, up to {options['max_cameras']} cameras; the aligned "
+            "search starts at the spread one's answer (and halves down from it if it fails). "
             if search
             else ""
-        ),
+        )
+        + "Spread phases: each camera captures at a random instant of its frame period, as "
+        "real cameras free-run; aligned: every camera at the same instant, the worst case.",
         "",
-        "| setup | " + ("largest N" if search else "result") + " | trials (N: pass or FAIL) |",
-        "|---|---|---|",
+        *codec_paragraph(report.get("codec")),
+        "| setup | phases | " + ("largest N" if search else "result") + " | codec-bound limit "
+        "| largest N / limit | trials (N: pass or FAIL) |",
+        "|---|---|---|---|---|---|",
     ]
     for setup in report["capacity"]:
         tried = ", ".join(
             f"{t['cameras']}: {'pass' if t['passed'] else 'FAIL'}" for t in setup["trials"]
         )
-        lines.append(f"| {SETUP_NAMES[setup['setup']]} | {answer(setup)} | {tried} |")
+        lines.append(
+            f"| {SETUP_NAMES[setup['setup']]} | {_phase(setup)} | {answer(setup)} "
+            f"| {_bound(setup)} | {tried} |"
+        )
     lines += [
         "",
         "## Trials",
@@ -104,9 +148,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"a trial with more than {NOISE_PERCENT:g} % is marked noisy, and a noisy failure "
         "runs once more (the later run decides).",
         "",
-        "| setup | N | result | transport | lowest fps | highest p95 ms | viewer fps / "
+        "| setup | phases | N | result | transport | lowest fps | highest p95 ms | viewer fps / "
         "served p95 | CPU % | cameras (fps / p95 ms) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for setup in report["capacity"]:
         lines += trial_rows(setup)
@@ -114,10 +158,18 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 
 def summary(report: Mapping[str, Any]) -> str:
-    """One line per setup for the terminal."""
-    return "\n".join(
-        f"capacity, {SETUP_NAMES[setup['setup']]}: {answer(setup)}" for setup in report["capacity"]
-    )
+    """One line per setup and phase for the terminal."""
+    lines = []
+    for setup in report["capacity"]:
+        phase = PHASE_NAMES.get(setup.get("phase", ""))
+        line = f"capacity, {SETUP_NAMES[setup['setup']]}{f', {phase}' if phase else ''}: "
+        line += answer(setup)
+        if setup.get("of_codec_limit") is not None:
+            line += (
+                f" ({setup['of_codec_limit']:.2f} of the codec-bound {setup['codec_limit']:.1f})"
+            )
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def write_report(out: Path, report: dict[str, Any]) -> str:

@@ -318,10 +318,16 @@ def splice_cost(width: int, height: int, count: int = 50) -> dict[str, float]:
 
 
 def section(width: int, height: int) -> dict[str, Any]:
-    """The bench's codec section for one size: the floor, the splice, the libraries."""
+    """The bench's codec section for one size: the floors, the splice, the libraries.
+
+    `own_floor_ms` is framewire's own floor: encode + decode + the band splice
+    its receivers do for the viewer instead of a full encode.
+    """
+    cost, splice = codec_cost(width, height), splice_cost(width, height)
     return {
-        **codec_cost(width, height),
-        **splice_cost(width, height),
+        **cost,
+        **splice,
+        "own_floor_ms": cost["encode_ms"] + cost["decode_ms"] + splice["viewer_splice_ms"],
         "floor_libraries": dict(FRAMEWIRE_LIBRARIES),
         **compare(width, height),
     }

@@ -25,11 +25,13 @@ verdicts: `make bench-check` holds results against docs/bench/targets.json)
 and `chart.png` (when matplotlib is installed: `pip install 'framewire[bench]'`);
 each scenario's service logs are in `--out/logs/<scenario>/`.
 
-`--cameras N` is the capacity mode instead (bench/capacity.py): N synthetic
-cameras (1280x720 at 30 fps) from one sender through HTTP alone, Redis alone
-and both together, one viewer on cam0, pass or fail per camera (fps - 0.5
-received, p95 at most 20 ms); `--cameras max` searches the largest N per
-setup. It writes results.json and results.md into `--out` as well.
+`--cameras N` is the capacity mode instead (bench/capacity.py, its runner
+bench/capacity_mode.py): N synthetic cameras (1280x720 at 30 fps) from one
+sender through HTTP alone, Redis alone and both together, at spread capture
+phases and then aligned (`--phases`), one viewer on cam0, pass or fail per
+camera (fps - 0.5 received, p95 at most 20 ms); `--cameras max` searches the
+largest N per setup and phase and states it over the codec-bound limit. It
+writes results.json and results.md into `--out` as well.
 
 `--variant-cost` is the variant-cost mode instead (bench/variant_cost.py):
 one HTTP receiver and one synthetic camera; for a window each (`--duration`,
@@ -43,12 +45,12 @@ The package: `scenarios` (what runs), `stack` (processes) and `readers`
 limit), `latency` (exact quantiles of a window), `report`, `codec_report`
 and `against` (the outputs; `against` holds framewire against the article's
 design and the floor), `variant_cost` (its mode), `capacity` and
-`capacity_report` (the capacity mode) and `command` (this CLI).
+`capacity_mode` and `capacity_report` (the capacity mode) and `command`
+(this CLI).
 """
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import threading
@@ -59,11 +61,8 @@ from typing import Any
 
 import click
 
-from framewire.bench.capacity import DEFAULT_SETUPS, MAX_P95_MS, SETUPS, Camera, run_setup
-from framewire.bench.capacity import WARMUP_SECONDS as CAPACITY_WARMUP
-from framewire.bench.capacity_report import summary as capacity_summary
-from framewire.bench.capacity_report import write_report as write_capacity_report
-from framewire.bench.cluster import RedisClusterServers
+from framewire.bench.capacity import DEFAULT_PHASES, DEFAULT_SETUPS, PHASES, SETUPS, Camera
+from framewire.bench.capacity_mode import run_capacity
 from framewire.bench.codecs import section as codec_section
 from framewire.bench.limit import physical_limit
 from framewire.bench.measure import WARMUP_SECONDS, over_floor, run_scenario
@@ -198,6 +197,15 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     help="Capacity mode: `http` alone, `redis` alone, `both` from one sender; `redis-cluster`:"
     " Redis alone on a Redis Cluster of 3 primaries and 3 replicas started here.",
 )
+@_option(
+    "--phases",
+    "PHASES",
+    default=",".join(DEFAULT_PHASES),
+    callback=_convert(lambda text: parse_list(text, PHASES)),
+    help="Capacity mode: the cameras' capture phases, each run in turn per setup: `spread` (each"
+    " camera at a random instant of its frame period, as real cameras free-run), `aligned` (all"
+    " at the same instant, the worst case; its search starts at the spread one's answer).",
+)
 def bench(
     quick: bool,
     duration: float | None,
@@ -212,6 +220,7 @@ def bench(
     camera_fps: float,
     max_cameras: int,
     setups: list[str],
+    phases: list[str],
 ) -> None:
     """Run the real services locally and measure HTTP against Redis."""
     # SIGTERM unwinds like Ctrl-C, so every service started is stopped on the way out.
@@ -224,7 +233,7 @@ def bench(
         camera = Camera(*camera_size, camera_fps)
         count = None if cameras == "max" else int(cameras)
         duration = duration or (4.0 if quick else 10.0)
-        run_capacity(count, camera, duration, out, max_cameras, setups)
+        run_capacity(count, camera, duration, out, max_cameras, setups, phases)
         return
     tune_malloc()  # as the services do, so the codec baseline is comparable
     duration = duration or (3.0 if quick else 8.0)
@@ -243,6 +252,7 @@ def bench(
     for result in results:
         if "error" not in result:
             result["cpu_over_floor"] = over_floor(result, codec)
+            result["cpu_over_own_floor"] = over_floor(result, codec, "own_floor_ms")
     report = {
         "started": started,
         "elapsed_seconds": time.monotonic() - clock,
@@ -275,78 +285,6 @@ def parse_cameras(text: str) -> int | str:
     if not text.isdigit() or not 1 <= int(text) <= 1000:
         raise ValueError("must be a number of cameras from 1 to 1000, or `max`")
     return int(text)
-
-
-def run_capacity(
-    count: int | None,
-    camera: Camera,
-    duration: float,
-    out: Path,
-    max_cameras: int,
-    setups: list[str],
-) -> None:
-    """Capacity mode: one trial at `count` cameras per setup, or the search (None)."""
-    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
-    log_dir = out / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    what = f"{count} cameras" if count else f"the largest N up to {max_cameras}"
-    click.echo(f"framewire bench: capacity, {what}; logs in {log_dir}", err=True)
-
-    def progress(trial: Mapping[str, Any]) -> None:
-        verdict = "pass" if trial["passed"] else f"FAIL {trial.get('error', '')}".strip()
-        worst = ", ".join(
-            f"{p['transport']} lowest {p['min_fps']:.1f} fps, p95 up to "
-            f"{fmt_ms(p['max_p95_ms'])} ms"
-            for p in trial.get("paths", [])
-        )
-        click.echo(f"  {trial['setup']} x{trial['cameras']}: {verdict}; {worst}", err=True)
-
-    brokers: dict[str, RedisServer | RedisClusterServers] = {}
-    try:
-        with contextlib.ExitStack() as running:
-            redis = RedisServer(log_path=log_dir / "redis-server.log")
-            redis.start()
-            running.callback(redis.stop)
-            for setup in setups:
-                brokers[setup] = redis
-            if "redis-cluster" in setups:
-                cluster = RedisClusterServers(directory=log_dir / "redis-cluster")
-                running.callback(cluster.stop)
-                cluster.start()
-                brokers["redis-cluster"] = cluster
-            results = [
-                run_setup(
-                    setup, count, camera, brokers[setup], duration, log_dir, max_cameras, progress
-                )
-                for setup in setups
-            ]
-    except StackError as exc:
-        raise click.ClickException(str(exc)) from None
-    report = {
-        "kind": "capacity",
-        "started": started,
-        "elapsed_seconds": time.monotonic() - clock,
-        "machine": machine_info(),
-        "options": {
-            "cameras": count,
-            "camera_size": camera.resolution,
-            "camera_fps": camera.fps,
-            "min_fps": camera.min_fps,
-            "max_p95_ms": MAX_P95_MS,
-            "duration": duration,
-            "warmup": CAPACITY_WARMUP,
-            "max_cameras": max_cameras,
-            "setups": setups,
-        },
-        "capacity": results,
-        "results": [],  # the scenario matrix's list: none in this mode
-    }
-    click.echo(write_capacity_report(out, report))
-    click.echo(capacity_summary(report), err=True)
-    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
-    errors = [f"{t['setup']} x{t['cameras']}" for r in results for t in r["trials"] if "error" in t]
-    if errors and count is not None:
-        raise click.ClickException(f"{len(errors)} trial(s) failed to run: {', '.join(errors)}")
 
 
 def _exit_on_sigterm() -> None:

@@ -135,10 +135,15 @@ def cpu_ms_per_frame(
     return {**per_frame, "total": sum(per_frame.values())}
 
 
-def over_floor(result: Mapping[str, Any], codec: Mapping[str, Mapping[str, float]]) -> float | None:
-    """Total CPU per viewed frame of a scenario as a multiple of its resolution's codec floor."""
+def over_floor(
+    result: Mapping[str, Any], codec: Mapping[str, Mapping[str, float]], floor_key: str = "floor_ms"
+) -> float | None:
+    """Total CPU per viewed frame of a scenario as a multiple of its resolution's codec floor.
+
+    `floor_key` `own_floor_ms`: over framewire's own floor (the splice for the viewer's encode).
+    """
     per_frame = result.get("cpu_ms_per_frame")
-    floor = codec.get(result["resolution"], {}).get("floor_ms")
+    floor = codec.get(result["resolution"], {}).get(floor_key)
     if not per_frame or not floor:
         return None
     return per_frame["total"] / floor

@@ -31,6 +31,7 @@ import redis
 
 from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
+from framewire.lanes import Lanes
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.transports import FrameSender, FrameSink, PublishError, Unreachable
 from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
@@ -244,8 +245,22 @@ class _Consumer:
             )
 
 
+Entry = tuple[Mapping[bytes, bytes], int]  # a camera's newest entry, and how many it overtook
+
+
+def _overtake(older: Entry, newer: Entry) -> Entry:
+    """`newer` replaces `older` still pending: `older` and what it overtook are skipped too."""
+    return newer[0], older[1] + 1 + newer[1]
+
+
 class StreamConsumer(_Consumer):
-    """Reads the newest entry of every camera stream (the default mode)."""
+    """Reads the newest entry of every camera stream (the default mode).
+
+    The reading thread only reads: each camera's newest entry goes to its lane
+    (lanes.py), and `decoders` threads parse and ingest (decode) the cameras'
+    entries in parallel, at most one per camera at a time, the newest pending
+    one kept. A camera's decode never waits for another camera's.
+    """
 
     def __init__(
         self,
@@ -254,11 +269,22 @@ class StreamConsumer(_Consumer):
         ca_cert: str = "",
         cameras: Collection[str] = (),
         cluster: str = "",
+        decoders: int = 1,
     ) -> None:
         super().__init__(url, sink, ca_cert, cluster)
         self._ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._discovered_at = 0.0
         self._only = [key("stream", camera).encode() for camera in cameras]  # empty: every camera
+        self._lanes: Lanes[Entry] = Lanes("decode", decoders, self._decode, _overtake)
+
+    def start(self) -> None:
+        self._lanes.start()
+        super().start()
+
+    def stop(self) -> bool:
+        """End the reading thread, then the decoders (each finishes its frame)."""
+        ended = super().stop()
+        return self._lanes.stop() and ended
 
     def _poll(self) -> None:
         if time.monotonic() - self._discovered_at > (DISCOVER_EVERY if self._ids else 0.25):
@@ -295,7 +321,12 @@ class StreamConsumer(_Consumer):
         except WireError as exc:  # not a camera stream: every entry in it is refused
             self._reject(exc, len(entries))
             return
-        self._ingest(lambda: from_stream(camera, entries[-1][1]), len(entries) - 1)
+        self._lanes.put(camera, (entries[-1][1], len(entries) - 1))
+
+    def _decode(self, camera: str, entry: Entry) -> None:
+        """On a decoder thread: parse and ingest one camera's newest entry."""
+        fields, skipped = entry
+        self._ingest(lambda: from_stream(camera, fields), skipped)
 
 
 class SubscriberConsumer(_Consumer):

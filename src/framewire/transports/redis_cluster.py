@@ -45,9 +45,15 @@ class ClusterStreamConsumer(StreamConsumer):
     """Reads the newest entry of every camera stream of a Redis Cluster, one reader per slot."""
 
     def __init__(
-        self, url: str, sink: FrameSink, ca_cert: str, cluster: str, cameras: Collection[str] = ()
+        self,
+        url: str,
+        sink: FrameSink,
+        ca_cert: str,
+        cluster: str,
+        cameras: Collection[str] = (),
+        decoders: int = 1,
     ) -> None:
-        super().__init__(url, sink, ca_cert, cameras, cluster)
+        super().__init__(url, sink, ca_cert, cameras, cluster, decoders)
         self._readers: dict[int, SlotReader] = {}  # slot -> its reader
         self._nodes: dict[str, UpDown] = {}  # "host:port" -> its state
         self._lock = threading.Lock()
@@ -65,7 +71,7 @@ class ClusterStreamConsumer(StreamConsumer):
         for reader in readers:
             reader.client.close()
         self._lazy.close()
-        return ended
+        return self._lanes.stop() and ended
 
     def _poll(self) -> None:
         self.discover()
@@ -172,11 +178,17 @@ class SlotReader:
 
 
 def consumer(
-    url: str, sink: FrameSink, mode: str = "stream", ca_cert: str = "", cluster: str = ""
+    url: str,
+    sink: FrameSink,
+    mode: str = "stream",
+    ca_cert: str = "",
+    cluster: str = "",
+    decoders: int = 1,
 ) -> _Consumer:
-    """The receiving side for `mode`; on a Redis Cluster (seed nodes `cluster`), streams."""
+    """The receiving side for `mode`; on a Redis Cluster (seed nodes `cluster`), streams.
+    Streams are decoded by `decoders` threads (the comparison modes decode as they read)."""
     if cluster:
-        return ClusterStreamConsumer(url, sink, ca_cert, cluster)
+        return ClusterStreamConsumer(url, sink, ca_cert, cluster, decoders=decoders)
     if mode == "stream":
-        return StreamConsumer(url, sink, ca_cert)
+        return StreamConsumer(url, sink, ca_cert, decoders=decoders)
     return SubscriberConsumer(url, sink, mode, ca_cert)
