@@ -1,4 +1,4 @@
-"""The gunicorn internals framewire's worker and arbiter build on, held to what they are tested with.
+"""The gunicorn internals framewire's worker and arbiter build on, as they are tested.
 
 framewire/worker.py (BufferingWorker), request_buffer.py and receivers.py (ReceiverArbiter)
 subclass gunicorn's gthread worker, its connection, its parser's unreader and its arbiter.

@@ -90,7 +90,7 @@ def test_drops_and_fps_are_counted_by_the_hub(make_pipeline) -> None:
         pipeline.ingest(frame("cam1", seq), skipped=3)
         published(pipeline, "cam1", seq)
     stats = pipeline.hub.stats()["cameras"]["cam1"]
-    assert stats["drops"] == {"receive": 15, "process": 0}
+    assert stats["drops"] == {"receive": 15, "stale": 0, "process": 0}
     assert stats["fps"] > 0 and stats["seq"] == 5
     text = scrape(pipeline)
     labels = {"camera": "cam1", "transport": "http"}

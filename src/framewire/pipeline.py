@@ -174,7 +174,9 @@ class Pipeline:
             if frame.captured_ns < camera.newest_ns:
                 camera.channel.count_drop("stale", 1 + skipped)
                 return
-            camera.newest_ns = frame.captured_ns
+            # At most the receiver's clock: a sender clock ahead (within the window) and then
+            # set right must not leave its true frames stale until the clock catches up.
+            camera.newest_ns = min(frame.captured_ns, time.time_ns())
             camera.last_accepted = time.monotonic()
             labels = camera.labels
             self.metrics.decode_seconds.labels(*labels).observe(decode_seconds)
