@@ -118,5 +118,9 @@ def test_an_http_frame_overtaken_by_a_newer_one_is_dropped_as_stale(services: Se
     labels = {"camera": "door", "transport": "http"}
     assert scrape(receiver.url, "framewire_frames_dropped_total", **labels, stage="stale") == 1
     assert scrape(receiver.url, "framewire_frames_received_total", **labels) == 1
-    snapshot = requests.get(f"{receiver.url}/snapshot/door.jpg", timeout=5)
-    assert snapshot.status_code == 200 and snapshot.headers["X-Framewire-Seq"] == "2"
+
+    def snapshot() -> requests.Response | None:
+        r = requests.get(f"{receiver.url}/snapshot/door.jpg", timeout=5)
+        return r if r.status_code == 200 else None
+
+    assert wait_until(snapshot, what="door's snapshot").headers["X-Framewire-Seq"] == "2"
