@@ -59,6 +59,13 @@ def envvar(name: str) -> str:
     return "FRAMEWIRE_" + name.upper()
 
 
+class _Option(click.Option):
+    """An option whose errors name it as every start-up error does: its flag and variable."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return _hint(self.name or "")
+
+
 def _option(f: Field[Any], default: Any) -> Decorator:
     meta = f.metadata
     if meta["choices"]:
@@ -69,6 +76,7 @@ def _option(f: Field[Any], default: Any) -> Decorator:
         kind = TYPES[str(f.type)]
     return click.option(
         flag(f.name),
+        cls=_Option,
         envvar=envvar(f.name),
         default=default,
         type=kind,
@@ -96,7 +104,19 @@ def build(config: type, **values: Any) -> Any:
     try:
         return config(**values)
     except ConfigError as exc:
-        raise click.BadParameter(exc.message, param_hint=_hint(exc.name)) from None
+        name, message = exc.name, exc.message
+        if not _set_by_user(name):  # a rule between options: name the one the user set
+            name, message = next(
+                ((n, m) for n, m in exc.others.items() if _set_by_user(n)), (name, message)
+            )
+        raise click.BadParameter(message, param_hint=_hint(name)) from None
+
+
+def _set_by_user(name: str) -> bool:
+    """Whether the option `name` of the running command came from the command line or env."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source(name) if context is not None else None
+    return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
 
 
 def _hint(name: str) -> str:
@@ -114,6 +134,7 @@ def _start(context: click.Context) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--log-level",
+    cls=_Option,
     envvar="FRAMEWIRE_LOG_LEVEL",
     default="info",
     show_default=True,

@@ -26,12 +26,17 @@ SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 
 class ConfigError(ValueError):
-    """A bad setting; `name` is the field (the CLI turns it into a flag and env var)."""
+    """A bad setting; `name` is the field (the CLI turns it into a flag and env var).
 
-    def __init__(self, name: str, message: str) -> None:
+    A rule between fields may say how it reads from the other fields' side
+    (`others`: field -> message): the CLI names the one the user set.
+    """
+
+    def __init__(self, name: str, message: str, others: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.name = name
         self.message = message
+        self.others = others or {}
 
 
 def redact(url: str) -> str:
@@ -220,7 +225,7 @@ class SenderConfig(_Validated):
     )
     source: str = setting(
         "synthetic",
-        "synthetic, a video file, an rtsp:// or http:// URL, or a device index.",
+        "synthetic, a video file, an rtsp:// or http:// URL, or a device (0 or /dev/video0).",
         check="source",
     )
     camera: str = setting("cam0", "Camera id.", check="camera")
@@ -391,15 +396,25 @@ class ReceiverConfig(_Validated):
 
     def check(self) -> None:
         if bool(self.viewer_user) != bool(self.viewer_password):
-            raise ConfigError("viewer_user", "and --viewer-password must be set together")
+            raise ConfigError(
+                "viewer_user",
+                "and --viewer-password must be set together",
+                {"viewer_password": "and --viewer-user must be set together"},
+            )
         if ":" in self.viewer_user:
             raise ConfigError("viewer_user", "must not contain ':' (HTTP basic auth splits on it)")
         if self.max_viewers > self.threads - 4:
             raise ConfigError(
-                "max_viewers", f"must leave 4 of the {self.threads} --threads for ingest and pages"
+                "max_viewers",
+                f"must leave 4 of the {self.threads} --threads for ingest and pages",
+                {"threads": f"must be at least --max-viewers + 4 = {self.max_viewers + 4}"},
             )
         if self.transport == "http" and self.max_buffered < self.max_body:
-            raise ConfigError("max_buffered", "must be at least --max-body")
+            raise ConfigError(
+                "max_buffered",
+                "must be at least --max-body",
+                {"max_body": f"must be at most --max-buffered ({self.max_buffered})"},
+            )
         if self.transport == "redis" and not self.redis_url:
             raise ConfigError("redis_url", "must not be empty")
         if self.transport == "redis":
