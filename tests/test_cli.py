@@ -15,6 +15,9 @@ from framewire.cli import cli, error_line
 from framewire.config import ReceiverConfig, SenderConfig
 
 SECRET = "hunter2-s3cret"
+ERROR_FORMAT = re.compile(
+    r"framewire: error: Invalid value for '--[a-z-]+' / 'FRAMEWIRE_[A-Z_]+': "
+)
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -93,7 +96,7 @@ def test_bad_value_is_one_line_naming_the_option(
     line = error_line(result.exception)
     assert "\n" not in line
     # One format for every option error: the option, its variable, the reason.
-    assert re.match(r"framewire: error: Invalid value for '--[a-z-]+' / 'FRAMEWIRE_[A-Z_]+': ", line)
+    assert ERROR_FORMAT.match(line), line
     for name in names:
         assert name in line
     assert SECRET not in line + result.output

@@ -15,6 +15,7 @@ from dataclasses import Field
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from framewire import runtime
 from framewire.bench import bench
@@ -116,7 +117,7 @@ def _set_by_user(name: str) -> bool:
     """Whether the option `name` of the running command came from the command line or env."""
     context = click.get_current_context(silent=True)
     source = context.get_parameter_source(name) if context is not None else None
-    return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def _hint(name: str) -> str:

@@ -323,7 +323,10 @@ class ReceiverConfig(_Validated):
         high=100,
     )
     default_camera: str = setting(
-        "cam0", "Camera shown by the bare /stream.mjpg and /snapshot.jpg.", check="camera"
+        "",
+        "Camera of the bare routes and the page, known (no signal) before its first frame;"
+        " empty: the first camera, by id, that has sent one.",
+        check="camera",
     )
     max_cameras: int = setting(16, "Cameras served at once.", low=1, high=1000)
     max_viewers: int = setting(48, "Open MJPEG streams allowed at once.", low=1, high=10000)

@@ -1,10 +1,11 @@
 """The viewer routes both receivers serve: the page, /stats, MJPEG streams and snapshots.
 
-The bare routes mean the default camera; `/stream/<camera>.mjpg` and
-`/snapshot/<camera>.jpg` name one. A camera the hub does not know is a 404
-`unknown_camera` (viewers never create cameras). A stream may ask for a
-variant (`width`, `fps`, `quality` from the sets in variants.py; anything
-else is a 400 `bad_variant`); `/grid.mjpg` is every camera in one mosaic.
+The bare routes mean the default camera (Hub.default: 404 `no_camera` before
+any); `/stream/<camera>.mjpg` and `/snapshot/<camera>.jpg` name one. A
+camera the hub does not know is a 404 `unknown_camera` (viewers never
+create cameras). A stream may ask for a variant (`width`, `fps`, `quality`
+from the sets in variants.py; anything else is a 400 `bad_variant`);
+`/grid.mjpg` is every camera in one mosaic.
 Errors are JSON, answered by the app's handlers or here.
 """
 
@@ -40,14 +41,14 @@ def viewer_blueprint(
         "peer_url": peer_url.rstrip("/"),
         "peer_port": 0 if peer_url else peer_port,
         "grafana_url": grafana_url,
-        "default_camera": hub.default_camera,
     }
 
     @bp.get("/")
     def index() -> str:
-        return render_template(
-            "viewer.html", config=page_config, focus=hub.default_camera, **page_config
-        )
+        # No camera yet: the page waits and takes the first that appears.
+        focus = hub.default() or ""
+        config = {**page_config, "default_camera": focus}
+        return render_template("viewer.html", config=config, focus=focus, **page_config)
 
     @bp.get("/stats")
     def stats() -> Response:
