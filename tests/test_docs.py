@@ -58,7 +58,7 @@ def test_env_example_names_real_settings_with_their_defaults() -> None:
 
 # Settings the sender and the receivers share by name: each means the same on both sides
 # (the two ends of one transport must agree on it), so one `.env` line sets both.
-SHARED = {"token", "redis_url", "redis_mode", "redis_ca_cert", "redis_cluster"}
+SHARED = {"token", "redis_url", "redis_mode", "redis_ca_cert", "redis_cluster", "transports"}
 
 
 def test_a_setting_shared_by_sender_and_receivers_means_one_thing() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from framewire import runtime
+from framewire import runtime, safety
 from framewire.bench import bench
 from framewire.config import ConfigError, ReceiverConfig, SenderConfig, parse_bind, settings
 
@@ -42,6 +42,7 @@ RECEIVER_COMMON = [
     "peer_url",
     "peer_port",
     "grafana_url",
+    "transports",
     "viewer_user",
     "viewer_password",
     "rate_limit",
@@ -166,6 +167,8 @@ def send(context: click.Context, **values: Any) -> None:
     except CamerasFileError as exc:
         raise click.BadParameter(str(exc), param_hint=_hint("cameras_file")) from None
     _start(context)
+    for warning in safety.warnings(config):
+        log.warning("%s", warning)
     sender = Sender(cameras)
     if config.metrics_bind:
         host, port = parse_bind(config.metrics_bind)
@@ -195,6 +198,8 @@ def _serve(context: click.Context, transport: str, values: dict[str, Any]) -> No
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=_hint("processor")) from None
     _start(context)
+    for warning in safety.warnings(config):
+        log.warning("%s", warning)
     serve(config)
 
 

@@ -88,6 +88,18 @@ def _check_bind(value: str) -> None:
     parse_bind(value)
 
 
+TRANSPORTS = ("http,redis", "http", "redis")
+
+
+def _transports() -> Any:
+    return setting(
+        "http,redis",
+        "Transports in use: the sender sends over these only (whatever --http-url and"
+        " --redis-url say), and a receiver's page compares only with a receiver of these.",
+        choices=TRANSPORTS,
+    )
+
+
 def _check_seeds(value: str) -> None:
     """Redis Cluster seed nodes: `HOST:PORT` items, comma-separated."""
     for seed in value.split(","):
@@ -247,6 +259,7 @@ class SenderConfig(_Validated):
     read_timeout: float = setting(
         5.0, "Seconds without a frame before a camera counts as lost.", **SECONDS
     )
+    transports: str = _transports()
     http_url: str = setting(
         "http://127.0.0.1:8001/frames",
         "Where to POST frames; empty disables HTTP.",
@@ -296,6 +309,13 @@ class SenderConfig(_Validated):
     metrics_bind: str = setting(
         "0.0.0.0:9100", "HOST:PORT for /metrics; empty disables it.", check="bind"
     )
+
+    def __post_init__(self) -> None:
+        # A transport left out of --transports is off, whatever its URL (compose sets both).
+        if self.transports in TRANSPORTS:  # else refused below, naming --transports
+            for name in {"http", "redis"} - set(self.transports.split(",")):
+                object.__setattr__(self, f"{name}_url", "")
+        super().__post_init__()
 
     def check(self) -> None:
         if not self.http_url and not self.redis_url:
@@ -372,6 +392,7 @@ class ReceiverConfig(_Validated):
         high=65535,
     )
     grafana_url: str = setting("", "Grafana's public URL, linked from the page.", check="web_url")
+    transports: str = _transports()
     viewer_user: str = setting(
         "", "With --viewer-password: HTTP basic auth on pages, streams and snapshots."
     )

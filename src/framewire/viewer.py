@@ -22,7 +22,11 @@ from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 
 
 def viewer_blueprint(
-    hub: Hub, peer_url: str = "", grafana_url: str = "", peer_port: int = 0
+    hub: Hub,
+    peer_url: str = "",
+    grafana_url: str = "",
+    peer_port: int = 0,
+    warnings: list[str] | None = None,
 ) -> Blueprint:
     """/, /stats, /stream.mjpg, /snapshot.jpg and their per-camera forms.
 
@@ -32,7 +36,7 @@ def viewer_blueprint(
     the browser used for this page on `peer_port` (the page builds that URL
     itself, so it needs no setting behind a plain port mapping); with
     neither, the page shows this receiver alone. `grafana_url`, when set, is
-    linked.
+    linked. `warnings` (safety.py) are shown in a banner.
     """
     bp = Blueprint("viewer", __name__, template_folder="templates")
     grid = Grid(hub)
@@ -48,7 +52,9 @@ def viewer_blueprint(
         # No camera yet: the page waits and takes the first that appears.
         focus = hub.default() or ""
         config = {**page_config, "default_camera": focus}
-        return render_template("viewer.html", config=config, focus=focus, **page_config)
+        return render_template(
+            "viewer.html", config=config, focus=focus, warnings=warnings or [], **page_config
+        )
 
     @bp.get("/stats")
     def stats() -> Response:
