@@ -187,3 +187,14 @@ def test_only_the_peer_may_read_a_stream_cross_origin() -> None:
     assert not is_peer("http://cams.example:8001", "https://proxy.example/http/", 8001)
     assert not is_peer("null", "", 8001) and not is_peer("", "", 8001)
     assert not is_peer("http://h:99999", "", 8001)
+
+
+def test_a_page_compares_only_with_a_transport_in_use() -> None:
+    """FRAMEWIRE_TRANSPORTS=http: the HTTP receiver's page shows no Redis peer."""
+    for transports, peer in (("http,redis", True), ("http", False)):
+        app = create_app(ReceiverConfig(transports=transports))
+        try:
+            page = app.test_client().get("/").data
+            assert (b'data-side="peer"' in page) == peer, transports
+        finally:
+            app.extensions["framewire.shutdown"]()
