@@ -262,6 +262,39 @@ def test_comparison_page_in_chromium(
         wait_until(lambda r=receiver: viewers(r) == 0, what=f"{receiver.name} streams released")
 
 
+def test_page_waits_for_the_first_camera_and_makes_none_up(
+    services: Services, redis_server: RedisServer, browser: Browser
+) -> None:
+    """Nothing sends yet: no stream, no tile, a notice. The first camera to appear is shown,
+    and no cam0 is ever made up (a tile only for a camera someone sends)."""
+    http, red, _ = start_stack(services, redis_server, [], by_port=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{http.url}/", wait_until="commit")
+    page.wait_for_function("Number(document.body.dataset.ticks) >= 2")
+    assert page.locator("#focus-name").inner_text() == ""
+    assert page.locator("#grid .tile").count() == 0
+    assert "waiting for a camera" in page.locator("[data-side=own] .notice").inner_text()
+    assert viewers(http) == 0
+    services.sender(
+        "--camera",
+        "door",
+        "--http-url",
+        f"{http.url}/frames",
+        "--redis-url",
+        redis_server.url,
+        *SMALL,
+    )
+    page.wait_for_function("document.getElementById('focus-name').textContent === 'door'")
+    page.wait_for_function(STREAMS_SHOWN)
+    assert page.evaluate(
+        "[...document.querySelectorAll('#grid .tile')].map(t => t.dataset.camera)"
+    ) == ["door"]
+    for receiver in (http, red):
+        wait_until(lambda r=receiver: viewers(r, "door") == 1, what=f"door on {receiver.name}")
+    page.close()
+
+
 def test_each_page_finds_its_peer_by_port_with_no_url(
     services: Services, redis_server: RedisServer, browser: Browser
 ) -> None:

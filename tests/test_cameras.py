@@ -49,8 +49,34 @@ def test_the_shipped_cameras_files_load(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("CAM_DOOR_PASSWORD", SECRET)
     found = {p.name: load_cameras(str(p), SenderConfig()) for p in sorted(deploy.glob("*.yaml"))}
     assert [c.camera for c in found["cameras.yaml"]] == ["cam0"]
+    # Its one camera is the sender's options: FRAMEWIRE_CAMERA names it.
+    monkeypatch.setenv("FRAMEWIRE_CAMERA", "door")
+    (named,) = load_cameras(str(deploy / "cameras.yaml"), SenderConfig(source="0"))
+    assert (named.camera, named.source) == ("door", "0")
     assert found["cameras.yaml"][0].source == "synthetic"
     assert len(found["example.yaml"]) >= 3
+
+
+def test_a_device_index_needs_no_quotes(tmp_path: Path) -> None:
+    """`source: 0` (YAML reads a number) is device 0, as `source: "0"` and `/dev/video0` are."""
+    text = "cameras:\n  - id: a\n    source: 0\n  - id: b\n    source: /dev/video1\n"
+    a, b = load_cameras(write(tmp_path, text), SenderConfig())
+    assert (a.source, b.source) == ("0", "/dev/video1")
+    bad = write(tmp_path, "cameras:\n  - id: a\n    source: true\n")
+    with pytest.raises(CamerasFileError, match="camera 'a': source: must be text"):
+        load_cameras(bad, SenderConfig())
+
+
+def test_a_reference_may_carry_a_default(tmp_path: Path) -> None:
+    """`${NAME:-default}`: the default when NAME is unset or empty, else NAME."""
+    path = write(tmp_path, "cameras:\n  - id: ${CAM_ID:-cam0}\n    source: ${CAM_SRC:-0}\n")
+    for environ, expected in [
+        ({}, ("cam0", "0")),
+        ({"CAM_ID": "", "CAM_SRC": ""}, ("cam0", "0")),
+        ({"CAM_ID": "door", "CAM_SRC": "synthetic"}, ("door", "synthetic")),
+    ]:
+        (camera,) = load_cameras(path, SenderConfig(), environ)
+        assert (camera.camera, camera.source) == expected
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import click
@@ -14,6 +15,9 @@ from framewire.cli import cli, error_line
 from framewire.config import ReceiverConfig, SenderConfig
 
 SECRET = "hunter2-s3cret"
+ERROR_FORMAT = re.compile(
+    r"framewire: error: Invalid value for '--[a-z-]+' / 'FRAMEWIRE_[A-Z_]+': "
+)
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -41,6 +45,14 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
         (["redis-receiver"], {"FRAMEWIRE_REDIS_URL": f"rediss://u:{SECRET}@"}, ["--redis-url"]),
         (["redis-receiver", "--threads", "1"], {}, ["--threads"]),
         (["http-receiver", "--threads", "16", "--max-viewers", "13"], {}, ["--max-viewers"]),
+        # A rule between two options names the one the user set, not the default it meets.
+        (["http-receiver", "--threads", "16"], {}, ["'--threads' / 'FRAMEWIRE_THREADS'", "52"]),
+        (["redis-receiver"], {"FRAMEWIRE_THREADS": "16"}, ["'--threads' / 'FRAMEWIRE_THREADS'"]),
+        (["http-receiver", "--viewer-password", SECRET], {}, ["'--viewer-password' / "]),
+        (["http-receiver"], {"FRAMEWIRE_MAX_BODY": str(2**27)}, ["'--max-body' / "]),
+        # click's own checks (types, choices) say it the same way.
+        (["http-receiver", "--threads", "many"], {}, ["'--threads' / 'FRAMEWIRE_THREADS'"]),
+        (["--log-level", "loud", "send"], {}, ["'--log-level' / 'FRAMEWIRE_LOG_LEVEL'"]),
         (["http-receiver", "--viewer-user", "ops"], {}, ["--viewer-user"]),
         (["send", "--http-url", "", "--redis-url", ""], {}, ["--http-url", "--redis-url"]),
         (["redis-receiver", "--redis-url", ""], {}, ["FRAMEWIRE_REDIS_URL"]),
@@ -83,6 +95,8 @@ def test_bad_value_is_one_line_naming_the_option(
     assert isinstance(result.exception, click.ClickException), result.output
     line = error_line(result.exception)
     assert "\n" not in line
+    # One format for every option error: the option, its variable, the reason.
+    assert ERROR_FORMAT.match(line), line
     for name in names:
         assert name in line
     assert SECRET not in line + result.output

@@ -209,7 +209,7 @@ def stand_in_images(env: dict[str, str]) -> dict[str, str]:
 
 
 def prometheus_config(ports: dict[str, int]) -> tuple[Path, set[str]]:
-    """deploy/prometheus's jobs with 127.0.0.1 targets, beside a copy of its alerts.yml."""
+    """deploy/prometheus's jobs with 127.0.0.1 targets, beside copies of alerts.yml and start.sh."""
     job_ports = {
         "sender": ports["SENDER_METRICS_PORT"],
         "http-receiver": ports["HTTP_RECEIVER_PORT"],
@@ -244,6 +244,9 @@ def prometheus_config(ports: dict[str, int]) -> tuple[Path, set[str]]:
         ]
     (directory / "prometheus.yml").write_text("\n".join(lines) + "\n")
     (directory / "prometheus.yml").chmod(0o644)
+    # compose.yaml's entrypoint: it writes the config it runs on (here, with no port to set).
+    shutil.copy(deploy / "start.sh", directory / "start.sh")
+    (directory / "start.sh").chmod(0o644)
     return directory, set(jobs)
 
 

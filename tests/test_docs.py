@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -57,7 +58,7 @@ def test_env_example_names_real_settings_with_their_defaults() -> None:
 
 # Settings the sender and the receivers share by name: each means the same on both sides
 # (the two ends of one transport must agree on it), so one `.env` line sets both.
-SHARED = {"token", "redis_url", "redis_mode", "redis_ca_cert", "redis_cluster"}
+SHARED = {"token", "redis_url", "redis_mode", "redis_ca_cert", "redis_cluster", "transports"}
 
 
 def test_a_setting_shared_by_sender_and_receivers_means_one_thing() -> None:
@@ -93,3 +94,11 @@ def test_the_cameras_folder_is_a_setting_mounted_where_the_cameras_file_is() -> 
         ["${CAMERAS_DIR:-./deploy/cameras}", str(cameras_file.parent), "ro"]
     ]
     assert (ROOT / "deploy" / "cameras" / cameras_file.name).is_file()
+
+
+def test_license_is_mit_in_the_repository_and_the_package() -> None:
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License")
+    assert "Copyright (c) 2026 the framewire authors" in license_text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}

@@ -13,6 +13,7 @@ from conftest import metric_value, wait_until
 from framewire import mjpeg
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame, WireError, decode
+from framewire.grid import Grid
 from framewire.hub import CameraNotFound, Hub
 from framewire.metrics import ReceiverMetrics
 from framewire.pipeline import Pipeline
@@ -68,7 +69,7 @@ def test_decode_is_strict_and_checks_the_header_first() -> None:
 
 
 def test_refused_frames_never_create_a_camera(make_pipeline) -> None:
-    pipeline = make_pipeline(max_cameras=2)
+    pipeline = make_pipeline(max_cameras=2, default_camera="cam0")  # declared: a slot from start
     bad = JPEG[: len(JPEG) // 2] + b"\xff\xd9"
     for n in range(100):
         with pytest.raises(WireError):
@@ -99,7 +100,7 @@ def test_drops_and_fps_are_counted_by_the_hub(make_pipeline) -> None:
 
 
 def test_forgetting_removes_camera_threads_series_and_streams(make_pipeline) -> None:
-    pipeline = make_pipeline(forget_after=30.0)
+    pipeline = make_pipeline(forget_after=30.0, default_camera="cam0")
     hub = pipeline.hub
     for camera in ("cam0", "cam1"):
         pipeline.ingest(frame(camera, 5))
@@ -130,13 +131,34 @@ def test_forgetting_removes_camera_threads_series_and_streams(make_pipeline) -> 
     published(pipeline, "cam1", 6)
 
 
+def test_no_camera_is_made_up(make_pipeline) -> None:
+    """Without --default-camera, a camera exists only while something sends it: the bare
+    routes mean the first by id, the grid has a tile only for those, and a forgotten one
+    is gone whatever its name."""
+    pipeline = make_pipeline(forget_after=30.0)
+    hub = pipeline.hub
+    assert hub.channels() == [] and hub.default() is None
+    with pytest.raises(CameraNotFound) as caught:
+        hub.lookup(None)
+    assert caught.value.reason == "no_camera"
+    assert not Grid(hub).compose().any()  # an empty mosaic: no NO SIGNAL tile
+    for camera in ("door", "cam0"):
+        pipeline.ingest(frame(camera, 3))
+        published(pipeline, camera, 3)
+    assert hub.default() == "cam0" and hub.lookup(None).camera == "cam0"
+    assert [c.camera for c in hub.channels()] == ["cam0", "door"]
+    pipeline.ingest(frame("door", 4))
+    assert sorted(pipeline.sweep(time.monotonic() + 31)) == ["cam0", "door"]
+    assert hub.channels() == [] and 'camera="cam0"' not in scrape(pipeline)
+
+
 @pytest.mark.parametrize("max_viewers", [48, 1])
 def test_a_stream_asked_for_as_its_camera_is_forgotten_is_unknown(
     make_pipeline, max_viewers: int
 ) -> None:
     """Looked up, then forgotten before the viewer is counted: 404 unknown_camera, never the
     viewer cap's 503 (also when the cap is full), and no viewer is counted."""
-    pipeline = make_pipeline(forget_after=30.0, max_viewers=max_viewers)
+    pipeline = make_pipeline(forget_after=30.0, max_viewers=max_viewers, default_camera="cam0")
     hub = pipeline.hub
     pipeline.ingest(frame("cam1", 1))
     published(pipeline, "cam1", 1)
@@ -151,7 +173,7 @@ def test_a_stream_asked_for_as_its_camera_is_forgotten_is_unknown(
 
 
 def test_viewer_cap_and_count(make_pipeline) -> None:
-    pipeline = make_pipeline(max_viewers=2)
+    pipeline = make_pipeline(max_viewers=2, default_camera="cam0")
     hub = pipeline.hub
     channel = hub.lookup(None)
     assert hub.acquire_viewer(channel) and hub.acquire_viewer(channel)

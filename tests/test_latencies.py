@@ -80,6 +80,9 @@ def test_route_returns_each_frames_own_latency(client: FlaskClient) -> None:
 
 
 def test_route_errors_are_json(client: FlaskClient) -> None:
+    # The default camera: none before a frame.
+    assert client.get("/latencies").json["error"] == "no_camera"
+    post(client, "cam0", 1, time.time_ns())
     cases = [
         ("/latencies?camera=ghost", 404, "unknown_camera"),
         ("/latencies?stage=sent", 400, "bad_stage"),
@@ -90,7 +93,7 @@ def test_route_errors_are_json(client: FlaskClient) -> None:
         response = client.get(path)
         assert response.status_code == status, (path, response.data)
         assert response.json["error"] == reason and response.json["detail"], path
-    assert client.get("/latencies").json["camera"] == "cam0"  # the default camera
+    assert client.get("/latencies").json["camera"] == "cam0"  # the first camera that exists
 
 
 # --- exact quantiles ----------------------------------------------------------------------------

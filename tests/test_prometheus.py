@@ -22,7 +22,7 @@ import yaml
 
 from conftest import RedisServer, Services, free_port, wait_until
 from framewire.metrics import ReceiverMetrics, SenderMetrics
-from helpers import Viewer
+from helpers import Viewer, make_jpeg, post_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -42,6 +42,7 @@ VARIABLES = {"$camera": ".*"}
 # Grafana's regex escaping), cam1's sends all fail.
 DELIVERING_CAMERAS = ("cam0", "cam.2")
 FAILING_CAMERA = "cam1"
+OTHER_PRODUCER = "ext"  # a camera no framewire sender captures: frames POSTed by the test
 # Metrics without a camera label (a refused frame may have no valid camera):
 # the only queries that cannot be filtered by camera.
 NO_CAMERA_LABEL = {"framewire_frames_rejected_total", "framewire_receive_errors_total"}
@@ -229,10 +230,13 @@ def test_grafana_provisioning_files() -> None:
 def test_dashboard_structure() -> None:
     board = dashboard()
     assert board["uid"] == "framewire"
-    # The camera selector: every camera a sender captures, several at once or All.
+    # The camera selector: every camera a receiver sees (whoever sends it) or a sender
+    # captures (also one that never arrives), several at once or All.
     camera = camera_variable()
     assert camera["type"] == "query"
-    assert camera["query"] == "label_values(framewire_frames_captured_total, camera)"
+    assert camera["query"] == (
+        'label_values({__name__=~"framewire_frames_(received|captured)_total"}, camera)'
+    )
     assert camera["definition"] == camera["query"]
     assert camera["multi"] is True
     assert camera["includeAll"] is True
@@ -454,6 +458,9 @@ def test_dashboard_queries_return_data_from_real_services(
     )
     assert refused.status_code == 422, refused.text
     assert refused.json()["error"] == "not_jpeg"
+    # Frames from another producer: the camera variable must list it too.
+    for seq in (1, 2):
+        assert post_frame(http.url, OTHER_PRODUCER, make_jpeg(160, 120), seq).status_code == 204
 
     targets = {
         "sender": [host_port(sender.url), host_port(other.url), host_port(failing.url)],
@@ -491,17 +498,17 @@ def test_dashboard_queries_return_data_from_real_services(
 
     # The camera variable's own query, as Grafana runs it: label_values(metric, label)
     # is the label values API matching that metric.
-    variable = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", camera_variable()["query"])
+    variable = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", camera_variable()["query"])
     assert variable, camera_variable()["query"]
     metric, label = variable.groups()
     cameras: list[str] = []
 
     def variable_values() -> bool:
         cameras[:] = api(prom, f"label/{label}/values", **{"match[]": metric})
-        return {*DELIVERING_CAMERAS, FAILING_CAMERA} <= set(cameras)
+        return {*DELIVERING_CAMERAS, FAILING_CAMERA, OTHER_PRODUCER} <= set(cameras)
 
     wait_until(variable_values, timeout=QUERY_TIMEOUT, what="the camera variable's values")
-    assert set(cameras) == {*DELIVERING_CAMERAS, FAILING_CAMERA}, cameras
+    assert set(cameras) == {*DELIVERING_CAMERAS, FAILING_CAMERA, OTHER_PRODUCER}, cameras
 
     # Every dashboard query returns at least one finite number: the overview with
     # All selected and with every camera picked by hand; each panel of the
@@ -531,16 +538,19 @@ def test_dashboard_queries_return_data_from_real_services(
                 assert {s["metric"]["camera"] for s in found} == {camera}, (title, found)
 
     # Every alert expression, without its threshold, selects real series: the
-    # label names and values the rules rely on exist.
+    # label names and values the rules rely on exist. A threshold is a number, or
+    # another expression (`< on (camera) group_left () 0.67 * ...`): each side then.
     for rule in rules():
         base = re.sub(r"\s*(<|>|==)\s*[0-9.]+\s*$", "", rule["query"])
-        assert base != rule["query"], rule["query"]
-        wait_until(
-            lambda e=base: query(prom, e),
-            timeout=QUERY_TIMEOUT,
-            interval=0.5,
-            what=f"series for alert {rule['name']}: {base}",
-        )
+        sides = re.split(r"\s+[<>]\s+on \(\w+\) group_left \(\)\s+(?:[0-9.]+ \*\s+)?", base)
+        assert base != rule["query"] or len(sides) == 2, rule["query"]
+        for side in sides:
+            wait_until(
+                lambda e=side: query(prom, e),
+                timeout=QUERY_TIMEOUT,
+                interval=0.5,
+                what=f"series for alert {rule['name']}: {side}",
+            )
 
     # Counters move while frames flow, on both transports.
     for transport in ("http", "redis"):

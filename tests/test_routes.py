@@ -54,12 +54,42 @@ def test_metrics_has_one_charset(client: FlaskClient) -> None:
     assert response.headers["Content-Type"].count("charset") == 1
 
 
-def test_default_camera_is_known_from_start(client: FlaskClient) -> None:
-    assert list(client.get("/stats").json["cameras"]) == ["cam0"]
-    response = client.get("/snapshot.jpg")
-    assert response.status_code == 503 and "X-Framewire-Seq" not in response.headers
-    assert decode(response.data).shape == (360, 640, 3)  # the "no signal" picture
+def test_no_camera_exists_before_a_frame(client: FlaskClient) -> None:
+    """No phantom camera: the bare routes mean the first camera that exists, none before."""
+    stats = client.get("/stats").json
+    assert stats["cameras"] == {} and stats["default_camera"] is None
+    for path in ("/snapshot.jpg", "/stream.mjpg", "/latencies"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.json["error"] == "no_camera", path
     assert client.get("/readyz").status_code == 503
+    page = client.get("/")
+    assert page.status_code == 200 and b"stream/cam0" not in page.data
+
+    assert post(client, "door", 1).status_code == 204
+    served(client, "door", 1)
+    assert client.get("/snapshot.jpg").headers["X-Framewire-Seq"] == "1"
+    assert client.get("/stats").json["default_camera"] == "door"
+    assert b'data-src="stream/door.mjpg"' in client.get("/").data
+    assert post(client, "attic", 5).status_code == 204  # the first by id, on every replica
+    served(client, "attic", 5)
+    assert client.get("/snapshot.jpg").headers["X-Framewire-Seq"] == "5"
+    assert list(client.get("/stats").json["cameras"]) == ["attic", "door"]
+
+
+def test_a_declared_default_camera_is_known_from_start() -> None:
+    app = create_app(ReceiverConfig(default_camera="door"))
+    try:
+        client = app.test_client()
+        assert list(client.get("/stats").json["cameras"]) == ["door"]
+        response = client.get("/snapshot.jpg")
+        assert response.status_code == 503 and "X-Framewire-Seq" not in response.headers
+        assert decode(response.data).shape == (360, 640, 3)  # the "no signal" picture
+        assert client.get("/readyz").status_code == 503
+        assert post(client, "attic", 1).status_code == 204
+        served(client, "attic", 1)
+        assert client.get("/stats").json["default_camera"] == "door"  # declared wins
+    finally:
+        app.extensions["framewire.shutdown"]()
 
 
 def test_posted_frame_is_served_everywhere(client: FlaskClient) -> None:
@@ -67,7 +97,7 @@ def test_posted_frame_is_served_everywhere(client: FlaskClient) -> None:
     served(client, "cam1", 42)
     snapshot = client.get("/snapshot/cam1.jpg")
     assert decode(snapshot.data).shape == (240, 320, 3)
-    assert sorted(client.get("/stats").json["cameras"]) == ["cam0", "cam1"]
+    assert sorted(client.get("/stats").json["cameras"]) == ["cam1"]
     ready = client.get("/readyz?camera=cam1")
     assert ready.status_code == 200 and ready.json["ready"]
     assert client.get("/readyz").status_code == 200
@@ -83,7 +113,7 @@ def test_refused_frames_leave_no_camera(client: FlaskClient) -> None:
     for n, (reason, body) in enumerate(bodies.items()):
         response = post(client, f"ghost{n}", 1, body)
         assert response.status_code // 100 == 4 and response.json["error"] == reason
-    assert list(client.get("/stats").json["cameras"]) == ["cam0"]
+    assert list(client.get("/stats").json["cameras"]) == []
     assert "ghost" not in client.get("/metrics").text
     assert client.get("/snapshot/ghost0.jpg").status_code == 404
 
@@ -117,7 +147,7 @@ def test_stream_counts_its_viewer_and_ends_at_shutdown(app: Flask, client: Flask
 
 
 def test_viewer_limit_is_json() -> None:
-    capped = create_app(ReceiverConfig(max_viewers=1)).test_client()
+    capped = create_app(ReceiverConfig(max_viewers=1, default_camera="cam0")).test_client()
     try:
         first = capped.get("/stream.mjpg")
         second = capped.get("/stream.mjpg")
@@ -157,3 +187,14 @@ def test_only_the_peer_may_read_a_stream_cross_origin() -> None:
     assert not is_peer("http://cams.example:8001", "https://proxy.example/http/", 8001)
     assert not is_peer("null", "", 8001) and not is_peer("", "", 8001)
     assert not is_peer("http://h:99999", "", 8001)
+
+
+def test_a_page_compares_only_with_a_transport_in_use() -> None:
+    """FRAMEWIRE_TRANSPORTS=http: the HTTP receiver's page shows no Redis peer."""
+    for transports, peer in (("http,redis", True), ("http", False)):
+        app = create_app(ReceiverConfig(transports=transports))
+        try:
+            page = app.test_client().get("/").data
+            assert (b'data-side="peer"' in page) == peer, transports
+        finally:
+            app.extensions["framewire.shutdown"]()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from conftest import RedisServer, Services, scrape, wait_until
+from conftest import RedisServer, Service, Services, free_port, scrape, wait_until
 from helpers import make_jpeg, post_frame
 
 TOKEN = "ingest-token-7f3a9c"
@@ -161,3 +161,38 @@ def test_viewer_credentials_go_together(flag: str) -> None:
     assert result.returncode == 2
     assert "must be set together" in result.stderr
     assert VIEWER_PASSWORD not in result.stderr
+
+
+DEFAULT_SECRET = "framewire-change-me"  # the documented default of .env.example and compose
+
+
+def warned(service: Service, variable: str) -> list[str]:
+    return [line for line in service.log().splitlines() if "WARNING" in line and variable in line]
+
+
+def test_an_open_service_warns_once_at_start_and_on_its_page(services: Services) -> None:
+    """The documented default token or Redis password, or no token on an ingest beyond
+    loopback: one warning at start naming the variable to set, and a banner on the page."""
+    by_default = services.receiver("http", env={"FRAMEWIRE_TOKEN": DEFAULT_SECRET})
+    port = free_port()
+    no_token = services.receiver("http", "--bind", f"0.0.0.0:{port}", port=port)
+    safe = services.receiver("http", env={"FRAMEWIRE_TOKEN": "my-own-token-1234"})
+    for receiver in (by_default, no_token):
+        assert len(warned(receiver, "FRAMEWIRE_TOKEN")) == 1, receiver.log()
+        banner = requests.get(f"{receiver.url}/", timeout=5).text
+        assert 'id="warnings"' in banner and "set FRAMEWIRE_TOKEN" in banner
+    assert "documented default" in warned(by_default, "FRAMEWIRE_TOKEN")[0]
+    assert f"0.0.0.0:{port}, beyond loopback" in warned(no_token, "FRAMEWIRE_TOKEN")[0]
+    assert (
+        not warned(safe, "FRAMEWIRE_")
+        and 'id="warnings"' not in requests.get(f"{safe.url}/", timeout=5).text
+    )
+    # The sender: the default token and the default Redis password, each named once.
+    redis_url = f"redis://:{DEFAULT_SECRET}@127.0.0.1:{free_port()}/0"
+    sender = services.sender(
+        "--http-url", f"{safe.url}/frames", "--redis-url", redis_url, "--width", "64",
+        "--height", "48", env={"FRAMEWIRE_TOKEN": DEFAULT_SECRET},
+    )  # fmt: skip
+    assert len(warned(sender, "FRAMEWIRE_TOKEN")) == 1
+    assert len(warned(sender, "REDIS_PASSWORD")) == 1
+    assert DEFAULT_SECRET not in sender.log()  # the URL is logged redacted, the token never

@@ -13,7 +13,15 @@ import pytest
 from conftest import RedisServer, Services, scrape, wait_until
 from framewire.config import ConfigError, SenderConfig
 from framewire.sender import camera_source
-from framewire.sources import CaptureSource, Grabber, Pacer, SyntheticSource, open_source
+from framewire.sources import (
+    CaptureSource,
+    Grabber,
+    Pacer,
+    SourceError,
+    SyntheticSource,
+    device_index,
+    open_source,
+)
 
 
 def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
@@ -138,8 +146,22 @@ def test_the_senders_option_sets_its_synthetic_cameras_phase() -> None:
     assert refused.value.name == "synthetic_phase" and "spread, aligned" in refused.value.message
 
 
+def test_a_device_is_its_index_or_its_path() -> None:
+    """`/dev/video2` is device 2, as `2` is; it is never taken for a missing video file."""
+    for spec, index in (("2", 2), ("/dev/video2", 2), ("/dev/video10", 10)):
+        assert device_index(spec) == index
+        source = open_source(spec, 0, 0, 30, 1, 1)
+        assert isinstance(source, CaptureSource) and source.device == index
+        assert source.description == f"device {spec}"
+    for spec in ("/dev/video", "/dev/videoX", "video0", "/dev/video0.mp4", "-1"):
+        assert device_index(spec) is None
+    with pytest.raises(SourceError, match="cannot open device /dev/video97"):
+        open_source("/dev/video97", 0, 0, 30, 1, 1).open()
+
+
 def test_missing_source_is_down_and_retried(tmp_path: Path) -> None:
-    for spec in (str(tmp_path / "nope.avi"), "97"):  # a file and a device that do not exist
+    # A file and devices that do not exist.
+    for spec in (str(tmp_path / "nope.avi"), "97", "/dev/video97"):
         rec = Recorder()
         grabber = Grabber(
             open_source(spec, 0, 0, 30, 1, 1),

@@ -41,6 +41,9 @@ def test_stats_report_live_figures_then_no_signal(
     sender = services.sender(
         "--http-url", f"{http.url}/frames", "--redis-url", redis_server.url, *SMALL
     )
+    # The bare stream is the first camera that exists: none before its first frame.
+    for receiver in receivers:
+        wait_until(lambda r=receiver: camera(r), what=f"cam0 known to {receiver.name}")
     viewers = [Viewer(f"{r.url}/stream.mjpg") for r in receivers]
     for viewer in viewers:
         viewer.start()
@@ -87,7 +90,10 @@ def test_stats_list_received_cameras_and_the_default(
     services: Services, redis_server: RedisServer
 ) -> None:
     http, _ = start_pair(services, redis_server)
-    idle = camera(http)
+    assert stats(http)["cameras"] == {} and stats(http)["default_camera"] is None
+    # A camera named by --default-camera is known before its first frame.
+    declared = services.receiver("http", "--default-camera", "cam0")
+    idle = camera(declared)
     assert idle["state"] == "no signal"
     assert idle["seq"] is None and idle["age_seconds"] is None and idle["fps"] == 0
     assert idle["latency_ms"] == {"p50": None, "p95": None, "samples": 0}
@@ -121,7 +127,9 @@ def test_page_shows_peer_and_grafana_when_configured(
     peer, grafana = "http://peer.example:8002", "http://grafana.example:3000/d/framewire"
     alone = services.receiver("http", "--peer-port", "0")
     by_port = services.receiver("http")  # the Redis receiver's port, 8002, by default
-    compared = services.receiver("http", "--peer-url", peer + "/", "--grafana-url", grafana)
+    compared = services.receiver(
+        "http", "--peer-url", peer + "/", "--grafana-url", grafana, "--default-camera", "cam0"
+    )
     page = requests.get(f"{alone.url}/", timeout=5).text
     assert 'data-side="own"' in page and 'data-side="peer"' not in page
     assert "--peer-port" in page and "--peer-url" in page and "Grafana" not in page

@@ -111,7 +111,7 @@ def test_a_variant_nobody_watches_keeps_no_picture() -> None:
     metrics = ReceiverMetrics()
     hub = Hub(metrics, ReceiverConfig(stale_after=30.0))
     try:
-        channel = hub.find("cam0")
+        channel = hub.add("cam0")
         image = decode(make_jpeg(1280, 720))
         channel.publish(image, 1, time.time_ns())
         key = (640, 50)
@@ -289,7 +289,7 @@ def test_grid_shows_no_signal_for_a_stale_camera() -> None:
     metrics = ReceiverMetrics()
     hub = Hub(metrics, ReceiverConfig(stale_after=30.0, max_cameras=4))
     try:
-        hub.find("cam0").publish(decode(make_jpeg(640, 360)), 1, time.time_ns())
+        hub.add("cam0").publish(decode(make_jpeg(640, 360)), 1, time.time_ns())
         hub.add("door")  # known, no frame: NO SIGNAL
         mosaic = grid_module.Grid(hub).compose()
         live_tile, dead_tile = tiles(mosaic, 2)
@@ -309,7 +309,7 @@ def test_grid_stream_ends_at_shutdown(app: Flask, client: FlaskClient) -> None:
     head, _, body = next(parts).partition(b"\r\n\r\n")
     assert b"Content-Type: image/jpeg" in head and b"X-Framewire-Seq" not in head
     mosaic = decode(body.removesuffix(b"\r\n--framewireframe\r\n"))
-    assert mosaic.shape == (720, 1280, 3)  # the default camera alone, waiting for frames
+    assert mosaic.shape == (720, 1280, 3) and not mosaic.any()  # no camera yet: no tile
     assert ends_at_shutdown(app, parts), "the grid stream did not end at shutdown"
     response.close()
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from framewire import access
+from framewire import access, safety
 from framewire.config import ReceiverConfig
 from framewire.hub import CameraNotFound, Hub
 from framewire.metrics import ReceiverMetrics
@@ -33,8 +33,17 @@ def create_app(config: ReceiverConfig) -> Flask:
     hub = Hub(metrics, config)
     pipeline = Pipeline(hub, metrics, config, load_processor(config.processor))
     app = Flask(__name__)
+    # The peer is the receiver of the other transport, if that one is in use.
+    peer = "redis" if config.transport == "http" else "http"
+    compare = peer in config.transports.split(",")
     app.register_blueprint(
-        viewer_blueprint(hub, config.peer_url, config.grafana_url, config.peer_port)
+        viewer_blueprint(
+            hub,
+            config.peer_url if compare else "",
+            config.grafana_url,
+            config.peer_port if compare else 0,
+            safety.warnings(config),
+        )
     )
     app.register_blueprint(ops_blueprint(hub))
     _json_errors(app)

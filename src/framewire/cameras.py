@@ -13,7 +13,8 @@
 A camera's keys are `id` (required) and the sender's camera settings
 (`CAMERA_KEYS`); a key it leaves out takes the sender's option
 (`--source`, `--width`, ...). `${NAME}` in a text value is replaced by the
-environment variable NAME, so a credential never has to be in the file. A
+environment variable NAME (`${NAME:-default}`: default when NAME is unset or
+empty), so a credential never has to be in the file. A
 bad file is a `CamerasFileError`: one line naming the file, the camera and
 the field, never echoing a value (it may hold a password).
 """
@@ -44,7 +45,7 @@ CAMERA_KEYS = {
 }
 FIELD_KEYS = {field: key for key, field in CAMERA_KEYS.items()}
 MAX_CAMERAS = 64
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
 
 
@@ -59,8 +60,18 @@ def write_cameras(path: Path, cameras: list[dict[str, Any]]) -> Path:
 
 
 def expand(value: str, environ: Mapping[str, str]) -> str:
-    """`value` with each `${NAME}` replaced from `environ`; KeyError names one that is unset."""
-    return _REFERENCE.sub(lambda match: environ[match.group(1)], value)
+    """`value` with each `${NAME}` replaced from `environ`; KeyError names one that is unset.
+
+    `${NAME:-default}` is `default` when NAME is unset or empty (as in the shell).
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        name, fallback = match.groups()
+        if fallback is not None:
+            return environ.get(name) or fallback
+        return environ[name]
+
+    return _REFERENCE.sub(replace, value)
 
 
 def load_cameras(
@@ -120,6 +131,8 @@ def _camera(
     for key, value in entry.items():
         field = CAMERA_KEYS[key]
         kind = types[field]
+        if key == "source" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `source: 0`, a device index, as YAML reads it
         if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
             wanted = {"str": "text", "int": "a whole number", "float": "a number"}[kind]
             raise CamerasFileError(f"{name}: {key}: must be {wanted}")

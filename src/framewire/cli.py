@@ -15,8 +15,9 @@ from dataclasses import Field
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from framewire import runtime
+from framewire import runtime, safety
 from framewire.bench import bench
 from framewire.config import ConfigError, ReceiverConfig, SenderConfig, parse_bind, settings
 
@@ -44,6 +45,7 @@ RECEIVER_COMMON = [
     "peer_url",
     "peer_port",
     "grafana_url",
+    "transports",
     "viewer_user",
     "viewer_password",
     "rate_limit",
@@ -62,6 +64,13 @@ def envvar(name: str) -> str:
     return "FRAMEWIRE_" + name.upper()
 
 
+class _Option(click.Option):
+    """An option whose errors name it as every start-up error does: its flag and variable."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return _hint(self.name or "")
+
+
 def _option(f: Field[Any], default: Any) -> Decorator:
     meta = f.metadata
     if meta["choices"]:
@@ -72,6 +81,7 @@ def _option(f: Field[Any], default: Any) -> Decorator:
         kind = TYPES[str(f.type)]
     return click.option(
         flag(f.name),
+        cls=_Option,
         envvar=envvar(f.name),
         default=default,
         type=kind,
@@ -99,7 +109,19 @@ def build(config: type, **values: Any) -> Any:
     try:
         return config(**values)
     except ConfigError as exc:
-        raise click.BadParameter(exc.message, param_hint=_hint(exc.name)) from None
+        name, message = exc.name, exc.message
+        if not _set_by_user(name):  # a rule between options: name the one the user set
+            name, message = next(
+                ((n, m) for n, m in exc.others.items() if _set_by_user(n)), (name, message)
+            )
+        raise click.BadParameter(message, param_hint=_hint(name)) from None
+
+
+def _set_by_user(name: str) -> bool:
+    """Whether the option `name` of the running command came from the command line or env."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source(name) if context is not None else None
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def _hint(name: str) -> str:
@@ -117,6 +139,7 @@ def _start(context: click.Context) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--log-level",
+    cls=_Option,
     envvar="FRAMEWIRE_LOG_LEVEL",
     default="info",
     show_default=True,
@@ -147,6 +170,8 @@ def send(context: click.Context, **values: Any) -> None:
     except CamerasFileError as exc:
         raise click.BadParameter(str(exc), param_hint=_hint("cameras_file")) from None
     _start(context)
+    for warning in safety.warnings(config):
+        log.warning("%s", warning)
     sender = Sender(cameras)
     if config.metrics_bind:
         host, port = parse_bind(config.metrics_bind)
@@ -176,6 +201,8 @@ def _serve(context: click.Context, transport: str, values: dict[str, Any]) -> No
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=_hint("processor")) from None
     _start(context)
+    for warning in safety.warnings(config):
+        log.warning("%s", warning)
     serve(config)
 
 

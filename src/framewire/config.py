@@ -27,12 +27,17 @@ SYNTHETIC_PHASES = ("spread", "aligned")
 
 
 class ConfigError(ValueError):
-    """A bad setting; `name` is the field (the CLI turns it into a flag and env var)."""
+    """A bad setting; `name` is the field (the CLI turns it into a flag and env var).
 
-    def __init__(self, name: str, message: str) -> None:
+    A rule between fields may say how it reads from the other fields' side
+    (`others`: field -> message): the CLI names the one the user set.
+    """
+
+    def __init__(self, name: str, message: str, others: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.name = name
         self.message = message
+        self.others = others or {}
 
 
 def redact(url: str) -> str:
@@ -82,6 +87,18 @@ def _check_camera(value: str) -> None:
 
 def _check_bind(value: str) -> None:
     parse_bind(value)
+
+
+TRANSPORTS = ("http,redis", "http", "redis")
+
+
+def _transports() -> Any:
+    return setting(
+        "http,redis",
+        "Transports in use: the sender sends over these only (whatever --http-url and"
+        " --redis-url say), and a receiver's page compares only with a receiver of these.",
+        choices=TRANSPORTS,
+    )
 
 
 def _check_seeds(value: str) -> None:
@@ -221,7 +238,7 @@ class SenderConfig(_Validated):
     )
     source: str = setting(
         "synthetic",
-        "synthetic, a video file, an rtsp:// or http:// URL, or a device index.",
+        "synthetic, a video file, an rtsp:// or http:// URL, or a device (0 or /dev/video0).",
         check="source",
     )
     camera: str = setting("cam0", "Camera id.", check="camera")
@@ -250,6 +267,7 @@ class SenderConfig(_Validated):
     read_timeout: float = setting(
         5.0, "Seconds without a frame before a camera counts as lost.", **SECONDS
     )
+    transports: str = _transports()
     http_url: str = setting(
         "http://127.0.0.1:8001/frames",
         "Where to POST frames; empty disables HTTP.",
@@ -307,6 +325,13 @@ class SenderConfig(_Validated):
         "0.0.0.0:9100", "HOST:PORT for /metrics; empty disables it.", check="bind"
     )
 
+    def __post_init__(self) -> None:
+        # A transport left out of --transports is off, whatever its URL (compose sets both).
+        if self.transports in TRANSPORTS:  # else refused below, naming --transports
+            for name in {"http", "redis"} - set(self.transports.split(",")):
+                object.__setattr__(self, f"{name}_url", "")
+        super().__post_init__()
+
     def check(self) -> None:
         if not self.http_url and not self.redis_url:
             raise ConfigError("http_url", "is empty and so is --redis-url: nothing to send to")
@@ -333,7 +358,10 @@ class ReceiverConfig(_Validated):
         high=100,
     )
     default_camera: str = setting(
-        "cam0", "Camera shown by the bare /stream.mjpg and /snapshot.jpg.", check="camera"
+        "",
+        "Camera of the bare routes and the page, known (no signal) before its first frame;"
+        " empty: the first camera, by id, that has sent one.",
+        check="camera",
     )
     max_cameras: int = setting(16, "Cameras served at once.", low=1, high=1000)
     max_viewers: int = setting(48, "Open MJPEG streams allowed at once.", low=1, high=10000)
@@ -400,6 +428,7 @@ class ReceiverConfig(_Validated):
         high=65535,
     )
     grafana_url: str = setting("", "Grafana's public URL, linked from the page.", check="web_url")
+    transports: str = _transports()
     viewer_user: str = setting(
         "", "With --viewer-password: HTTP basic auth on pages, streams and snapshots."
     )
@@ -427,15 +456,25 @@ class ReceiverConfig(_Validated):
 
     def check(self) -> None:
         if bool(self.viewer_user) != bool(self.viewer_password):
-            raise ConfigError("viewer_user", "and --viewer-password must be set together")
+            raise ConfigError(
+                "viewer_user",
+                "and --viewer-password must be set together",
+                {"viewer_password": "and --viewer-user must be set together"},
+            )
         if ":" in self.viewer_user:
             raise ConfigError("viewer_user", "must not contain ':' (HTTP basic auth splits on it)")
         if self.max_viewers > self.threads - 4:
             raise ConfigError(
-                "max_viewers", f"must leave 4 of the {self.threads} --threads for ingest and pages"
+                "max_viewers",
+                f"must leave 4 of the {self.threads} --threads for ingest and pages",
+                {"threads": f"must be at least --max-viewers + 4 = {self.max_viewers + 4}"},
             )
         if self.transport == "http" and self.max_buffered < self.max_body:
-            raise ConfigError("max_buffered", "must be at least --max-body")
+            raise ConfigError(
+                "max_buffered",
+                "must be at least --max-body",
+                {"max_body": f"must be at most --max-buffered ({self.max_buffered})"},
+            )
         if self.transport == "redis" and not self.redis_url:
             raise ConfigError("redis_url", "must not be empty")
         if self.transport == "redis":

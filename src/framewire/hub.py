@@ -1,8 +1,9 @@
 """The hub: every known camera's channel (channel.py), the viewer count and its cap.
 
-The configured default camera has a channel from the start; every other
-camera is added by the pipeline after its first accepted frame and removed
-when it is forgotten (its open streams then end).
+A camera is added by the pipeline after its first accepted frame and removed
+when it is forgotten (its open streams then end). Only a default camera named
+by `--default-camera` has a channel from the start; without one, the bare
+routes mean the first camera (by id) that exists, and none before a frame.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._viewers = 0
         self._lock = threading.Lock()
-        self.add(self.default_camera)
+        if self.default_camera:  # declared: known, "no signal", until its frames come
+            self.add(self.default_camera)
 
     @staticmethod
     def params(quality: int) -> list[int]:
@@ -83,10 +85,20 @@ class Hub:
             channel.close()
             self._viewers -= channel.viewers
 
+    def default(self) -> str | None:
+        """The camera the bare routes mean: the declared one, else the first by id, else None."""
+        if self.default_camera:
+            return self.default_camera
+        with self._lock:
+            return min(self._channels, default=None)
+
     def lookup(self, camera: str | None) -> Channel:
         """The channel a route names (None: the default camera); CameraNotFound if unknown."""
+        name = camera or self.default()
+        if name is None:
+            raise CameraNotFound("no_camera", "no camera has sent a frame yet")
         try:
-            name = parse_camera(camera or self.default_camera)
+            name = parse_camera(name)
         except WireError as exc:
             raise CameraNotFound(exc.reason, exc.detail) from None
         channel = self._channels.get(name)
@@ -135,7 +147,7 @@ class Hub:
         return {
             "transport": self.transport,
             "server_time": time.time(),
-            "default_camera": self.default_camera,
+            "default_camera": self.default(),
             "stale_after": self.stale_after,
             "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
             "cameras": {c.camera: c.stats() for c in self.channels()},

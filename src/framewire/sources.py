@@ -189,7 +189,7 @@ class CaptureSource(Source):
         self, spec: str, open_timeout: float = 5.0, read_timeout: float = 5.0, fps: float = 30.0
     ) -> None:
         self.spec = spec
-        self.device = int(spec) if spec.isdigit() else None
+        self.device = device_index(spec)
         self.is_file = self.device is None and "://" not in spec
         self.description = f"device {spec}" if self.device is not None else redact(spec)
         self._timeouts = [
@@ -235,6 +235,12 @@ class CaptureSource(Source):
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def device_index(spec: str) -> int | None:
+    """The V4L2 device index of `0` or `/dev/video0` (both are device 0), else None."""
+    number = spec.removeprefix("/dev/video")
+    return int(number) if number.isdigit() and number.isascii() else None
 
 
 def open_source(

@@ -1,10 +1,11 @@
 """The viewer routes both receivers serve: the page, /stats, MJPEG streams and snapshots.
 
-The bare routes mean the default camera; `/stream/<camera>.mjpg` and
-`/snapshot/<camera>.jpg` name one. A camera the hub does not know is a 404
-`unknown_camera` (viewers never create cameras). A stream may ask for a
-variant (`width`, `fps`, `quality` from the sets in variants.py; anything
-else is a 400 `bad_variant`); `/grid.mjpg` is every camera in one mosaic.
+The bare routes mean the default camera (Hub.default: 404 `no_camera` before
+any); `/stream/<camera>.mjpg` and `/snapshot/<camera>.jpg` name one. A
+camera the hub does not know is a 404 `unknown_camera` (viewers never
+create cameras). A stream may ask for a variant (`width`, `fps`, `quality`
+from the sets in variants.py; anything else is a 400 `bad_variant`);
+`/grid.mjpg` is every camera in one mosaic.
 Errors are JSON, answered by the app's handlers or here.
 """
 
@@ -21,7 +22,11 @@ from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 
 
 def viewer_blueprint(
-    hub: Hub, peer_url: str = "", grafana_url: str = "", peer_port: int = 0
+    hub: Hub,
+    peer_url: str = "",
+    grafana_url: str = "",
+    peer_port: int = 0,
+    warnings: list[str] | None = None,
 ) -> Blueprint:
     """/, /stats, /stream.mjpg, /snapshot.jpg and their per-camera forms.
 
@@ -31,7 +36,7 @@ def viewer_blueprint(
     the browser used for this page on `peer_port` (the page builds that URL
     itself, so it needs no setting behind a plain port mapping); with
     neither, the page shows this receiver alone. `grafana_url`, when set, is
-    linked.
+    linked. `warnings` (safety.py) are shown in a banner.
     """
     bp = Blueprint("viewer", __name__, template_folder="templates")
     grid = Grid(hub)
@@ -40,13 +45,15 @@ def viewer_blueprint(
         "peer_url": peer_url.rstrip("/"),
         "peer_port": 0 if peer_url else peer_port,
         "grafana_url": grafana_url,
-        "default_camera": hub.default_camera,
     }
 
     @bp.get("/")
     def index() -> str:
+        # No camera yet: the page waits and takes the first that appears.
+        focus = hub.default() or ""
+        config = {**page_config, "default_camera": focus}
         return render_template(
-            "viewer.html", config=page_config, focus=hub.default_camera, **page_config
+            "viewer.html", config=config, focus=focus, warnings=warnings or [], **page_config
         )
 
     @bp.get("/stats")
