@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from framewire.bench.against import comparisons, find_path
-from framewire.bench.chart import fmt_ms, fmt_number, fmt_rate
+from framewire_bench.against import comparisons, find_path
+from framewire_bench.chart import fmt_ms, fmt_number, fmt_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,9 +24,9 @@ import numpy as np
 import psutil
 import requests
 
-from framewire.bench.stack import Services
 from framewire.frame import Frame
 from framewire.transports import http as wire
+from framewire_bench.stack import Services
 
 MAX_BODY = 2 * 1024 * 1024
 

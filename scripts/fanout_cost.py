@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from framewire.bench.measure import cpu_percent, cpu_seconds
-from framewire.bench.readers import read_metrics, total
-from framewire.bench.stack import (
+from framewire_bench.measure import cpu_percent, cpu_seconds
+from framewire_bench.readers import read_metrics, total
+from framewire_bench.stack import (
     LoopbackName,
     RedisServer,
     Service,

@@ -24,14 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from framewire.bench.stack import (
+from framewire.runtime import on_stop_signals
+from framewire_bench.stack import (
     RedisServer,
     Service,
     StackError,
     framewire_command,
     port_is_free,
 )
-from framewire.runtime import on_stop_signals
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PORTS = {"HTTP_RECEIVER_PORT": 8001, "REDIS_RECEIVER_PORT": 8002, "SENDER_METRICS_PORT": 9100}

@@ -1,6 +1,6 @@
 """Fixtures that start real components on free loopback ports and stop them by PID.
 
-The helpers themselves live in framewire.bench.stack (shared with the bench
+The helpers themselves live in framewire_bench.stack (shared with the bench
 and `make run`); the names tests import from here are re-exported.
 """
 
@@ -18,10 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from framewire.app import create_app
-from framewire.bench import stack
-from framewire.bench.readers import metric_value, scrape
-from framewire.bench.stack import RedisServer, Service, free_port, free_ports, wait_until
 from framewire.config import ReceiverConfig
+from framewire_bench import stack
+from framewire_bench.readers import metric_value, scrape
+from framewire_bench.stack import RedisServer, Service, free_port, free_ports, wait_until
 
 __all__ = [
     "FRAMEWIRE",

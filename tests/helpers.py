@@ -11,10 +11,10 @@ import numpy as np
 import requests
 from flask import Flask
 
-from framewire.bench.readers import Viewer, mjpeg_parts, read_latencies
-from framewire.bench.stack import Service, wait_until
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
+from framewire_bench.readers import Viewer, mjpeg_parts, read_latencies
+from framewire_bench.stack import Service, wait_until
 
 __all__ = ["Viewer", "claiming", "decode", "make_jpeg", "mjpeg_parts", "post_frame", "received_fps"]
 

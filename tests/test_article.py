@@ -1,4 +1,4 @@
-"""The article's design (framewire.bench.article), step by step, on real processes."""
+"""The article's design (framewire_bench.article), step by step, on real processes."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from conftest import RedisServer, Services, free_port, scrape, wait_until
-from framewire.bench import article
-from framewire.bench.latency import window
-from framewire.bench.readers import read_latencies, read_metrics, total
+from framewire_bench import article
+from framewire_bench.latency import window
+from framewire_bench.readers import read_latencies, read_metrics, total
 from helpers import decode
 
 SIZE = (160, 120)
@@ -79,8 +79,8 @@ def form_server() -> Iterator[FormServer]:
 
 
 def sender_command(side: str, *args: str, fps: float = 0, camera: str = "door") -> list[str]:
-    """`python -m framewire.bench.article <side>` for SIZE frames; returns the command."""
-    command = [sys.executable, "-m", "framewire.bench.article", side, *args]
+    """`python -m framewire_bench.article <side>` for SIZE frames; returns the command."""
+    command = [sys.executable, "-m", "framewire_bench.article", side, *args]
     command += ["--width", str(SIZE[0]), "--height", str(SIZE[1]), "--fps", f"{fps:g}"]
     return [*command, "--camera", camera, "--quality", str(QUALITY)]
 
@@ -261,7 +261,7 @@ def test_redis_sender_gives_up_on_a_dead_receiver_counted(
 
 def test_sides_refuse_unknown_commands() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "framewire.bench.article", "carrier-pigeon"],
+        [sys.executable, "-m", "framewire_bench.article", "carrier-pigeon"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from conftest import FRAMEWIRE, wait_until
-from framewire.bench import (
+from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
+from framewire_bench import (
     capacity,
     capacity_mode,
     capacity_report,
@@ -30,11 +31,10 @@ from framewire.bench import (
     scenarios,
     variant_cost,
 )
-from framewire.bench import (
+from framewire_bench import (
     limit as bench_limit,
 )
-from framewire.bench.readers import Samples, Viewer, parse_metrics, total
-from framewire.metrics import SECONDS_BUCKETS, ReceiverMetrics, SenderMetrics
+from framewire_bench.readers import Samples, Viewer, parse_metrics, total
 
 INF = math.inf
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from conftest import RedisServer, Service, Services, free_port, wait_until
-from framewire.bench.readers import read_metrics, total
+from framewire_bench.readers import read_metrics, total
 from helpers import decode, live
 
 if TYPE_CHECKING:

@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import RedisServer, Service, Services, metric_value, wait_until
-from framewire.bench.readers import read_metrics, total
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
 from framewire.transports.http import HEADER_CAMERA, HEADER_CAPTURED_NS, HEADER_SEQ
+from framewire_bench.readers import read_metrics, total
 from helpers import make_jpeg
 
 JPEG = make_jpeg(160, 120, seed=5)

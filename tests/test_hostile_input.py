@@ -15,11 +15,11 @@ import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, scrape, wait_until
-from framewire.bench.readers import read_latencies
 from framewire.frame import Frame
 from framewire.request_buffer import RequestBuffer
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
+from framewire_bench.readers import read_latencies
 from helpers import make_jpeg, post_frame
 
 MAX_BODY = 2 * 1024 * 1024  # --max-body's default

@@ -8,10 +8,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from conftest import wait_until
-from framewire.bench import latency
 from framewire.frame import Frame
 from framewire.metrics import LatencyLog
 from framewire.transports import http as http_wire
+from framewire_bench import latency
 from helpers import make_jpeg
 
 JPEG = make_jpeg(320, 240, seed=3)

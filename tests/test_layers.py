@@ -18,7 +18,7 @@ LAYERS = [  # as the README's "Architecture" section shows them
     {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},
-    {"bench", "cli"},
+    {"cli"},
 ]
 
 
@@ -30,8 +30,8 @@ def module_name(path: Path) -> str:
 def imports() -> dict[str, set[str]]:
     """Every module of the package and the package modules it imports (anywhere in it).
 
-    `from framewire.bench import article` imports the module `bench.article`;
-    `from framewire.bench import bench` imports (a name of) the package `bench`.
+    `from framewire_bench import article` imports the module `bench.article`;
+    `from framewire_bench import bench` imports (a name of) the package `bench`.
     """
     paths = {module_name(path): path for path in SRC.rglob("*.py")}
     found: dict[str, set[str]] = {}
@@ -88,12 +88,13 @@ def test_imports_run_downwards() -> None:
     assert not upward, "\n".join(upward)
 
 
-def test_the_sender_does_not_load_flask() -> None:
+def test_the_sender_loads_neither_flask_nor_the_bench() -> None:
     code = (
         "import sys, framewire.cli, framewire.sender, framewire.sources, "
         "framewire.transports.http, framewire.transports.redis; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug')"
-        " or m in ('framewire.pipeline', 'framewire.viewer', 'framewire.hub')))"
+        " or m in ('framewire.pipeline', 'framewire.viewer', 'framewire.hub')"
+        " or m.startswith('framewire_bench')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

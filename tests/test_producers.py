@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from conftest import TESTS, RedisServer, Service, Services, wait_until
-from framewire.bench.readers import read_latencies
 from framewire.transports import redis as redis_wire
+from framewire_bench.readers import read_latencies
 from helpers import make_jpeg
 
 ROOT = TESTS.parent

@@ -20,7 +20,6 @@ import requests
 import simplejpeg
 
 from conftest import RedisServer, Services, scrape, wait_until
-from framewire.bench.readers import read_metrics, select
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame
 from framewire.hub import Hub
@@ -41,6 +40,7 @@ from framewire.splice import (
 )
 from framewire.transports.http import HttpSender
 from framewire.variants import FULL
+from framewire_bench.readers import read_metrics, select
 
 PATH = "framewire_viewer_encode_path_total"
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (1366, 768), (642, 362), (320, 240)]

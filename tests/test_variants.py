@@ -17,12 +17,12 @@ from flask.testing import FlaskClient
 
 from conftest import Service, Services, scrape, wait_until
 from framewire import grid as grid_module
-from framewire.bench import variant_cost
 from framewire.cameras import write_cameras
 from framewire.config import ReceiverConfig
 from framewire.hub import Hub
 from framewire.metrics import ReceiverMetrics
 from framewire.variants import key_label
+from framewire_bench import variant_cost
 from helpers import Viewer, decode, ends_at_shutdown, live, make_jpeg, mjpeg_parts
 
 ENCODES = "framewire_viewer_encodes_total"

@@ -8,17 +8,17 @@ secrets (tokens, passwords in URLs) are never echoed.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import Field
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 from click.core import ParameterSource
 
 from framewire import runtime, safety
-from framewire.bench import bench
 from framewire.config import ConfigError, ReceiverConfig, SenderConfig, parse_bind, settings
 
 log = logging.getLogger("framewire")
@@ -136,7 +136,25 @@ def _start(context: click.Context) -> None:
     runtime.quiet_native_logs(verbose=level.lower() == "debug")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """The commands; `bench` (a package of its own) is imported only when it is the one run."""
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {"bench": ("framewire_bench.command", "bench")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.commands, *(n for n in self.LAZY if n not in self.commands)]  # as added
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            module, name = self.LAZY[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--log-level",
     cls=_Option,
@@ -227,15 +245,14 @@ def redis_receiver(context: click.Context, **values: Any) -> None:
     _serve(context, "redis", values)
 
 
-cli.add_command(bench)
-
-
 def reference() -> str:
     """Every command's options as Markdown tables (the README's option reference)."""
     context = click.Context(cli, info_name="framewire")
     out = ["| global option | env | default | what |", "|---|---|---|---|"]
     out += [_row(p) for p in cli.params if isinstance(p, click.Option)]
-    for name, command in cli.commands.items():
+    for name in cli.list_commands(context):
+        command = cli.get_command(context, name)
+        assert command is not None
         out += ["", f"`framewire {name}`: {command.get_short_help_str(limit=200)}", ""]
         out += ["| option | env | default | what |", "|---|---|---|---|"]
         options = [p for p in command.get_params(context) if isinstance(p, click.Option)]

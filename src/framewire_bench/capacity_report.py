@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from framewire.bench.capacity import MAX_P95_MS, NOISE_PERCENT, noisy
-from framewire.bench.report import fmt_ms
+from framewire_bench.capacity import MAX_P95_MS, NOISE_PERCENT, noisy
+from framewire_bench.report import fmt_ms
 
 SETUP_NAMES = {
     "http": "HTTP alone",

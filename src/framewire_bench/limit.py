@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from framewire.bench.codecs import (
+from framewire_bench.codecs import (
     FACTORIES,
     FRAMEWIRE_LIBRARIES,
     QUALITY,

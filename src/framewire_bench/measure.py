@@ -22,10 +22,10 @@ from typing import Any
 import psutil
 import requests
 
-from framewire.bench.latency import window as latency_window
-from framewire.bench.readers import Samples, read_latencies, read_metrics, select, total
-from framewire.bench.scenarios import CAMERA, Running, Scenario, start_services
-from framewire.bench.stack import RedisServer, StackError
+from framewire_bench.latency import window as latency_window
+from framewire_bench.readers import Samples, read_latencies, read_metrics, select, total
+from framewire_bench.scenarios import CAMERA, Running, Scenario, start_services
+from framewire_bench.stack import RedisServer, StackError
 
 WARMUP_SECONDS = 1.0
 

@@ -30,7 +30,7 @@ latency: `received` capture to decoded, `served` capture to displayed), and
 framewire's (`framewire bench --article-quality 95`: cv2's, the article's);
 the Redis sender gives up on the receive time after `WAIT_TIMEOUT`, counted.
 
-Run one side: `python -m framewire.bench.article {http,redis}-{sender,receiver} ...`.
+Run one side: `python -m framewire_bench.article {http,redis}-{sender,receiver} ...`.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from werkzeug.serving import make_server
 
-from framewire.bench.stack import Service, Services, free_port
 from framewire.channel import LATENCY_STAGES
 from framewire.metrics import LatencyLog, ReceiverMetrics, SenderMetrics
 from framewire.ops import latencies_answer
 from framewire.sources import SyntheticSource
+from framewire_bench.stack import Service, Services, free_port
 
-log = logging.getLogger("framewire.bench.article")
+log = logging.getLogger("framewire_bench.article")
 
 POLL = 0.01  # the article's time.sleep(0.01): every send loop, every poll, the HTTP route
 KEEP = 3  # the capture thread's trim: while q.qsize() > 3: q.get()
@@ -351,7 +351,7 @@ def start(
     quality: int,
 ) -> tuple[Service, Service]:
     """Start the article's receiver, then its sender; (receiver, sender) once /metrics answer."""
-    command = [sys.executable, "-m", "framewire.bench.article"]
+    command = [sys.executable, "-m", "framewire_bench.article"]
     receiver_port, sender_port = free_port(), free_port()
     source = ["--camera", camera, "--width", str(size[0]), "--height", str(size[1])]
     source += ["--fps", f"{fps:g}", "--quality", str(quality), "--metrics-port", str(sender_port)]
@@ -372,7 +372,7 @@ def start(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m framewire.bench.article")
+    parser = argparse.ArgumentParser(prog="python -m framewire_bench.article")
     sides = parser.add_subparsers(dest="side", required=True)
     for name in ("http-sender", "redis-sender"):
         side = sides.add_parser(name)

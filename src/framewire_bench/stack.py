@@ -2,7 +2,7 @@
 
 The one copy of the helpers that the bench, `make run` and the tests share:
 free ports, polling, a redis-server of our own, framewire services started as
-subprocesses and stopped by PID. What they serve is read with bench/readers.py.
+subprocesses and stopped by PID. What they serve is read with readers.py.
 """
 
 from __future__ import annotations

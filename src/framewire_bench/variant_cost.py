@@ -23,10 +23,10 @@ from typing import Any
 import click
 import requests
 
-from framewire.bench.measure import cpu_percent, cpu_seconds
-from framewire.bench.readers import MjpegStream
-from framewire.bench.report import machine_info
-from framewire.bench.stack import Service, Services, StackError, wait_until
+from framewire_bench.measure import cpu_percent, cpu_seconds
+from framewire_bench.readers import MjpegStream
+from framewire_bench.report import machine_info
+from framewire_bench.stack import Service, Services, StackError, wait_until
 
 IDLE = "no viewer"
 STREAMS = {

@@ -61,13 +61,14 @@ from typing import Any
 
 import click
 
-from framewire.bench.capacity import DEFAULT_PHASES, DEFAULT_SETUPS, PHASES, SETUPS, Camera
-from framewire.bench.capacity_mode import run_capacity
-from framewire.bench.codecs import section as codec_section
-from framewire.bench.limit import physical_limit
-from framewire.bench.measure import WARMUP_SECONDS, over_floor, run_scenario
-from framewire.bench.report import fmt_ms, machine_info, write_report
-from framewire.bench.scenarios import (
+from framewire.runtime import on_stop_signals, tune_malloc
+from framewire_bench.capacity import DEFAULT_PHASES, DEFAULT_SETUPS, PHASES, SETUPS, Camera
+from framewire_bench.capacity_mode import run_capacity
+from framewire_bench.codecs import section as codec_section
+from framewire_bench.limit import physical_limit
+from framewire_bench.measure import WARMUP_SECONDS, over_floor, run_scenario
+from framewire_bench.report import fmt_ms, machine_info, write_report
+from framewire_bench.scenarios import (
     ARTICLE_QUALITY,
     MODES,
     Scenario,
@@ -76,9 +77,8 @@ from framewire.bench.scenarios import (
     parse_resolutions,
     scenarios,
 )
-from framewire.bench.stack import RedisServer, StackError
-from framewire.bench.variant_cost import run_mode as run_variant_cost
-from framewire.runtime import on_stop_signals, tune_malloc
+from framewire_bench.stack import RedisServer, StackError
+from framewire_bench.variant_cost import run_mode as run_variant_cost
 
 
 def _convert(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str], Any]:

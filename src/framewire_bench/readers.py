@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from framewire.bench.stack import StackError
+from framewire_bench.stack import StackError
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

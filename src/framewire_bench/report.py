@@ -16,16 +16,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from framewire.bench.against import (
+from framewire_bench.against import (
     ARTICLE_NOTE,
     comparison_table,
     comparisons,
     summary,
     summary_table,
 )
-from framewire.bench.chart import fmt_ms, fmt_number, fmt_rate, write_chart
-from framewire.bench.codec_report import codec_lines, over_limit
-from framewire.bench.measure import WARMUP_SECONDS
+from framewire_bench.chart import fmt_ms, fmt_number, fmt_rate, write_chart
+from framewire_bench.codec_report import codec_lines, over_limit
+from framewire_bench.measure import WARMUP_SECONDS
 
 NOISE_PERCENT = 25.0  # other processes' CPU (% of a core) above which a scenario is flagged
 

@@ -16,7 +16,7 @@ import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
 
-from framewire.bench.stack import Service, StackError, free_ports, wait_until
+from framewire_bench.stack import Service, StackError, free_ports, wait_until
 
 
 class RedisClusterServers:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from framewire.bench.chart import fmt_ms, fmt_number, fmt_rate
-from framewire.bench.codec_report import over_limit
+from framewire_bench.chart import fmt_ms, fmt_number, fmt_rate
+from framewire_bench.codec_report import over_limit
 
 # framewire's default mode against the article's whole design (bench/article.py), per transport.
 ARTICLE_PAIRS = (("http", "raw", "article-http"), ("redis", "stream", "article-redis"))

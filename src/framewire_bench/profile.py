@@ -1,6 +1,6 @@
 """Where each service spends its CPU: py-spy profiles of the sender and both receivers.
 
-`python -m framewire.bench.profile --out DIR` starts one bench scenario (by
+`python -m framewire_bench.profile --out DIR` starts one bench scenario (by
 default `both` at 1280x720, 30 fps: one sender feeding both receivers, one
 MJPEG viewer on each), records every process with py-spy for `--seconds`
 (sampling only threads that run, so the samples are CPU time), and writes
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import psutil
 
-from framewire.bench.scenarios import Scenario, start_services
-from framewire.bench.stack import RedisServer, StackError
+from framewire_bench.scenarios import Scenario, start_services
+from framewire_bench.stack import RedisServer, StackError
 
 THREAD_LINE = re.compile(r'^Thread (\d+) \((?:idle|active)\): "([^"]*)"', re.M)
 TOP = 12
@@ -162,7 +162,7 @@ def profile(scenario: Scenario, seconds: float, out: Path, title: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m framewire.bench.profile")
+    parser = argparse.ArgumentParser(prog="python -m framewire_bench.profile")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="profile-")))
     parser.add_argument("--mode", default="both")
     parser.add_argument("--size", default="1280x720")

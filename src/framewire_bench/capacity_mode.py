@@ -7,7 +7,7 @@ largest N (bench/capacity.py). The aligned search starts at the spread one's
 answer for the setup, so it costs a few trials, not a whole search.
 
 Before the trials, with the machine quiet, it times framewire's own codec
-work on the same frames (bench/codecs.py: the sender's encode, the
+work on the same frames (codecs.py: the sender's encode, the
 receiver's decode, the band splice of the viewer's frame) and states the
 codec-bound limit: how many cameras the cores carry if each spends 85 % of
 its time on that work and nothing else,
@@ -28,13 +28,13 @@ from typing import Any
 
 import click
 
-from framewire.bench.capacity import MAX_P95_MS, SETUPS, WARMUP_SECONDS, Camera, run_setup
-from framewire.bench.capacity_report import summary, write_report
-from framewire.bench.cluster import RedisClusterServers
-from framewire.bench.codecs import codec_cost, splice_cost
-from framewire.bench.report import fmt_ms, machine_info
-from framewire.bench.stack import RedisServer, StackError
 from framewire.runtime import tune_malloc
+from framewire_bench.capacity import MAX_P95_MS, SETUPS, WARMUP_SECONDS, Camera, run_setup
+from framewire_bench.capacity_report import summary, write_report
+from framewire_bench.cluster import RedisClusterServers
+from framewire_bench.codecs import codec_cost, splice_cost
+from framewire_bench.report import fmt_ms, machine_info
+from framewire_bench.stack import RedisServer, StackError
 
 CODEC_SHARE = 0.85  # of each core, at most, for the codec work of the codec-bound limit
 

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framewire.bench.readers import Viewer, read_metrics, total
-from framewire.bench.stack import RedisServer, Service, Services, wait_until
 from framewire.config import HTTP_MODES, REDIS_MODES
+from framewire_bench.readers import Viewer, read_metrics, total
+from framewire_bench.stack import RedisServer, Service, Services, wait_until
 
 DEFAULT_MODES = ("raw", "stream")
 # The article's whole design (bench/article.py), not framewire's pipeline: one transport each.
@@ -207,8 +207,8 @@ def sender_args(scenario: Scenario, running: Running, redis_url: str) -> list[st
 
 def start_article(scenario: Scenario, redis: RedisServer, running: Running) -> Running:
     """The article's receiver and sender; no MJPEG viewer (its display loop takes each frame)."""
-    # Imported here: `python -m framewire.bench.article` must not find it imported already.
-    from framewire.bench.article import start
+    # Imported here: `python -m framewire_bench.article` must not find it imported already.
+    from framewire_bench.article import start
 
     ((transport, _),) = scenario.paths
     try:
