@@ -30,8 +30,8 @@ def module_name(path: Path) -> str:
 def imports() -> dict[str, set[str]]:
     """Every module of the package and the package modules it imports (anywhere in it).
 
-    `from framewire_bench import article` imports the module `bench.article`;
-    `from framewire_bench import bench` imports (a name of) the package `bench`.
+    `from framewire.transports import redis` imports the module `transports.redis`;
+    `from framewire.transports import FrameSink` imports (a name of) the package `transports`.
     """
     paths = {module_name(path): path for path in SRC.rglob("*.py")}
     found: dict[str, set[str]] = {}
