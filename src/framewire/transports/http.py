@@ -9,14 +9,17 @@ so the sender never loads Flask.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
+import ipaddress
+import json
 import os
+import select
+import socket
 import ssl
+import urllib.request
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import unquote_plus, unquote_to_bytes, urlsplit
-
-import requests
-from requests.adapters import HTTPAdapter
+from urllib.parse import unquote, unquote_plus, unquote_to_bytes, urlencode, urlsplit
 
 from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
@@ -30,6 +33,7 @@ FORM_TYPE = "application/x-www-form-urlencoded"  # form-base64: the fields below
 FORM_IMAGE = "image"  # base64 JPEG; camera, seq and captured_ns ride as form fields too
 MAX_FORM_FIELD = 256  # a form's other fields are short; longer ones are ignored
 _STEP = 64 * 1024  # base64 characters decoded at a time
+_NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
 
 # HTTP status for each reason a frame is refused; anything else is a 400.
 STATUS = {
@@ -146,17 +150,22 @@ def _b64decode_in_place(buffer: bytearray, start: int, end: int) -> int:
     return written
 
 
-class NamedTLSAdapter(HTTPAdapter):
-    """HTTPS to an address, verified as a name: urllib3's `server_hostname` (SNI) and
-    `assert_hostname` (the certificate's name check) are `name`, not the address dialled."""
+class _Connection(http.client.HTTPConnection):
+    """One keep-alive connection: TCP to `host` (through a proxy's CONNECT tunnel when one is
+    set), then TLS when there is a `context`, with `name` as SNI and in the certificate check
+    (OpenSSL's, not the address dialled)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self, host: str, port: int, timeout: float, context: ssl.SSLContext | None, name: str
+    ) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.context = context
         self.name = name
-        super().__init__()
 
-    def init_poolmanager(self, *args: Any, **pool_kwargs: Any) -> None:
-        pool_kwargs.update(server_hostname=self.name, assert_hostname=self.name)
-        super().init_poolmanager(*args, **pool_kwargs)
+    def connect(self) -> None:
+        super().connect()  # TCP_NODELAY, and the tunnel if one is set
+        if self.context is not None:
+            self.sock = self.context.wrap_socket(self.sock, server_hostname=self.name)
 
 
 def _tls_reason(exc: BaseException) -> str:
@@ -169,17 +178,59 @@ def _tls_reason(exc: BaseException) -> str:
             return str(seen.verify_message or seen.reason)
         if isinstance(seen, ssl.SSLError):
             return str(seen.reason or seen)
-        if isinstance(seen, ValueError) and "match" in str(seen):  # urllib3's name check
-            return str(seen)
-        inner = getattr(seen, "reason", None)  # urllib3's MaxRetryError and friends
-        if not isinstance(inner, BaseException):
-            inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
-        seen = inner or seen.__cause__ or seen.__context__
+        seen = seen.__cause__ or seen.__context__
     return type(exc).__name__
 
 
+def _proxy(url: str) -> str:
+    """The proxy the environment names for `url`, or "": HTTP(S)_PROXY and ALL_PROXY, unless
+    NO_PROXY matches the host (a name or its domain, with or without the port, or a network
+    such as 10.0.0.0/8 holding its address), as requests read them."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in no_proxy.replace(" ", "").split(","):
+        if address is not None and "/" in entry:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return ""
+    port = f":{parts.port}" if parts.port else ""
+    if not host or urllib.request.proxy_bypass_environment(f"{host}{port}"):
+        return ""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all") or ""
+    return proxy if "://" in proxy or not proxy else f"http://{proxy}"
+
+
+def _basic(user: str | None, password: str | None) -> str:
+    """An HTTP Basic credential from a URL's (percent-encoded) user and password."""
+    pair = f"{unquote(user or '')}:{unquote(password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def _form_body(frame: Frame) -> bytes:
+    """`form_fields(frame)` urlencoded, as `urlencode` does it but with the base64 image
+    quoted by three replaces (its only characters to quote are `+`, `/` and `=`)."""
+    fields = form_fields(frame)
+    image = fields.pop(FORM_IMAGE).replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    return f"{FORM_IMAGE}={image}&{urlencode(fields)}".encode()
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """Whether an idle keep-alive connection has something to read: the receiver closed it."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class HttpSender(FrameSender):
-    """Posts frames to a receiver's `POST /frames` over one keep-alive session.
+    """Posts frames to a receiver's `POST /frames` over one keep-alive connection (http.client:
+    a third of the CPU per frame of a requests session), reconnecting on the next send after
+    any error. Each HttpSender is used by one thread.
 
     `send(image, camera=...)` takes a BGR image, JPEG bytes or a Frame. A
     refused frame raises `Refused` with the receiver's reason; a receiver
@@ -201,64 +252,149 @@ class HttpSender(FrameSender):
         ca_cert: str = "",
         server_name: str = "",
     ) -> None:
-        """`ca_cert`: the CA to verify an https:// receiver with (empty: the system's).
-        `server_name`: the name an https:// receiver at an address (a replica's IP) must
-        have a certificate for; it is also the SNI and the Host header."""
+        """`ca_cert`: the CA to verify an https:// receiver with (else REQUESTS_CA_BUNDLE or
+        CURL_CA_BUNDLE, else the system's). `server_name`: the name an https:// receiver at an
+        address (a replica's IP) must have a certificate for; it is also the SNI and the Host
+        header. Proxies come from the environment, read once, here; a ~/.netrc is never read
+        (the token is the credential)."""
         super().__init__(camera, quality)
         self.url = url
         self.mode = mode
         self.target = redact(url)
-        self._timeout = (connect_timeout, read_timeout)
-        self._session = requests.Session()
-        # The environment is read once, here, not on every frame: requests would otherwise
-        # look up proxies and ~/.netrc per request (syscalls and Python each frame), and a
-        # .netrc entry would replace the bearer token.
-        self._session.trust_env = False
-        self._session.proxies = requests.utils.get_environ_proxies(url)
-        env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        self._verify: str | bool = ca_cert or env_ca or True
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         parts = urlsplit(url)
-        if server_name and parts.scheme == "https":
-            self._session.mount("https://", NamedTLSAdapter(server_name))
-            port = f":{parts.port}" if parts.port and parts.port != 443 else ""
-            self._session.headers["Host"] = f"{server_name}{port}"
+        https = parts.scheme == "https"
+        host = parts.hostname or ""
+        port = parts.port or (443 if https else 80)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        name = server_name if server_name and https else host
+        if server_name and https:
             self.target += f" (as {server_name})"
+        netloc = f"[{name}]" if ":" in name else name
+        netloc += f":{parts.port}" if parts.port and parts.port != (443 if https else 80) else ""
+        self._headers = {"Host": netloc}
         if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+            self._headers["Authorization"] = f"Bearer {token}"
+        elif parts.username:  # credentials in the URL, as requests sent them (never logged)
+            self._headers["Authorization"] = _basic(parts.username, parts.password)
+        env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self._cafile = ca_cert or env_ca or None
+        self._context = ssl.create_default_context(cafile=self._cafile) if https else None
+        # Dialled: the receiver, or an http:// proxy (a CONNECT tunnel to the receiver for
+        # https, else the whole URL in the request line).
+        self._name = name
+        self._dial, self._tunnel = (host, port), None
+        self._proxy_headers: dict[str, str] = {}
+        self._invalid = "" if host and (https or parts.scheme == "http") else "not an http(s) URL"
+        proxy = urlsplit(_proxy(url))
+        if proxy.scheme not in ("", "http"):
+            self._invalid = f"a {proxy.scheme}:// proxy is not supported; use an http:// one"
+        elif proxy.scheme:
+            self._dial = (proxy.hostname or "", proxy.port or 80)
+            if proxy.username:
+                auth = _basic(proxy.username, proxy.password)
+                self._proxy_headers = {"Proxy-Authorization": auth}
+            if https:
+                self._tunnel = (host, port)
+            else:
+                self._path = f"http://{netloc}{self._path}"
+                self._headers.update(self._proxy_headers)
+        self._connection: _Connection | None = None
+
+    def _connect(self) -> _Connection:
+        """The open connection, or a new one (within the connect timeout)."""
+        connection = self._connection
+        if connection is not None and connection.sock is not None and not _dropped(connection.sock):
+            return connection
+        self.close()
+        if self._invalid:
+            raise PublishError("request", self._invalid)
+        connection = self._open(self._context)
+        try:
+            connection.connect()
+        except ssl.SSLError as exc:
+            connection.close()
+            reason = _tls_reason(exc)
+            if getattr(exc, "verify_code", 0) in _NAME_MISMATCH:
+                reason = reason.rstrip(".") + self._certificate_names()
+            raise self._tls_refused(reason) from exc
+        except OSError as exc:  # refused, unresolvable, timed out, a proxy's refusal
+            connection.close()
+            raise self._cannot_connect() from exc
+        assert connection.sock is not None
+        connection.sock.settimeout(self._read_timeout)
+        self._connection = connection
+        return connection
+
+    def _open(self, context: ssl.SSLContext | None) -> _Connection:
+        connection = _Connection(*self._dial, self._connect_timeout, context, self._name)
+        if self._tunnel:
+            connection.set_tunnel(*self._tunnel, headers=self._proxy_headers)
+        return connection
+
+    def _certificate_names(self) -> str:
+        """After a name mismatch: the names the receiver's certificate is for (its chain is
+        checked again; only the name check is left out), or "" if they cannot be read."""
+        context = ssl.create_default_context(cafile=self._cafile)
+        context.check_hostname = False
+        connection = self._open(context)
+        try:
+            connection.connect()
+            assert isinstance(connection.sock, ssl.SSLSocket)
+            names = connection.sock.getpeercert().get("subjectAltName", ())
+        except (OSError, ValueError):
+            return ""
+        finally:
+            connection.close()
+        return f"; it is for {', '.join(repr(value) for _, value in names)}" if names else ""
 
     def deliver(self, frame: Frame) -> None:
         if self.mode == "raw":
-            data, extra = frame.jpeg, headers(frame)
+            body, fields = frame.jpeg, headers(frame)
         else:
-            data, extra = form_fields(frame), None
-        connect, read = self._timeout
+            body, fields = _form_body(frame), {"Content-Type": FORM_TYPE}
+        connection = self._connect()
         try:
-            response = self._session.post(
-                self.url, data=data, headers=extra, timeout=self._timeout, verify=self._verify
-            )
-        except requests.exceptions.SSLError as exc:
-            detail = f"TLS with the receiver at {self.target} refused: {_tls_reason(exc)}"
-            raise PublishError("tls", detail) from exc
-        except requests.ConnectionError as exc:  # also a connect timeout
-            detail = f"cannot connect to the receiver at {self.target} within {connect:g} s"
-            raise Unreachable("connect", detail) from exc
-        except requests.Timeout as exc:
-            detail = f"no answer from the receiver at {self.target} within {read:g} s"
+            # The receiver may answer before taking the whole body (a 413) and close: read it.
+            with contextlib.suppress(BrokenPipeError):
+                connection.request("POST", self._path, body, {**self._headers, **fields})
+            response = connection.getresponse()
+            answer = response.read()
+        except ssl.SSLError as exc:
+            self.close()
+            raise self._tls_refused(_tls_reason(exc)) from exc
+        except TimeoutError as exc:
+            self.close()
+            detail = f"no answer from the receiver at {self.target} within {self._read_timeout:g} s"
             raise Unreachable("timeout", detail) from exc
-        except requests.RequestException as exc:
-            raise PublishError("request", type(exc).__name__) from exc
-        if response.status_code >= 300:
-            error, detail = _refusal(response)
-            raise Refused(error, detail, response.status_code)
+        except OSError as exc:  # reset, or closed before answering
+            self.close()
+            raise self._cannot_connect() from exc
+        except (http.client.HTTPException, ValueError) as exc:  # not HTTP; a bad header value
+            self.close()
+            raise PublishError("request", type(exc).__name__) from None  # a value may be secret
+        if response.status >= 300:
+            error, detail = _refusal(response.status, response.reason, answer)
+            raise Refused(error, detail, response.status)
+
+    def _tls_refused(self, reason: str) -> PublishError:
+        return PublishError("tls", f"TLS with the receiver at {self.target} refused: {reason}")
+
+    def _cannot_connect(self) -> Unreachable:
+        within = f"within {self._connect_timeout:g} s"
+        return Unreachable("connect", f"cannot connect to the receiver at {self.target} {within}")
 
     def close(self) -> None:
-        self._session.close()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
 
-def _refusal(response: requests.Response) -> tuple[str, str]:
+def _refusal(status: int, reason: str, body: bytes) -> tuple[str, str]:
     """The receiver's JSON `error` and `detail` (or the status line, for another answer)."""
     try:
-        body = response.json()
-        return str(body["error"]), str(body.get("detail", ""))
+        answer = json.loads(body)
+        return str(answer["error"]), str(answer.get("detail", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return response.reason or str(response.status_code), "not a framewire receiver's answer"
+        return reason or str(status), "not a framewire receiver's answer"
