@@ -29,12 +29,9 @@ log = logging.getLogger("framewire")
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 TYPES = {"int": int, "float": float, "str": str}
-# The receivers' options: these, then their own transport's.
-RECEIVER_COMMON = [
-    f.name
-    for f in settings(ReceiverConfig)
-    if not any(f.name in t.receiving.__dataclass_fields__ for t in TRANSPORTS.values())
-]
+# A receiver's options: those every receiver has, then its own transport's.
+_OWN = {f.name for t in TRANSPORTS.values() for f in settings(t.receiving)}
+RECEIVER_COMMON = [f.name for f in settings(ReceiverConfig) if f.name not in _OWN]
 
 
 def flag(name: str) -> str:
