@@ -27,7 +27,8 @@ import yaml
 
 from framewire.cameras import load_cameras
 from framewire.cli import envvar
-from framewire.config import REDIS_SCHEMES, ReceiverConfig, SenderConfig, check_url, settings
+from framewire.config import ReceiverConfig, SenderConfig, settings
+from framewire.urls import REDIS_SCHEMES, check_url
 
 ROOT = Path(__file__).parent.parent
 CHART = ROOT / "deploy" / "helm" / "framewire"

@@ -12,9 +12,10 @@ import framewire
 SRC = Path(framewire.__file__).parent
 # Lowest first; a module may import only from its own layer or below.
 LAYERS = [  # as the README's "Architecture" section shows them
-    {"frame", "metrics", "config", "cameras", "mailbox", "lanes", "runtime", "resilience"}
-    | {"processing", "overlay", "access", "splice", "safety"},
-    {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
+    {"frame", "metrics", "settings", "urls", "mailbox", "lanes", "runtime", "resilience"}
+    | {"processing", "overlay", "access", "splice"},
+    {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"}
+    | {"config", "cameras", "safety"},
     {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from framewire.config import redact
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter
 from framewire.processing import Motion, load_processor, passthrough
+from framewire.urls import redact
 
 
 def test_mailbox_keeps_newest_and_counts_drops() -> None:

@@ -1,8 +1,9 @@
 """The receiver's Flask app: hub, pipeline, the transport's receiving side, and the routes.
 
-Both receivers are this app; they differ only in how frames arrive:
-`POST /frames` (HTTP) or a consumer thread reading Redis. Every error any
-route answers is JSON (`{"error": reason, "detail": text}`).
+Every receiver is this app; they differ only in how frames arrive: their
+transport's receiving side (the registry's `receive`), `POST /frames` (HTTP)
+or a consumer thread reading Redis. Every error any route answers is JSON
+(`{"error": reason, "detail": text}`).
 
 `app.extensions["framewire.shutdown"]` stops everything: the consumer, the
 camera workers (joined within a bound), and open MJPEG streams (they end).
@@ -22,20 +23,18 @@ from framewire.metrics import ReceiverMetrics
 from framewire.ops import ops_blueprint
 from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
-from framewire.transports.http_ingest import ingest_blueprint
-from framewire.transports.redis_cluster import consumer
+from framewire.transports.registry import TRANSPORTS
 from framewire.viewer import viewer_blueprint
 
 
 def create_app(config: ReceiverConfig) -> Flask:
-    """The receiver app for `config.transport` (`http` or `redis`), with its threads started."""
+    """The receiver app for `config.transport` (a name in the registry), its threads started."""
     metrics = ReceiverMetrics()
     hub = Hub(metrics, config)
     pipeline = Pipeline(hub, metrics, config, load_processor(config.processor))
     app = Flask(__name__)
-    # The peer is the receiver of the other transport, if that one is in use.
-    peer = "redis" if config.transport == "http" else "http"
-    compare = peer in config.transports.split(",")
+    # The peer is the receiver of another transport, if one is in use.
+    compare = any(name != config.transport for name in config.transports.split(","))
     app.register_blueprint(
         viewer_blueprint(
             hub,
@@ -55,20 +54,10 @@ def create_app(config: ReceiverConfig) -> Flask:
         config.viewer_password,
         config.rate_limit,
     )
-    closers: list[Callable[[], None]] = [hub.close, pipeline.close]
-    if config.transport == "http":
-        app.register_blueprint(ingest_blueprint(pipeline, config.max_body, config.token))
-    else:
-        reader = consumer(
-            config.redis_url,
-            pipeline,
-            config.redis_mode,
-            config.redis_ca_cert,
-            config.redis_cluster,
-            pipeline.decoders,
-        )
-        reader.start()
-        closers.insert(0, reader.stop)  # first: no frame arrives while the rest stops
+    closers: list[Callable[[], object]] = [hub.close, pipeline.close]
+    stop = TRANSPORTS[config.transport].receive(app, pipeline, config, pipeline.decoders)
+    if stop is not None:
+        closers.insert(0, stop)  # first: no frame arrives while the rest stops
 
     def shutdown() -> None:
         for close in closers:

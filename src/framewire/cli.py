@@ -1,4 +1,5 @@
-"""The `framewire` command: `send`, `http-receiver`, `redis-receiver` and `bench`.
+"""The `framewire` command: `send`, a receiver per transport (`http-receiver`,
+`redis-receiver`) and `bench`.
 
 Every option is built from a setting in config.py (its default, help and
 checks) and is a flag that also reads a `FRAMEWIRE_*` environment variable.
@@ -19,39 +20,18 @@ import click
 from click.core import ParameterSource
 
 from framewire import runtime, safety
-from framewire.config import ConfigError, ReceiverConfig, SenderConfig, parse_bind, settings
+from framewire.config import ConfigError, ReceiverConfig, SenderConfig, settings
+from framewire.transports import Transport
+from framewire.transports.registry import TRANSPORTS
+from framewire.urls import parse_bind
 
 log = logging.getLogger("framewire")
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 TYPES = {"int": int, "float": float, "str": str}
-RECEIVER_COMMON = [
-    "threads",
-    "processor",
-    "stream_quality",
-    "default_camera",
-    "max_cameras",
-    "max_viewers",
-    "stale_after",
-    "keepalive",
-    "forget_after",
-    "max_pixels",
-    "max_capture_ahead",
-    "max_capture_behind",
-    "decode_threads",
-    "request_timeout",
-    "max_buffered",
-    "viewer_timeout",
-    "peer_url",
-    "peer_port",
-    "grafana_url",
-    "transports",
-    "viewer_user",
-    "viewer_password",
-    "rate_limit",
-    "graceful_timeout",
-]
-REDIS_OPTIONS = ["redis_url", "redis_mode", "redis_ca_cert", "redis_cluster"]
+# A receiver's options: those every receiver has, then its own transport's.
+_OWN = {f.name for t in TRANSPORTS.values() for f in settings(t.receiving)}
+RECEIVER_COMMON = [f.name for f in settings(ReceiverConfig) if f.name not in _OWN]
 
 
 def flag(name: str) -> str:
@@ -224,25 +204,25 @@ def _serve(context: click.Context, transport: str, values: dict[str, Any]) -> No
     serve(config)
 
 
-@cli.command("http-receiver")
-@options(ReceiverConfig, ["bind", *RECEIVER_COMMON, "max_body", "token"])
-@click.pass_context
-def http_receiver(context: click.Context, **values: Any) -> None:
-    """Receive frames by POST /frames and serve them as an MJPEG stream."""
-    _serve(context, "http", values)
+def _receiver(transport: Transport) -> None:
+    """The `<name>-receiver` command of a transport: its receiving side, served."""
+    peer = next((t for t in TRANSPORTS.values() if t is not transport), transport)
+    own = [f.name for f in settings(transport.receiving)]
+
+    @cli.command(f"{transport.name}-receiver", help=transport.receiver_help)
+    @options(
+        ReceiverConfig,
+        [*RECEIVER_COMMON, *own],
+        bind=f"0.0.0.0:{transport.port}",
+        peer_port=peer.port,  # its peer is another transport's receiver
+    )
+    @click.pass_context
+    def receiver(context: click.Context, **values: Any) -> None:
+        _serve(context, transport.name, values)
 
 
-@cli.command("redis-receiver")
-@options(
-    ReceiverConfig,
-    ["bind", *RECEIVER_COMMON, *REDIS_OPTIONS],
-    bind="0.0.0.0:8002",
-    peer_port=8001,  # its peer is the HTTP receiver
-)
-@click.pass_context
-def redis_receiver(context: click.Context, **values: Any) -> None:
-    """Receive frames from Redis and serve them as an MJPEG stream."""
-    _serve(context, "redis", values)
+for _transport in TRANSPORTS.values():
+    _receiver(_transport)
 
 
 def reference() -> str:

@@ -26,13 +26,14 @@ from types import TracebackType
 
 import numpy as np
 
-from framewire.config import ReceiverConfig, default, redact
+from framewire.config import ReceiverConfig, default
 from framewire.frame import Frame, WireError, decode
 from framewire.transports import PublishError, Refused, Unreachable
 from framewire.transports.http import HttpSender
 from framewire.transports.redis import RedisSender, StreamConsumer
 from framewire.transports.redis_cluster import ClusterStreamConsumer
 from framewire.transports.redis_connect import ERRORS, connect, error_reason
+from framewire.urls import redact
 
 __all__ = [
     "HttpSender",

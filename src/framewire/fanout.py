@@ -25,10 +25,10 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from framewire.config import redact
 from framewire.frame import Frame
 from framewire.metrics import SenderMetrics
 from framewire.resilience import UpDown, Worker
+from framewire.urls import redact
 
 log = logging.getLogger(__name__)
 

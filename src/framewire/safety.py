@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from framewire.config import ReceiverConfig, SenderConfig, parse_bind
+from framewire.config import ReceiverConfig, SenderConfig
+from framewire.urls import parse_bind
 
 # The token and Redis password .env.example and compose.yaml ship with: public, so no secret.
 DEFAULT_SECRET = "framewire-change-me"

@@ -36,53 +36,18 @@ from framewire.resilience import Backoff, UpDown, Worker
 from framewire.sources import Grabber, Source, open_source
 from framewire.splice import encode_params
 from framewire.transports import FrameSender, PublishError
-from framewire.transports.http import HttpSender
-from framewire.transports.redis import RedisSender
+from framewire.transports.http_plug import http_sender
+from framewire.transports.registry import TRANSPORTS
 
 log = logging.getLogger(__name__)
 
 
 def publishers(config: SenderConfig) -> list[list[FrameSender]]:
-    """The transports `config` asks for, each as its senders (one per request in flight):
-    HTTP unless its URL is empty (`http_inflight` senders), Redis likewise (one).
-
-    With `http_fanout` dns, HTTP is not among them: the camera's `Replicas` holds one per replica.
-    """
-    found: list[list[FrameSender]] = []
-    if config.http_url and config.http_fanout == "none":
-        found.append([http_sender(config, config.http_url) for _ in range(config.http_inflight)])
-    if config.redis_url:
-        found.append(
-            [
-                RedisSender(
-                    config.redis_url,
-                    maxlen=config.redis_maxlen,
-                    timeout=config.redis_timeout,
-                    mode=config.redis_mode,
-                    ca_cert=config.redis_ca_cert,
-                    cluster=config.redis_cluster,
-                    camera=config.camera,
-                    quality=config.quality,
-                )
-            ]
-        )
-    return found
-
-
-def http_sender(config: SenderConfig, url: str, server_name: str = "") -> HttpSender:
-    """The HTTP sender of one camera to `url` (the receiver, or one of its replicas; then
-    `server_name` is the name an https:// replica's certificate must be for)."""
-    return HttpSender(
-        url,
-        config.token,
-        connect_timeout=config.http_connect_timeout,
-        read_timeout=config.http_read_timeout,
-        mode=config.http_mode,
-        camera=config.camera,
-        quality=config.quality,
-        ca_cert=config.http_ca_cert,
-        server_name=server_name,
-    )
+    """The transports `config` turns on (their URL set), each as its senders (one per request
+    in flight), in the registry's order; a transport with none (HTTP under DNS fan-out: the
+    camera's `Replicas` holds one set per replica) is left out."""
+    found = [t.senders(config) for t in TRANSPORTS.values() if getattr(config, t.url)]
+    return [senders for senders in found if senders]
 
 
 class TransportWorker:

@@ -23,9 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from framewire.config import SYNTHETIC_PHASES, redact
+from framewire.config import SYNTHETIC_PHASES
 from framewire.mailbox import Mailbox
 from framewire.resilience import Backoff, UpDown, Worker
+from framewire.urls import redact
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
-"""The two transports. Each module holds its wire codec and its sending and receiving side.
+"""The transports, and what each provides (`Transport`); registry.py lists them.
 
+Each transport has its wire codec, a sending side and a receiving side, and
+plugs in through a `Transport` (its plug module: settings and factories).
 Transports sit below the pipeline: a receiving side hands frames to a
 `FrameSink` (the receivers pass their pipeline) and never imports it. The
 sending sides (`HttpSender`, `RedisSender`) are what `framewire send` uses and
@@ -10,13 +12,18 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
 
 from framewire.frame import Frame, WireError, check_jpeg, parse_camera, parse_int
 from framewire.splice import encode_params
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 Image = Frame | np.ndarray | bytes | bytearray | memoryview
 
@@ -122,3 +129,29 @@ class FrameSink(Protocol):
 
     def receive_error(self, reason: str) -> None:
         """Count a failure of the transport itself (connection lost, bad reply)."""
+
+
+Stop = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Transport:
+    """What a transport provides, read by the config, the CLI, the sender and the app.
+
+    Settings are frozen dataclasses of `settings.setting()` fields, mixed into
+    `SenderConfig` and `ReceiverConfig`; the rules between them raise `ConfigError`.
+    Each mode a setting chooses is chosen once, when a side is built.
+    """
+
+    name: str  # in --transports, metric labels, and the `<name>-receiver` command
+    url: str  # the sender setting that turns it on (empty: off), e.g. "http_url"
+    sending: type  # the sender's settings of this transport
+    check_sending: Callable[[Any], None]  # their rules, given the SenderConfig
+    senders: Callable[[Any], list[FrameSender]]  # the sending side: one camera's senders (one
+    # per request in flight) for a SenderConfig; [] when another part sends (HTTP fan-out)
+    receiving: type  # the receiver's settings of this transport
+    check_receiving: Callable[[Any], None]  # their rules, given the ReceiverConfig
+    receive: Callable[[Flask, FrameSink, Any, int], Stop | None]  # the receiving side: on the
+    # app, deliver to the sink (with that many decoders); the stop it returns runs first
+    port: int  # its receiver's default port
+    receiver_help: str  # its receiver command's help

@@ -11,19 +11,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import ipaddress
 import json
 import os
 import select
 import socket
 import ssl
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote, unquote_plus, unquote_to_bytes, urlencode, urlsplit
 
-from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.transports import FrameSender, PublishError, Refused, Unreachable
+from framewire.urls import proxy_for, redact
 
 CONTENT_TYPE = "image/jpeg"
 HEADER_CAMERA = "X-Framewire-Camera"
@@ -182,30 +180,6 @@ def _tls_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _proxy(url: str) -> str:
-    """The proxy the environment names for `url`, or "": HTTP(S)_PROXY and ALL_PROXY, unless
-    NO_PROXY matches the host (a name or its domain, with or without the port, or a network
-    such as 10.0.0.0/8 holding its address), as requests read them."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    for entry in no_proxy.replace(" ", "").split(","):
-        if address is not None and "/" in entry:
-            with contextlib.suppress(ValueError):
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return ""
-    port = f":{parts.port}" if parts.port else ""
-    if not host or urllib.request.proxy_bypass_environment(f"{host}{port}"):
-        return ""
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme) or proxies.get("all") or ""
-    return proxy if "://" in proxy or not proxy else f"http://{proxy}"
-
-
 def _basic(user: str | None, password: str | None) -> str:
     """An HTTP Basic credential from a URL's (percent-encoded) user and password."""
     pair = f"{unquote(user or '')}:{unquote(password or '')}"
@@ -218,6 +192,13 @@ def _form_body(frame: Frame) -> bytes:
     fields = form_fields(frame)
     image = fields.pop(FORM_IMAGE).replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
     return f"{FORM_IMAGE}={image}&{urlencode(fields)}".encode()
+
+
+REQUESTS: dict[str, Callable[[Frame], tuple[bytes, dict[str, str]]]] = {  # mode -> body, headers
+    "raw": lambda frame: (frame.jpeg, headers(frame)),
+    "form-base64": lambda frame: (_form_body(frame), {"Content-Type": FORM_TYPE}),
+}
+HTTP_MODES = tuple(REQUESTS)
 
 
 def _dropped(sock: socket.socket) -> bool:
@@ -258,8 +239,11 @@ class HttpSender(FrameSender):
         header. Proxies come from the environment, read once, here; a ~/.netrc is never read
         (the token is the credential)."""
         super().__init__(camera, quality)
+        if mode not in REQUESTS:
+            raise ValueError(f"mode must be one of {', '.join(REQUESTS)}")
         self.url = url
         self.mode = mode
+        self._request = REQUESTS[mode]
         self.target = redact(url)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -287,7 +271,7 @@ class HttpSender(FrameSender):
         self._dial, self._tunnel = (host, port), None
         self._proxy_headers: dict[str, str] = {}
         self._invalid = "" if host and (https or parts.scheme == "http") else "not an http(s) URL"
-        proxy = urlsplit(_proxy(url))
+        proxy = urlsplit(proxy_for(url))
         if proxy.scheme not in ("", "http"):
             self._invalid = f"a {proxy.scheme}:// proxy is not supported; use an http:// one"
         elif proxy.scheme:
@@ -350,10 +334,7 @@ class HttpSender(FrameSender):
         return f"; it is for {', '.join(repr(value) for _, value in names)}" if names else ""
 
     def deliver(self, frame: Frame) -> None:
-        if self.mode == "raw":
-            body, fields = frame.jpeg, headers(frame)
-        else:
-            body, fields = _form_body(frame), {"Content-Type": FORM_TYPE}
+        body, fields = self._request(frame)
         connection = self._connect()
         try:
             # The receiver may answer before taking the whole body (a 413) and close: read it.

@@ -29,15 +29,16 @@ from collections.abc import Callable, Collection, Mapping
 
 import redis
 
-from framewire.config import redact
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.lanes import Lanes
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.transports import FrameSender, FrameSink, PublishError, Unreachable
 from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
+from framewire.urls import redact
 
 log = logging.getLogger(__name__)
 
+REDIS_MODES = ("stream", "pubsub", "set-publish")
 PREFIXES = {  # key kind -> prefix; the camera id follows
     "stream": "framewire:frames:",
     "pubsub": "framewire:pubsub:",
@@ -145,6 +146,10 @@ class RedisSender(FrameSender):
         super().__init__(camera, quality)
         self.target = redact(url)
         self.mode = mode
+        modes = {"stream": self._xadd, "pubsub": self._publish, "set-publish": self._set_publish}
+        if mode not in modes:
+            raise ValueError(f"mode must be one of {', '.join(modes)}")
+        self._put = modes[mode]
         self._client = LazyClient(url, timeout, timeout, ca_cert, cluster)
         if cluster:  # a lost primary's replica takes over within seconds: retry soon after
             self.retry_cap = 0.25
@@ -153,26 +158,26 @@ class RedisSender(FrameSender):
 
     def deliver(self, frame: Frame) -> None:
         try:
-            client = self._client.get()
-            if self.mode == "stream":
-                client.xadd(
-                    key("stream", frame.camera),
-                    stream_fields(frame),
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-            elif self.mode == "pubsub":
-                client.publish(key("pubsub", frame.camera), pubsub_message(frame))
-            else:  # set-publish, as in the article
-                latest = key("latest", frame.camera)
-                client.set(latest, latest_value(frame))
-                client.publish(key("notify", frame.camera), latest)
+            self._put(self._client.get(), frame)
         except ERRORS as exc:
             reason = error_reason(exc)
             if reason in ("connect", "timeout"):
                 detail = f"cannot reach Redis at {self.target} within {self._timeout:g} s"
                 raise Unreachable(reason, detail) from exc
             raise PublishError(reason, f"Redis refused: {type(exc).__name__}") from exc
+
+    def _xadd(self, client: redis.Redis, frame: Frame) -> None:
+        fields = stream_fields(frame)
+        client.xadd(key("stream", frame.camera), fields, maxlen=self._maxlen, approximate=True)
+
+    def _publish(self, client: redis.Redis, frame: Frame) -> None:
+        client.publish(key("pubsub", frame.camera), pubsub_message(frame))
+
+    def _set_publish(self, client: redis.Redis, frame: Frame) -> None:
+        """The article's way: SET the latest frame, PUBLISH its key's name."""
+        latest = key("latest", frame.camera)
+        client.set(latest, latest_value(frame))
+        client.publish(key("notify", frame.camera), latest)
 
     def close(self) -> None:
         self._client.close()

@@ -1,5 +1,4 @@
-"""The Redis receiving side on a Redis Cluster (`--redis-cluster`), and `consumer()`, which
-picks the receiving side for a mode.
+"""The Redis receiving side on a Redis Cluster (`--redis-cluster`).
 
 A cluster refuses a command whose keys hash to different slots (CROSSSLOT),
 even when one node owns them all, so the single-Redis way (one XREAD over
@@ -31,8 +30,6 @@ from framewire.transports.redis import (
     BLOCK_MS,
     DISCOVER_EVERY,
     StreamConsumer,
-    SubscriberConsumer,
-    _Consumer,
     key,
 )
 from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
@@ -175,20 +172,3 @@ class SlotReader:
                 backoff.wait(stopping)
                 continue
             backoff.reset()
-
-
-def consumer(
-    url: str,
-    sink: FrameSink,
-    mode: str = "stream",
-    ca_cert: str = "",
-    cluster: str = "",
-    decoders: int = 1,
-) -> _Consumer:
-    """The receiving side for `mode`; on a Redis Cluster (seed nodes `cluster`), streams.
-    Streams are decoded by `decoders` threads (the comparison modes decode as they read)."""
-    if cluster:
-        return ClusterStreamConsumer(url, sink, ca_cert, cluster, decoders=decoders)
-    if mode == "stream":
-        return StreamConsumer(url, sink, ca_cert, decoders=decoders)
-    return SubscriberConsumer(url, sink, mode, ca_cert)

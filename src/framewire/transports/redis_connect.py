@@ -13,7 +13,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from framewire.config import parse_bind
+from framewire.urls import parse_bind
 
 
 def connect(

@@ -1,0 +1,138 @@
+"""How the HTTP transport plugs in: its settings on both sides, their rules, and the
+factories of its sending side (`HttpSender`s) and receiving side (`POST /frames`).
+
+The receiving side is imported only when a receiver installs it: the sender never loads Flask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from framewire.settings import SECONDS, ConfigError, setting
+from framewire.transports import FrameSender, FrameSink, Stop, Transport
+from framewire.transports.http import HTTP_MODES, HttpSender
+from framewire.urls import check_web_url
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+HTTP_FANOUTS = ("none", "dns")
+
+
+@dataclass(frozen=True)
+class HttpSending:
+    """The sender's HTTP settings."""
+
+    http_url: str = setting(
+        "http://127.0.0.1:8001/frames",
+        "Where to POST frames; empty disables HTTP.",
+        check=check_web_url,
+    )
+    http_mode: str = setting(
+        "raw",
+        "raw JPEG body, or the original article's base64 form post (for comparison).",
+        choices=HTTP_MODES,
+    )
+    http_fanout: str = setting(
+        "none",
+        "none: POST to the --http-url host; dns: POST every frame to every address that host"
+        " resolves to (every pod of a Kubernetes headless Service), re-resolved as they change.",
+        choices=HTTP_FANOUTS,
+    )
+    http_resolve_every: float = setting(
+        5.0, "With --http-fanout dns: seconds between re-resolves of the host.", low=0.1, high=3600
+    )
+    http_connect_timeout: float = setting(
+        1.0, "Seconds to connect to the HTTP receiver.", **SECONDS
+    )
+    http_read_timeout: float = setting(
+        2.0, "Seconds to wait for the HTTP receiver's answer.", **SECONDS
+    )
+    http_ca_cert: str = setting(
+        "",
+        "CA certificate file to verify an https:// receiver (under --http-fanout dns, each"
+        " replica's certificate is checked against the --http-url host name); empty: the"
+        " system's CAs.",
+        path=True,
+    )
+    http_inflight: int = setting(
+        2,
+        "HTTP requests in flight per camera and receiver; the receiver drops one overtaken"
+        " by a newer frame (stale).",
+        low=1,
+        high=16,
+    )
+    token: str = setting("", "Bearer token sent with every HTTP frame.")
+
+
+def check_sending(config: Any) -> None:
+    if config.http_fanout == "dns" and not config.http_url:
+        raise ConfigError("http_fanout", "is dns but --http-url is empty: no host to resolve")
+    if config.http_ca_cert and not config.http_url.startswith("https://"):
+        raise ConfigError("http_ca_cert", "is set but --http-url is not https://")
+
+
+def http_sender(config: Any, url: str, server_name: str = "") -> HttpSender:
+    """The HTTP sender of one camera to `url` (the receiver, or one of its replicas; then
+    `server_name` is the name an https:// replica's certificate must be for)."""
+    return HttpSender(
+        url,
+        config.token,
+        connect_timeout=config.http_connect_timeout,
+        read_timeout=config.http_read_timeout,
+        mode=config.http_mode,
+        camera=config.camera,
+        quality=config.quality,
+        ca_cert=config.http_ca_cert,
+        server_name=server_name,
+    )
+
+
+def senders(config: Any) -> list[FrameSender]:
+    """`http_inflight` senders to the receiver; none under DNS fan-out (the camera's
+    `fanout.Replicas` holds one set per replica)."""
+    if config.http_fanout != "none":
+        return []
+    return [http_sender(config, config.http_url) for _ in range(config.http_inflight)]
+
+
+@dataclass(frozen=True)
+class HttpReceiving:
+    """The HTTP receiver's settings."""
+
+    max_body: int = setting(
+        2 * 1024 * 1024, "Largest frame accepted, in bytes (413 above it).", low=1024, high=2**30
+    )
+    token: str = setting("", "Bearer token POST /frames must carry; empty accepts any sender.")
+
+
+def check_receiving(config: Any) -> None:
+    if config.max_buffered < config.max_body:
+        raise ConfigError(
+            "max_buffered",
+            "must be at least --max-body",
+            {"max_body": f"must be at most --max-buffered ({config.max_buffered})"},
+        )
+
+
+def receive(app: Flask, sink: FrameSink, config: Any, decoders: int) -> Stop | None:
+    """`POST /frames` on the app; frames decode on the request threads."""
+    from framewire.transports.http_ingest import ingest_blueprint
+
+    app.register_blueprint(ingest_blueprint(sink, config.max_body, config.token))
+    return None
+
+
+TRANSPORT = Transport(
+    name="http",
+    url="http_url",
+    sending=HttpSending,
+    check_sending=check_sending,
+    senders=senders,
+    receiving=HttpReceiving,
+    check_receiving=check_receiving,
+    receive=receive,
+    port=8001,
+    receiver_help="Receive frames by POST /frames and serve them as an MJPEG stream.",
+)
