@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -98,3 +99,16 @@ def live(receiver: Service, cameras: Iterable[str]) -> bool:
     """Whether every one of `cameras` is live (a fresh frame) at `receiver`, by its /stats."""
     stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
     return all(stats.get(camera, {}).get("state") == "live" for camera in cameras)
+
+
+def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
+    """A 160x120 MJPEG AVI of `frames` grey frames at `fps` (OpenCV's own writer)."""
+    writer = cv2.VideoWriter(
+        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120)
+    )
+    assert writer.isOpened()
+    for i in range(frames):
+        image = np.full((120, 160, 3), i * 20, np.uint8)
+        writer.write(image)
+    writer.release()
+    return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import pytest
 import requests
 
 from conftest import free_ports, metric_value, wait_until
+from helpers import write_clip
 from test_browser import browser, open_page, wait_state  # noqa: F401 - the Chromium fixture
 
 if TYPE_CHECKING:
@@ -260,8 +262,30 @@ def compose_ps(compose: list[str], env: dict[str, str]) -> dict[str, dict]:
     return {row["Service"]: row for row in rows}
 
 
-def snapshot_seq(port: int) -> int | None:
-    response = requests.get(f"http://127.0.0.1:{port}/snapshot.jpg", timeout=5)
+CAMERAS = ("cam0", "clip")  # the smoke run's cameras file: the test pattern and a video file
+
+
+def smoke_cameras() -> Path:
+    """A folder with a cameras file of the test pattern and a video file, readable by the
+    container's user (nobody): not under pytest's private tmp_path."""
+    directory = Path(tempfile.mkdtemp(prefix="framewire-smoke-cameras-"))
+    directory.chmod(0o755)
+    write_clip(directory / "clip.avi", frames=30, fps=10).chmod(0o644)
+    (directory / "smoke.yaml").write_text(
+        "cameras:\n"
+        "  - id: cam0\n"
+        "    source: synthetic\n"
+        "  - id: clip\n"
+        "    source: /etc/framewire/cameras/clip.avi\n"
+    )
+    (directory / "smoke.yaml").chmod(0o644)
+    return directory
+
+
+def snapshot_seq(port: int, camera: str = "") -> int | None:
+    """The sequence number of the newest served frame of `camera` (the bare route: the first)."""
+    route = f"/snapshot/{camera}.jpg" if camera else "/snapshot.jpg"
+    response = requests.get(f"http://127.0.0.1:{port}{route}", timeout=5)
     if response.status_code != 200:
         return None
     assert response.headers["Content-Type"] == "image/jpeg"
@@ -314,7 +338,12 @@ def test_compose_up_smoke(docker_engine: Engine, browser: Browser) -> None:  # n
     # The settings as an env file: compose interpolates from it (so a developer's .env does not
     # leak in) and passes all of it to the services, as it does with .env.
     env_file = prometheus_dir.parent / f"{prometheus_dir.name}.env"
+    cameras_dir = smoke_cameras()
     settings = {
+        # A real camera beside the test pattern: a video file, declared in a cameras file of
+        # the folder CAMERAS_DIR mounts, as the README shows for your own cameras.
+        "CAMERAS_DIR": str(cameras_dir),
+        "FRAMEWIRE_CAMERAS_FILE": "/etc/framewire/cameras/smoke.yaml",
         "FRAMEWIRE_ENV_FILE": str(env_file),
         # An option compose.yaml does not name: it must reach the receivers all the same.
         "FRAMEWIRE_STALE_AFTER": STALE_AFTER,
@@ -405,22 +434,27 @@ def test_compose_up_smoke(docker_engine: Engine, browser: Browser) -> None:  # n
         ).stdout.split()
         assert networks == [], "host networking only: compose must create no network"
 
-        # Frames reach both receivers, and keep coming.
-        for name in ("HTTP_RECEIVER_PORT", "REDIS_RECEIVER_PORT"):
+        # Frames of both cameras (the test pattern and the video file) reach both receivers,
+        # and keep coming.
+        for name, camera in itertools.product(
+            ("HTTP_RECEIVER_PORT", "REDIS_RECEIVER_PORT"), CAMERAS
+        ):
             port = ports[name]
             first = wait_until(
-                lambda p=port: (seq := snapshot_seq(p)) is not None and [seq],
+                lambda p=port, c=camera: (seq := snapshot_seq(p, c)) is not None and [seq],
                 60,
                 0.2,
-                f"a snapshot on :{port}",
+                f"a snapshot of {camera} on :{port}",
             )[0]
             wait_until(
-                lambda p=port, f=first: (seq := snapshot_seq(p)) is not None and seq > f,
+                lambda p=port, c=camera, f=first: (
+                    (seq := snapshot_seq(p, c)) is not None and seq > f
+                ),
                 30,
                 0.1,
-                f"the snapshot's X-Framewire-Seq on :{port} to advance past {first}",
+                f"the snapshot of {camera}'s X-Framewire-Seq on :{port} to advance past {first}",
             )
-            log(f"frames flow to :{port} (seq {first} and on)")
+            log(f"frames of {camera} flow to :{port} (seq {first} and on)")
 
         # A setting that is only in the env file took effect at both receivers.
         for name in ("HTTP_RECEIVER_PORT", "REDIS_RECEIVER_PORT"):
@@ -530,5 +564,6 @@ def test_compose_up_smoke(docker_engine: Engine, browser: Browser) -> None:  # n
         if up:
             run([*compose, "down", "--volumes", "--timeout", "5"], env, 300, "down", check=False)
         shutil.rmtree(prometheus_dir, ignore_errors=True)
+        shutil.rmtree(cameras_dir, ignore_errors=True)
         env_file.unlink(missing_ok=True)
         log(f"smoke test took {time.monotonic() - began:.1f} s in all")

@@ -22,18 +22,7 @@ from framewire.sources import (
     device_index,
     open_source,
 )
-
-
-def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120)
-    )
-    assert writer.isOpened()
-    for i in range(frames):
-        image = np.full((120, 160, 3), i * 20, np.uint8)
-        writer.write(image)
-    writer.release()
-    return path
+from helpers import write_clip
 
 
 class Recorder:
