@@ -15,7 +15,8 @@ LAYERS = [  # as the README's "Architecture" section shows them
     {"frame", "metrics", "config", "cameras", "mailbox", "lanes", "runtime", "resilience"}
     | {"processing", "overlay", "access", "splice", "safety"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"},
-    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"},
+    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"}
+    | {"slot", "encodes", "watchers", "figures", "seats"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},
     {"cli"},

@@ -11,18 +11,20 @@ Errors are JSON, answered by the app's handlers or here.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from framewire import mjpeg, variants
-from framewire.grid import Grid
 from framewire.hub import Hub
+from framewire.seats import ViewerLimit
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 
 
 def viewer_blueprint(
     hub: Hub,
+    keepalive: float,
     peer_url: str = "",
     grafana_url: str = "",
     peer_port: int = 0,
@@ -36,12 +38,12 @@ def viewer_blueprint(
     the browser used for this page on `peer_port` (the page builds that URL
     itself, so it needs no setting behind a plain port mapping); with
     neither, the page shows this receiver alone. `grafana_url`, when set, is
-    linked. `warnings` (safety.py) are shown in a banner.
+    linked. `warnings` (safety.py) are shown in a banner. A still scene's last frame is
+    re-sent every `keepalive` seconds.
     """
     bp = Blueprint("viewer", __name__, template_folder="templates")
-    grid = Grid(hub)
     page_config = {
-        "transport": hub.transport,
+        "transport": hub.settings.transport,
         "peer_url": peer_url.rstrip("/"),
         "peer_port": 0 if peer_url else peer_port,
         "grafana_url": grafana_url,
@@ -64,61 +66,10 @@ def viewer_blueprint(
         response.headers["Access-Control-Allow-Origin"] = "*"
         return response
 
-    @bp.get("/stream.mjpg")
-    @bp.get("/stream/<camera>.mjpg")
-    def stream(camera: str | None = None) -> Response | tuple[Response, int]:
-        try:
-            variant = variants.parse(request.args)
-        except variants.BadVariant as exc:
-            return jsonify(error=exc.reason, detail=exc.detail), 400
-        channel = hub.lookup(camera)
-        if not hub.acquire_viewer(channel):
-            return jsonify(error="viewer_limit", detail=f"at most {hub.max_viewers} viewers"), 503
-        channel.watch(variant.key)
-        response = Response(
-            mjpeg.stream(channel, hub.keepalive, variant.key, variant.fps),
-            headers={"Cache-Control": "no-store", "Vary": "Origin"},
-            content_type=mjpeg.CONTENT_TYPE,
-        )
-        origin = request.headers.get("Origin", "")
-        if is_peer(origin, peer_url, peer_port):
-            # The peer's page reads the parts with fetch() (capture times); no other site may.
-            response.headers["Access-Control-Allow-Origin"] = origin
-
-        def release() -> None:
-            channel.unwatch(variant.key)
-            hub.release_viewer(channel)
-
-        # On close, even if the client left before the first part was generated.
-        response.call_on_close(release)
-        return response
-
-    @bp.get("/grid.mjpg")
-    def grid_stream() -> Response | tuple[Response, int]:
-        try:
-            fps = variants.parse_grid_fps(request.args)
-        except variants.BadVariant as exc:
-            return jsonify(error=exc.reason, detail=exc.detail), 400
-        if not hub.acquire_viewer(None):
-            return jsonify(error="viewer_limit", detail=f"at most {hub.max_viewers} viewers"), 503
-        grid.watch()
-        response = Response(
-            mjpeg.grid_stream(grid, fps),
-            headers={"Cache-Control": "no-store"},
-            content_type=mjpeg.CONTENT_TYPE,
-        )
-
-        def release() -> None:
-            grid.unwatch()
-            hub.release_viewer(None)
-
-        response.call_on_close(release)
-        return response
-
     @bp.get("/snapshot.jpg")
     @bp.get("/snapshot/<camera>.jpg")
     def snapshot(camera: str | None = None) -> Response:
-        served = hub.lookup(camera).current()
+        served = hub.lookup(camera).cache.get()
         headers = {"Cache-Control": "no-store"}
         if served.seq is not None:
             headers[HEADER_SEQ] = str(served.seq)
@@ -129,6 +80,46 @@ def viewer_blueprint(
             headers=headers,
             status=200 if served.seq is not None else 503,
         )
+
+    @bp.get("/stream.mjpg")
+    @bp.get("/stream/<camera>.mjpg")
+    def stream(camera: str | None = None) -> Response:
+        variant = variants.parse(request.args)
+        with ExitStack() as held:
+            channel = held.enter_context(hub.open(camera, variant.key))
+            response = Response(
+                mjpeg.stream(channel, keepalive, variant.key, variant.fps),
+                headers={"Cache-Control": "no-store", "Vary": "Origin"},
+                content_type=mjpeg.CONTENT_TYPE,
+            )
+            origin = request.headers.get("Origin", "")
+            if is_peer(origin, peer_url, peer_port):
+                # The peer's page reads the parts with fetch() (capture times); no other site may.
+                response.headers["Access-Control-Allow-Origin"] = origin
+            # Let go on close, even if the client left before the first part was generated.
+            response.call_on_close(held.pop_all().close)
+        return response
+
+    @bp.get("/grid.mjpg")
+    def grid_stream() -> Response:
+        fps = variants.parse_grid_fps(request.args)
+        with ExitStack() as held:
+            grid = held.enter_context(hub.open_grid())
+            response = Response(
+                mjpeg.grid_stream(grid, fps),
+                headers={"Cache-Control": "no-store"},
+                content_type=mjpeg.CONTENT_TYPE,
+            )
+            response.call_on_close(held.pop_all().close)
+        return response
+
+    @bp.errorhandler(variants.BadVariant)
+    def bad_variant(exc: variants.BadVariant) -> tuple[Response, int]:
+        return jsonify(error=exc.reason, detail=exc.detail), 400
+
+    @bp.errorhandler(ViewerLimit)
+    def viewer_limit(exc: ViewerLimit) -> tuple[Response, int]:
+        return jsonify(error=exc.reason, detail=exc.detail), 503
 
     return bp
 
