@@ -11,7 +11,9 @@ Errors are JSON, answered by the app's handlers or here.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, render_template, request
@@ -20,6 +22,8 @@ from framewire import mjpeg, variants
 from framewire.hub import Hub
 from framewire.seats import ViewerLimit
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
+
+T = TypeVar("T")
 
 
 def viewer_blueprint(
@@ -85,33 +89,21 @@ def viewer_blueprint(
     @bp.get("/stream/<camera>.mjpg")
     def stream(camera: str | None = None) -> Response:
         variant = variants.parse(request.args)
-        with ExitStack() as held:
-            channel = held.enter_context(hub.open(camera, variant.key))
-            response = Response(
-                mjpeg.stream(channel, keepalive, variant.key, variant.fps),
-                headers={"Cache-Control": "no-store", "Vary": "Origin"},
-                content_type=mjpeg.CONTENT_TYPE,
-            )
-            origin = request.headers.get("Origin", "")
-            if is_peer(origin, peer_url, peer_port):
-                # The peer's page reads the parts with fetch() (capture times); no other site may.
-                response.headers["Access-Control-Allow-Origin"] = origin
-            # Let go on close, even if the client left before the first part was generated.
-            response.call_on_close(held.pop_all().close)
+        response = held_stream(
+            hub.open(camera, variant.key),
+            lambda channel: mjpeg.stream(channel, keepalive, variant.key, variant.fps),
+        )
+        response.headers["Vary"] = "Origin"
+        origin = request.headers.get("Origin", "")
+        if is_peer(origin, peer_url, peer_port):
+            # The peer's page reads the parts with fetch() (capture times); no other site may.
+            response.headers["Access-Control-Allow-Origin"] = origin
         return response
 
     @bp.get("/grid.mjpg")
     def grid_stream() -> Response:
         fps = variants.parse_grid_fps(request.args)
-        with ExitStack() as held:
-            grid = held.enter_context(hub.open_grid())
-            response = Response(
-                mjpeg.grid_stream(grid, fps),
-                headers={"Cache-Control": "no-store"},
-                content_type=mjpeg.CONTENT_TYPE,
-            )
-            response.call_on_close(held.pop_all().close)
-        return response
+        return held_stream(hub.open_grid(), lambda grid: mjpeg.grid_stream(grid, fps))
 
     @bp.errorhandler(variants.BadVariant)
     def bad_variant(exc: variants.BadVariant) -> tuple[Response, int]:
@@ -122,6 +114,22 @@ def viewer_blueprint(
         return jsonify(error=exc.reason, detail=exc.detail), 503
 
     return bp
+
+
+def held_stream(
+    handle: AbstractContextManager[T], parts: Callable[[T], Iterator[bytes]]
+) -> Response:
+    """The MJPEG response of `parts` of what `handle` opens (a seat and a watch), let go of
+    when the response closes, even if the client left before the first part was made."""
+    with ExitStack() as held:
+        opened = held.enter_context(handle)
+        response = Response(
+            parts(opened),
+            headers={"Cache-Control": "no-store"},
+            content_type=mjpeg.CONTENT_TYPE,
+        )
+        response.call_on_close(held.pop_all().close)
+    return response
 
 
 def is_peer(origin: str, peer_url: str, peer_port: int) -> bool:
