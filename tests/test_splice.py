@@ -230,7 +230,7 @@ def test_the_channel_splices_only_full_size_frames_it_may() -> None:
     metrics = ReceiverMetrics()
     hub = Hub(metrics, ReceiverConfig(stale_after=30.0, stream_quality=80))
     try:
-        channel = hub.find("cam0")
+        channel = hub.add("cam0")
         original = encode(synthetic(1280, 720), "sender-420")
         image = annotated(original)
         channel.publish(image, 1, time.time_ns(), original)
