@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 from prometheus_client import generate_latest
@@ -13,11 +14,12 @@ from conftest import metric_value, wait_until
 from framewire import mjpeg
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame, WireError, decode
-from framewire.grid import Grid
 from framewire.hub import CameraNotFound, Hub
 from framewire.metrics import ReceiverMetrics
 from framewire.pipeline import Pipeline
 from framewire.processing import passthrough
+from framewire.seats import ViewerLimit
+from framewire.variants import FULL
 from helpers import claiming, make_jpeg
 
 JPEG = make_jpeg(320, 240, seed=3)
@@ -46,7 +48,7 @@ def make_pipeline() -> Iterator:
 
 def published(pipeline: Pipeline, camera: str, seq: int) -> None:
     channel = pipeline.hub.find(camera)
-    wait_until(lambda: channel.current().seq == seq, what=f"frame {seq} of {camera} published")
+    wait_until(lambda: channel.cache.get().seq == seq, what=f"frame {seq} of {camera} published")
 
 
 def scrape(pipeline: Pipeline) -> str:
@@ -105,27 +107,26 @@ def test_forgetting_removes_camera_threads_series_and_streams(make_pipeline) -> 
     for camera in ("cam0", "cam1"):
         pipeline.ingest(frame(camera, 5))
         published(pipeline, camera, 5)
-    channel = hub.find("cam1")
-    assert hub.acquire_viewer(channel)
-    parts = mjpeg.stream(channel, keepalive=0.05)
-    assert next(parts).startswith(b"--")
-    first = next(parts)  # a frame's part says which frame it is and when it was captured
-    served = channel.current()
-    assert first.startswith(
-        b"Content-Type: image/jpeg\r\nX-Framewire-Seq: 5\r\n"
-        b"X-Framewire-Captured-Ns: %d\r\nContent-Length: " % served.captured_ns
-    )
-    assert pipeline.sweep() == []  # not idle yet
-    assert sorted(pipeline.sweep(time.monotonic() + 31)) == ["cam0", "cam1"]
-    assert list(parts) == []  # the open stream ended
+    with hub.open("cam1", FULL) as channel:
+        parts = mjpeg.stream(channel, keepalive=0.05)
+        assert next(parts).startswith(b"--")
+        first = next(parts)  # a frame's part says which frame it is and when it was captured
+        served = channel.cache.get()
+        assert first.startswith(
+            b"Content-Type: image/jpeg\r\nX-Framewire-Seq: 5\r\n"
+            b"X-Framewire-Captured-Ns: %d\r\nContent-Length: " % served.captured_ns
+        )
+        assert pipeline.sweep() == []  # not idle yet
+        assert sorted(pipeline.sweep(time.monotonic() + 31)) == ["cam0", "cam1"]
+        assert list(parts) == []  # the open stream ended
+    # ... and its handle closed after the camera went: no seat held, no negative gauge
+    assert hub.seats.taken == 0 and 'camera="cam1"' not in scrape(pipeline)
     assert [c.camera for c in hub.channels()] == ["cam0"]
     with pytest.raises(CameraNotFound):
         hub.lookup("cam1")
-    assert 'camera="cam1"' not in scrape(pipeline)
-    assert hub.find("cam0").current().seq is None  # the default camera: image released only
-    assert b"X-Framewire" not in mjpeg.part(hub.find("cam0").current().jpeg)  # "no signal"
+    assert hub.find("cam0").cache.get().seq is None  # the default camera: image released only
+    assert b"X-Framewire" not in mjpeg.part(hub.find("cam0").cache.get().jpeg)  # "no signal"
     assert not [t for t in threading.enumerate() if t.name.startswith("framewire-process")]
-    hub.release_viewer(channel)  # the stream's close after the camera went: no negative gauge
     assert hub.stats()["cameras"]["cam0"]["viewers"] == 0
     pipeline.ingest(frame("cam1", 6))  # a forgotten camera may come back
     published(pipeline, "cam1", 6)
@@ -141,7 +142,7 @@ def test_no_camera_is_made_up(make_pipeline) -> None:
     with pytest.raises(CameraNotFound) as caught:
         hub.lookup(None)
     assert caught.value.reason == "no_camera"
-    assert not Grid(hub).compose().any()  # an empty mosaic: no NO SIGNAL tile
+    assert not hub.grid.compose().any()  # an empty mosaic: no NO SIGNAL tile
     for camera in ("door", "cam0"):
         pipeline.ingest(frame(camera, 3))
         published(pipeline, camera, 3)
@@ -162,25 +163,31 @@ def test_a_stream_asked_for_as_its_camera_is_forgotten_is_unknown(
     hub = pipeline.hub
     pipeline.ingest(frame("cam1", 1))
     published(pipeline, "cam1", 1)
-    channel = hub.lookup("cam1")  # the stream route has found its camera ...
-    if max_viewers == 1:
-        assert hub.acquire_viewer(hub.lookup(None))  # ... every viewer slot is taken ...
-    assert pipeline.sweep(time.monotonic() + 31) == ["cam1"]  # ... and it is forgotten
-    with pytest.raises(CameraNotFound) as caught:
-        hub.acquire_viewer(channel)
-    assert caught.value.reason == "unknown_camera"
-    assert sum(c["viewers"] for c in hub.stats()["cameras"].values()) == (max_viewers == 1)
+    viewer = hub.open("cam1", FULL)  # the stream route has found its camera ...
+    with ExitStack() as held:
+        if max_viewers == 1:
+            held.enter_context(hub.open(None, FULL))  # ... every viewer seat is taken ...
+        assert pipeline.sweep(time.monotonic() + 31) == ["cam1"]  # ... and it is forgotten
+        with pytest.raises(CameraNotFound) as caught, viewer:
+            pass
+        assert caught.value.reason == "unknown_camera"
+        assert sum(c["viewers"] for c in hub.stats()["cameras"].values()) == (max_viewers == 1)
+        assert hub.seats.taken == (max_viewers == 1)
 
 
 def test_viewer_cap_and_count(make_pipeline) -> None:
     pipeline = make_pipeline(max_viewers=2, default_camera="cam0")
     hub = pipeline.hub
-    channel = hub.lookup(None)
-    assert hub.acquire_viewer(channel) and hub.acquire_viewer(channel)
-    assert not hub.acquire_viewer(channel)
-    assert hub.stats()["cameras"]["cam0"]["viewers"] == 2
-    hub.release_viewer(channel)
-    assert hub.acquire_viewer(channel)
+    with hub.open(None, FULL), hub.open_grid():
+        with pytest.raises(ViewerLimit), hub.open("cam0", FULL):
+            pass
+        assert hub.stats()["cameras"]["cam0"]["viewers"] == 1
+    assert hub.stats()["cameras"]["cam0"]["viewers"] == 0
+    with hub.open(None, FULL), hub.open(None, (320, None)):
+        assert hub.stats()["cameras"]["cam0"]["viewers"] == 2
+    hub.close()
+    with pytest.raises(ViewerLimit), hub.open(None, FULL):  # at shutdown: the cap's 503
+        pass
     with pytest.raises(CameraNotFound) as caught:
         hub.lookup("../x")
     assert caught.value.reason == "bad_camera"
@@ -191,9 +198,9 @@ def test_served_frame_is_encoded_once_and_its_latency_annotates_the_next(make_pi
     pipeline.ingest(frame("cam0", 1))
     published(pipeline, "cam0", 1)
     channel = pipeline.hub.find("cam0")
-    assert channel.served_latency_ms() is not None
-    first = channel.current()
-    assert channel.current() is first  # shared, not re-encoded
+    assert channel.figures.served_latency_ms() is not None
+    first = channel.cache.get()
+    assert channel.cache.get() is first  # shared, not re-encoded
     assert pipeline.hub.stats()["cameras"]["cam0"]["latency_ms"]["samples"] == 1
 
 

@@ -16,7 +16,8 @@ LAYERS = [  # as the README's "Architecture" section shows them
     | {"processing", "overlay", "access", "splice"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"}
     | {"config", "cameras", "safety"},
-    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"},
+    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"}
+    | {"slot", "encodes", "watchers", "figures", "seats"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},
     {"cli"},

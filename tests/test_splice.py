@@ -230,21 +230,21 @@ def test_the_channel_splices_only_full_size_frames_it_may() -> None:
     metrics = ReceiverMetrics()
     hub = Hub(metrics, ReceiverConfig(stale_after=30.0, stream_quality=80))
     try:
-        channel = hub.find("cam0")
+        channel = hub.add("cam0")
         original = encode(synthetic(1280, 720), "sender-420")
         image = annotated(original)
         channel.publish(image, 1, time.time_ns(), original)
-        assert channel.current(FULL).jpeg == splice(original, image, strip_height(1280), 80)
+        assert channel.cache.get(FULL).jpeg == splice(original, image, strip_height(1280), 80)
         assert path_count(metrics, "splice", "ok") == 1
-        small = channel.current((640, None))  # a variant: always the full encode, scaled
+        small = channel.cache.get((640, None))  # a variant: always the full encode, scaled
         assert strict(small.jpeg).shape == (360, 640, 3)
         assert path_count(metrics, "full", "variant") == 1
         channel.publish(image, 2, time.time_ns())  # no original: a processor ran
-        assert strict(channel.current(FULL).jpeg).shape == (720, 1280, 3)
+        assert strict(channel.cache.get(FULL).jpeg).shape == (720, 1280, 3)
         assert path_count(metrics, "full", "processed") == 1
         plain = cv2.imencode(".jpg", strict(original), [cv2.IMWRITE_JPEG_QUALITY, 80])[1]
         channel.publish(image, 3, time.time_ns(), plain.tobytes())
-        channel.current(FULL)
+        channel.cache.get(FULL)
         assert path_count(metrics, "full", "no_restart") == 1
         assert path_count(metrics, "splice", "ok") == 1
     finally:
@@ -263,7 +263,7 @@ def test_only_the_none_processor_lets_the_pipeline_splice(processor, path, reaso
         jpeg = encode(natural(640, 480), "sender-420")
         pipeline.ingest(Frame("cam7", 1, time.time_ns(), jpeg))
         channel = pipeline.hub.find("cam7")
-        wait_until(lambda: channel.current().seq == 1, what="frame 1 published")
+        wait_until(lambda: channel.cache.get().seq == 1, what="frame 1 published")
         assert path_count(metrics, path, reason, "cam7") == 1
         other = ("full", "processed") if path == "splice" else ("splice", "ok")
         assert path_count(metrics, *other, "cam7") == 0

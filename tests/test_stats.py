@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, scrape, wait_until
-from framewire.channel import percentile
+from framewire.figures import percentile
 from helpers import Viewer
 
 SMALL = ("--width", "320", "--height", "240")

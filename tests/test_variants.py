@@ -115,16 +115,14 @@ def test_a_variant_nobody_watches_keeps_no_picture() -> None:
         image = decode(make_jpeg(1280, 720))
         channel.publish(image, 1, time.time_ns())
         key = (640, 50)
-        channel.watch(key)
-        channel.watch(key)
-        assert channel.current(key) is channel.current(key)  # encoded once, shared
-        assert key in channel.encode_keys()
-        channel.unwatch(key)
-        assert key in channel.encode_keys()
-        channel.unwatch(key)
-        assert key not in channel.encode_keys()  # its JPEG is let go with the last viewer
-        channel.current((320, None))  # unwatched (a race at close): served, not kept
-        assert (320, None) not in channel.encode_keys()
+        with hub.open("cam0", key):
+            with hub.open("cam0", key):
+                assert channel.cache.get(key) is channel.cache.get(key)  # encoded once, shared
+                assert key in channel.cache
+            assert key in channel.cache
+        assert key not in channel.cache  # its JPEG is let go with the last viewer
+        channel.cache.get((320, None))  # unwatched (a race at close): served, not kept
+        assert (320, None) not in channel.cache
         labels = {"camera": "cam0", "transport": "http"}
         for key, count in [((640, 50), 1), ((320, None), 1)]:
             sample = metrics.registry.get_sample_value(
@@ -291,7 +289,7 @@ def test_grid_shows_no_signal_for_a_stale_camera() -> None:
     try:
         hub.add("cam0").publish(decode(make_jpeg(640, 360)), 1, time.time_ns())
         hub.add("door")  # known, no frame: NO SIGNAL
-        mosaic = grid_module.Grid(hub).compose()
+        mosaic = hub.grid.compose()
         live_tile, dead_tile = tiles(mosaic, 2)
         assert mosaic.shape == (360, 1280, 3)
         assert float(dead_tile.std()) < float(live_tile.std())

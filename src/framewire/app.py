@@ -38,6 +38,7 @@ def create_app(config: ReceiverConfig) -> Flask:
     app.register_blueprint(
         viewer_blueprint(
             hub,
+            config.keepalive,
             config.peer_url if compare else "",
             config.grafana_url,
             config.peer_port if compare else 0,

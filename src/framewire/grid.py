@@ -14,13 +14,18 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
-from framewire.channel import Served
-from framewire.hub import Hub
+from framewire.channel import Channel, Settings
+from framewire.encodes import Served, jpeg
 from framewire.overlay import no_signal
+from framewire.seats import Seats
+from framewire.variants import FULL
+from framewire.watchers import Watchers
 
 MAX_TILES = 16
 GRID_WIDTH = 1280
@@ -60,15 +65,22 @@ def label(tile: np.ndarray, text: str, alarm: bool = False) -> None:
 
 
 class Grid:
-    """The shared mosaic of a hub's cameras, composed at most once per tick and fps."""
+    """The shared mosaic of `channels()`, composed at most once per tick and fps.
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.viewers = 0
+    Its viewers take seats like any stream and watch every camera at full
+    size (`watchers`, which each camera's watchers also count).
+    """
+
+    def __init__(
+        self, channels: Callable[[], list[Channel]], settings: Settings, seats: Seats
+    ) -> None:
+        self.channels = channels
+        self.settings = settings
+        self.seats = seats
+        self.watchers = Watchers()
         self._lock = threading.Lock()
         self._mosaics: dict[int, Served] = {}  # fps -> the mosaic of its latest tick
         self._stop = threading.Event()
-        hub.closers.append(self.close)
 
     @property
     def closed(self) -> bool:
@@ -78,18 +90,19 @@ class Grid:
         """End every grid stream (at shutdown)."""
         self._stop.set()
 
-    def watch(self) -> None:
-        with self._lock:
-            self.viewers += 1
-            self.hub.grid_viewers = self.viewers
-
-    def unwatch(self) -> None:
-        """A grid stream closed; the last one lets go of the mosaics."""
-        with self._lock:
-            self.viewers -= 1
-            self.hub.grid_viewers = self.viewers
-            if self.viewers <= 0:
-                self._mosaics.clear()
+    @contextmanager
+    def viewer(self) -> Iterator[Grid]:
+        """A grid stream: a seat and a watch of every camera while it is open; ViewerLimit at
+        the cap or at shutdown. The last one to leave lets go of the mosaics."""
+        self.seats.take()
+        self.watchers.add()
+        try:
+            yield self
+        finally:
+            if self.watchers.remove():
+                with self._lock:
+                    self._mosaics.clear()
+            self.seats.give_back()
 
     def pause(self, fps: int) -> None:
         """Sleep until the next tick of `fps` (or the grid closes)."""
@@ -103,30 +116,30 @@ class Grid:
             cached = self._mosaics.get(fps)
             if cached is not None and cached.version == tick:
                 return cached
-            ok, buffer = cv2.imencode(".jpg", self.compose(), self.hub.encode_params)
-            if not ok:  # pragma: no cover - imencode of a valid image does not fail
-                raise RuntimeError("JPEG encode failed")
-            self.hub.metrics.grid_encodes.labels(self.hub.transport).inc()
-            served = Served(buffer.tobytes(), tick, time.time_ns(), tick)
-            if self.viewers > 0:
+            data = jpeg(self.compose(), self.settings.quality)
+            self.settings.metrics.grid_encodes.labels(self.settings.transport).inc()
+            served = Served(data, tick, time.time_ns(), tick)
+            if self.watchers.watched(FULL):
                 self._mosaics[fps] = served
             return served
 
     def compose(self) -> np.ndarray:
         """The mosaic now: up to MAX_TILES cameras by id, each tile labelled."""
-        channels = self.hub.channels()[:MAX_TILES]
+        channels = self.channels()[:MAX_TILES]
         columns, rows, width, height = layout(len(channels))
         mosaic = np.zeros((rows * height, columns * width, 3), np.uint8)
-        transport = self.hub.transport.upper()
+        transport = self.settings.transport.upper()
         for index, channel in enumerate(channels):
-            image, _ = channel.latest()
+            image, _ = channel.slot.latest()
             if image is None:
-                detail = "waiting for frames" if channel.age() is None else "last frame too old"
+                detail = (
+                    "waiting for frames" if channel.slot.age() is None else "last frame too old"
+                )
                 tile = no_signal(width, height, channel.camera, detail)
                 label(tile, f"{channel.camera}  {transport}  NO SIGNAL", alarm=True)
             else:
                 tile = fit(image, width, height)
-                label(tile, f"{channel.camera}  {transport}  {channel.fps():.1f} fps")
+                label(tile, f"{channel.camera}  {transport}  {channel.figures.fps():.1f} fps")
             row, column = divmod(index, columns)
             mosaic[row * height : (row + 1) * height, column * width : (column + 1) * width] = tile
         return mosaic

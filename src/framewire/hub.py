@@ -1,61 +1,46 @@
-"""The hub: every known camera's channel (channel.py), the viewer count and its cap.
+"""The hub: every known camera's channel (channel.py), the grid over them (grid.py), and
+the viewer seats they share (seats.py).
 
 A camera is added by the pipeline after its first accepted frame and removed
 when it is forgotten (its open streams then end). Only a default camera named
 by `--default-camera` has a channel from the start; without one, the bare
 routes mean the first camera (by id) that exists, and none before a frame.
+A viewer opens a stream with one call, `open` or `open_grid`: the handle it
+gets is a context manager that holds a seat and a watch until it exits.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
-import cv2
-
-from framewire.channel import FPS_WINDOW, LATENCY_WINDOW, Channel
+from framewire.channel import CameraNotFound, Channel, Settings
 from framewire.config import ReceiverConfig
+from framewire.figures import FPS_WINDOW, LATENCY_WINDOW
 from framewire.frame import WireError, parse_camera
+from framewire.grid import Grid
 from framewire.metrics import ReceiverMetrics
-
-
-class CameraNotFound(Exception):
-    """A route named a camera the hub does not know (or an invalid camera id)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+from framewire.seats import Seats
+from framewire.variants import EncodeKey
 
 
 class Hub:
-    """The known cameras' channels, the viewer count and its cap."""
+    """The known cameras' channels, the grid, and the viewer seats."""
 
     def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
-        self.metrics = metrics
-        self.transport = config.transport
-        self.quality = config.stream_quality
-        self.encode_params = self.params(config.stream_quality)
+        self.settings = Settings(
+            metrics, config.transport, config.stream_quality, config.stale_after
+        )
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras
-        self.max_viewers = config.max_viewers
-        self.stale_after = config.stale_after
-        self.keepalive = config.keepalive
-        self.closed = False
-        self.closers: list[Callable[[], None]] = []  # more to end at close (the grid's streams)
-        self.grid_viewers = 0  # open /grid.mjpg streams (set by the grid)
         self._channels: dict[str, Channel] = {}
-        self._viewers = 0
         self._lock = threading.Lock()
+        self.seats = Seats(config.max_viewers)
+        self.grid = Grid(self.channels, self.settings, self.seats)
         if self.default_camera:  # declared: known, "no signal", until its frames come
             self.add(self.default_camera)
-
-    @staticmethod
-    def params(quality: int) -> list[int]:
-        """cv2.imencode's parameters for a JPEG of `quality`."""
-        return [cv2.IMWRITE_JPEG_QUALITY, quality]
 
     def find(self, camera: str) -> Channel | None:
         """The channel of a known camera, else None."""
@@ -72,18 +57,17 @@ class Hub:
             if channel is None:
                 if len(self._channels) >= self.max_cameras:
                     raise WireError("camera_limit", f"at most {self.max_cameras} cameras")
-                channel = self._channels[camera] = Channel(self, camera)
-                self.metrics.viewers.labels(camera, self.transport).set(0)
+                channel = Channel(camera, self.settings, self.seats, self.grid.watchers)
+                self._channels[camera] = channel
             return channel
 
     def remove(self, camera: str) -> None:
-        """Forget `camera`: its channel closes (its streams end) and its slot frees."""
+        """Forget `camera`: its channel closes (its streams end) and its place frees."""
         with self._lock:
             channel = self._channels.pop(camera, None)
             if channel is None:
                 return
             channel.close()
-            self._viewers -= channel.viewers
 
     def default(self) -> str | None:
         """The camera the bare routes mean: the declared one, else the first by id, else None."""
@@ -111,54 +95,29 @@ class Hub:
         with self._lock:
             return [self._channels[c] for c in sorted(self._channels)]
 
-    def acquire_viewer(self, channel: Channel | None) -> bool:
-        """Count a new viewer of `channel` (None: the grid); False at the cap or once closed.
+    def open(self, camera: str | None, key: EncodeKey) -> AbstractContextManager[Channel]:
+        """A stream of the camera a route names, as `key`: Channel.viewer (CameraNotFound if
+        the camera is unknown)."""
+        return self.lookup(camera).viewer(key)
 
-        A channel closed since it was looked up (its camera forgotten in between) is
-        CameraNotFound, as if the lookup had come a moment later: a 404, not the cap's 503.
-        """
-        with self._lock:
-            if channel is not None and channel.closed and not self.closed:
-                raise CameraNotFound("unknown_camera", f"no camera {channel.camera}")
-            if self._viewers >= self.max_viewers or self.closed:
-                return False
-            if channel is None:
-                self._viewers += 1
-                return True
-            self._viewers += 1
-            channel.viewers += 1
-            self.metrics.viewers.labels(channel.camera, self.transport).inc()
-        return True
-
-    def release_viewer(self, channel: Channel | None) -> None:
-        """A viewer of `channel` (None: the grid) left (a forgotten channel's were uncounted)."""
-        with self._lock:
-            if channel is None:
-                self._viewers -= 1
-                return
-            if channel.closed and self._channels.get(channel.camera) is not channel:
-                return
-            self._viewers -= 1
-            channel.viewers -= 1
-            self.metrics.viewers.labels(channel.camera, self.transport).dec()
+    def open_grid(self) -> AbstractContextManager[Grid]:
+        """A stream of the grid: Grid.viewer."""
+        return self.grid.viewer()
 
     def stats(self) -> dict[str, Any]:
         """The JSON of /stats: every known camera's live figures."""
         return {
-            "transport": self.transport,
+            "transport": self.settings.transport,
             "server_time": time.time(),
             "default_camera": self.default(),
-            "stale_after": self.stale_after,
+            "stale_after": self.settings.stale_after,
             "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
             "cameras": {c.camera: c.stats() for c in self.channels()},
         }
 
     def close(self) -> None:
         """End every open stream (at shutdown)."""
-        with self._lock:
-            self.closed = True
-            channels = list(self._channels.values())
-        for channel in channels:
+        self.seats.close()
+        for channel in self.channels():
             channel.close()
-        for closer in self.closers:
-            closer()
+        self.grid.close()

@@ -53,25 +53,26 @@ def stream(
     (camera forgotten, or shutdown).
     """
     yield b"--" + BOUNDARY + b"\r\n"
-    _, version = channel.latest()
-    if not channel.fits(key):  # decoded for narrower viewers: the next frame is for this one too
-        channel.wait(version, keepalive)
+    slot, cache = channel.slot, channel.cache
+    _, version = slot.latest()
+    if not slot.fits(key):  # decoded for narrower viewers: the next frame is for this one too
+        slot.wait(version, keepalive)
     version = -1
-    while not channel.closed:
+    while not slot.closed:
         if fps:
-            channel.pause(until_tick(fps))
-            if channel.closed:
+            slot.pause(until_tick(fps))
+            if slot.closed:
                 return
-        served = channel.current(key)
+        served = cache.get(key)
         if served.version == version and served.seq is not None:
-            channel.wait(version, keepalive)
-            if channel.closed:
+            slot.wait(version, keepalive)
+            if slot.closed:
                 return
-            served = channel.current(key)  # a newer frame, or the same one as keepalive
+            served = cache.get(key)  # a newer frame, or the same one as keepalive
         version = served.version
         if served.seq is None:
             yield part(served.jpeg)
-            channel.wait(version, keepalive)  # no signal: poll for the source coming back
+            slot.wait(version, keepalive)  # no signal: poll for the source coming back
         else:
             yield part(served.jpeg, served.seq, served.captured_ns)
 

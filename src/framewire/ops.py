@@ -24,22 +24,26 @@ def ops_blueprint(hub: Hub) -> Blueprint:
     def readyz() -> tuple[Response, int]:
         camera = request.args.get("camera")
         channels = [hub.lookup(camera)] if camera else hub.channels()
-        ages = {c.camera: c.age() for c in channels}
-        ready = any(c.fresh() for c in channels)
-        body = jsonify(ready=ready, stale_after=hub.stale_after, age_seconds=ages)
+        ages = {c.camera: c.slot.age() for c in channels}
+        ready = any(c.slot.live() for c in channels)
+        body = jsonify(ready=ready, stale_after=hub.settings.stale_after, age_seconds=ages)
         return body, 200 if ready else 503
 
     @bp.get("/metrics")
     def metrics() -> Response:
         # content_type, not mimetype: Flask would append a second charset.
-        return Response(generate_latest(hub.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(
+            generate_latest(hub.settings.metrics.registry), content_type=CONTENT_TYPE_LATEST
+        )
 
     @bp.get("/latencies")
     def latencies() -> Response | tuple[Response, int]:
         """`?camera=<id>&stage=received|served&since=<index>`: the frames still held from
         `since` on (capture ns, latency seconds), `next` index, and `lost` (overwritten)."""
         channel = hub.lookup(request.args.get("camera"))
-        return latencies_answer(channel.latency_logs, channel.camera, hub.transport)
+        return latencies_answer(
+            channel.figures.latency_logs, channel.camera, hub.settings.transport
+        )
 
     return bp
 

@@ -51,7 +51,7 @@ class _Camera:
         self.channel = channel
         self.labels = (channel.camera, pipeline.transport)
         self.mailbox: Mailbox[tuple[int, int, np.ndarray, bytes, bool]] = Mailbox(
-            lambda _: channel.count_drop("process")
+            lambda _: channel.figures.count_drop("process")
         )
         self.last_accepted = time.monotonic()
         self.newest_ns = -1  # capture time of the newest accepted frame: older ones are stale
@@ -70,7 +70,7 @@ class _Camera:
             if self.worker.stopping.is_set():
                 return
             if item is None:
-                fps_gauge.set(self.channel.fps())
+                fps_gauge.set(self.channel.figures.fps())
                 continue
             seq, captured_ns, image, jpeg, narrowed = item
             started = time.perf_counter()
@@ -78,8 +78,8 @@ class _Camera:
             # Only `none` leaves the picture as decoded outside the annotation: then the viewer's
             # full-size encode may splice a re-encoded band into the sender's JPEG (splice.py).
             original = jpeg if processor is passthrough and not narrowed else None
-            fps = self.channel.fps()
-            strip.draw(image, seq, fps, self.channel.served_latency_ms())
+            fps = self.channel.figures.fps()
+            strip.draw(image, seq, fps, self.channel.figures.served_latency_ms())
             process_seconds.observe(time.perf_counter() - started)
             fps_gauge.set(fps)
             self.channel.publish(image, seq, captured_ns, original, narrowed)
@@ -158,7 +158,7 @@ class Pipeline:
             raise WireError("camera_limit", f"at most {self.hub.max_cameras} cameras")
         if self._closed:
             raise WireError("stopping", "the receiver is stopping")
-        width = known.decode_width() if known is not None else None
+        width = known.watchers.decode_width() if known is not None else None
         with self._decodes:
             started = time.perf_counter()
             image = decode(frame.jpeg, self.max_pixels, width)
@@ -172,7 +172,7 @@ class Pipeline:
                 camera = self._cameras[frame.camera] = _Camera(self, channel)
             # Overtaken by a newer frame (checked after the decode: a bad frame is refused).
             if frame.captured_ns < camera.newest_ns:
-                camera.channel.count_drop("stale", 1 + skipped)
+                camera.channel.figures.count_drop("stale", 1 + skipped)
                 return
             # At most the receiver's clock: a sender clock ahead (within the window) and then
             # set right must not leave its true frames stale until the clock catches up.
@@ -184,10 +184,10 @@ class Pipeline:
             self.metrics.frame_bytes.labels(*labels).observe(len(frame.jpeg))
             age = frame.age_seconds()
             self.metrics.frame_latency.labels(*labels, "received").observe(age)
-            camera.channel.latency_logs["received"].add(frame.captured_ns, age)
+            camera.channel.figures.latency_logs["received"].add(frame.captured_ns, age)
             if skipped:
-                camera.channel.count_drop("receive", skipped)
-            # Decoded at a reduced scale for narrow variants (Channel.decode_width)?
+                camera.channel.figures.count_drop("receive", skipped)
+            # Decoded at a reduced scale for narrow variants (Watchers.decode_width)?
             narrowed = width is not None and image.shape[1] < 2 * width
             camera.mailbox.put((frame.seq, frame.captured_ns, image, frame.jpeg, narrowed))
 
@@ -218,7 +218,7 @@ class Pipeline:
                 if name in self._cameras:
                     continue
                 if name == self.hub.default_camera:  # known from start: only its image goes
-                    camera.channel.release_image()
+                    camera.channel.slot.release()
                     self.metrics.receive_fps.labels(*camera.labels).set(0)
                 else:
                     self._remove_series(name)

@@ -11,18 +11,24 @@ Errors are JSON, answered by the app's handlers or here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from framewire import mjpeg, variants
-from framewire.grid import Grid
 from framewire.hub import Hub
+from framewire.seats import ViewerLimit
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
+
+T = TypeVar("T")
 
 
 def viewer_blueprint(
     hub: Hub,
+    keepalive: float,
     peer_url: str = "",
     grafana_url: str = "",
     peer_port: int = 0,
@@ -36,12 +42,12 @@ def viewer_blueprint(
     the browser used for this page on `peer_port` (the page builds that URL
     itself, so it needs no setting behind a plain port mapping); with
     neither, the page shows this receiver alone. `grafana_url`, when set, is
-    linked. `warnings` (safety.py) are shown in a banner.
+    linked. `warnings` (safety.py) are shown in a banner. A still scene's last frame is
+    re-sent every `keepalive` seconds.
     """
     bp = Blueprint("viewer", __name__, template_folder="templates")
-    grid = Grid(hub)
     page_config = {
-        "transport": hub.transport,
+        "transport": hub.settings.transport,
         "peer_url": peer_url.rstrip("/"),
         "peer_port": 0 if peer_url else peer_port,
         "grafana_url": grafana_url,
@@ -64,61 +70,10 @@ def viewer_blueprint(
         response.headers["Access-Control-Allow-Origin"] = "*"
         return response
 
-    @bp.get("/stream.mjpg")
-    @bp.get("/stream/<camera>.mjpg")
-    def stream(camera: str | None = None) -> Response | tuple[Response, int]:
-        try:
-            variant = variants.parse(request.args)
-        except variants.BadVariant as exc:
-            return jsonify(error=exc.reason, detail=exc.detail), 400
-        channel = hub.lookup(camera)
-        if not hub.acquire_viewer(channel):
-            return jsonify(error="viewer_limit", detail=f"at most {hub.max_viewers} viewers"), 503
-        channel.watch(variant.key)
-        response = Response(
-            mjpeg.stream(channel, hub.keepalive, variant.key, variant.fps),
-            headers={"Cache-Control": "no-store", "Vary": "Origin"},
-            content_type=mjpeg.CONTENT_TYPE,
-        )
-        origin = request.headers.get("Origin", "")
-        if is_peer(origin, peer_url, peer_port):
-            # The peer's page reads the parts with fetch() (capture times); no other site may.
-            response.headers["Access-Control-Allow-Origin"] = origin
-
-        def release() -> None:
-            channel.unwatch(variant.key)
-            hub.release_viewer(channel)
-
-        # On close, even if the client left before the first part was generated.
-        response.call_on_close(release)
-        return response
-
-    @bp.get("/grid.mjpg")
-    def grid_stream() -> Response | tuple[Response, int]:
-        try:
-            fps = variants.parse_grid_fps(request.args)
-        except variants.BadVariant as exc:
-            return jsonify(error=exc.reason, detail=exc.detail), 400
-        if not hub.acquire_viewer(None):
-            return jsonify(error="viewer_limit", detail=f"at most {hub.max_viewers} viewers"), 503
-        grid.watch()
-        response = Response(
-            mjpeg.grid_stream(grid, fps),
-            headers={"Cache-Control": "no-store"},
-            content_type=mjpeg.CONTENT_TYPE,
-        )
-
-        def release() -> None:
-            grid.unwatch()
-            hub.release_viewer(None)
-
-        response.call_on_close(release)
-        return response
-
     @bp.get("/snapshot.jpg")
     @bp.get("/snapshot/<camera>.jpg")
     def snapshot(camera: str | None = None) -> Response:
-        served = hub.lookup(camera).current()
+        served = hub.lookup(camera).cache.get()
         headers = {"Cache-Control": "no-store"}
         if served.seq is not None:
             headers[HEADER_SEQ] = str(served.seq)
@@ -130,7 +85,51 @@ def viewer_blueprint(
             status=200 if served.seq is not None else 503,
         )
 
+    @bp.get("/stream.mjpg")
+    @bp.get("/stream/<camera>.mjpg")
+    def stream(camera: str | None = None) -> Response:
+        variant = variants.parse(request.args)
+        response = held_stream(
+            hub.open(camera, variant.key),
+            lambda channel: mjpeg.stream(channel, keepalive, variant.key, variant.fps),
+        )
+        response.headers["Vary"] = "Origin"
+        origin = request.headers.get("Origin", "")
+        if is_peer(origin, peer_url, peer_port):
+            # The peer's page reads the parts with fetch() (capture times); no other site may.
+            response.headers["Access-Control-Allow-Origin"] = origin
+        return response
+
+    @bp.get("/grid.mjpg")
+    def grid_stream() -> Response:
+        fps = variants.parse_grid_fps(request.args)
+        return held_stream(hub.open_grid(), lambda grid: mjpeg.grid_stream(grid, fps))
+
+    @bp.errorhandler(variants.BadVariant)
+    def bad_variant(exc: variants.BadVariant) -> tuple[Response, int]:
+        return jsonify(error=exc.reason, detail=exc.detail), 400
+
+    @bp.errorhandler(ViewerLimit)
+    def viewer_limit(exc: ViewerLimit) -> tuple[Response, int]:
+        return jsonify(error=exc.reason, detail=exc.detail), 503
+
     return bp
+
+
+def held_stream(
+    handle: AbstractContextManager[T], parts: Callable[[T], Iterator[bytes]]
+) -> Response:
+    """The MJPEG response of `parts` of what `handle` opens (a seat and a watch), let go of
+    when the response closes, even if the client left before the first part was made."""
+    with ExitStack() as held:
+        opened = held.enter_context(handle)
+        response = Response(
+            parts(opened),
+            headers={"Cache-Control": "no-store"},
+            content_type=mjpeg.CONTENT_TYPE,
+        )
+        response.call_on_close(held.pop_all().close)
+    return response
 
 
 def is_peer(origin: str, peer_url: str, peer_port: int) -> bool:

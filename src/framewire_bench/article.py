@@ -55,7 +55,7 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from werkzeug.serving import make_server
 
-from framewire.channel import LATENCY_STAGES
+from framewire.figures import LATENCY_STAGES
 from framewire.metrics import LatencyLog, ReceiverMetrics, SenderMetrics
 from framewire.ops import latencies_answer
 from framewire.sources import SyntheticSource
