@@ -108,7 +108,7 @@ def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
     )
     assert writer.isOpened()
     for i in range(frames):
-        image = np.full((120, 160, 3), i * 20, np.uint8)
+        image = np.full((120, 160, 3), i * 20 % 256, np.uint8)
         writer.write(image)
     writer.release()
     return path
