@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 # The README's screenshot; rewritten only when asked, so `make test` leaves the tree clean.
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "comparison.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "comparison.png"
 UPDATE_SCREENSHOT = bool(os.environ.get("FRAMEWIRE_UPDATE_SCREENSHOT"))
 GRAFANA = "http://localhost:3000/"
 SMALL = ("--width", "320", "--height", "240")

@@ -25,7 +25,7 @@ from framewire.cameras import load_cameras
 from framewire.cli import envvar
 from framewire.config import SenderConfig, settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
 CAMERA = {  # the per-camera defaults the README names, as a person would set them
     "FRAMEWIRE_SOURCE": "rtsp://viewer:pw-1234@192.0.2.9:554/stream1",

@@ -1,11 +1,12 @@
 """`docker compose up` smoke test: the real compose.yaml and image, in a real Docker engine.
 
 Uses the engine in DOCKER_HOST or on /var/run/docker.sock if one answers; otherwise starts
-its own dockerd (tests/docker/dockerd.sh: host networking only, no bridge, no iptables) and
-stops it by PID at the end. No registry can be reached, so the base images are local
-stand-ins (tests/docker/stand-ins.sh) and tests/docker/compose.ci.yaml puts every service on
-the host's network, on free 127.0.0.1 ports. Skipped when no engine can be had, except in CI
-(CI set), where that is a failure: `bash scripts/install-docker.sh` installs what it needs.
+its own dockerd (tests/system/docker/dockerd.sh: host networking only, no bridge, no
+iptables) and stops it by PID at the end. No registry can be reached, so the base images are
+local stand-ins (tests/system/docker/stand-ins.sh) and tests/system/docker/compose.ci.yaml
+puts every service on the host's network, on free 127.0.0.1 ports. Skipped when no engine
+can be had, except in CI (CI set), where that is a failure: `bash scripts/install-docker.sh`
+installs what it needs.
 Rootfs tars, images and build cache are kept in .cache/docker, so reruns are fast.
 """
 
@@ -35,8 +36,8 @@ from test_browser import browser, open_page, wait_state  # noqa: F401 - the Chro
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-REPO = Path(__file__).resolve().parent.parent
-DOCKER_DIR = REPO / "tests" / "docker"
+REPO = Path(__file__).resolve().parents[2]
+DOCKER_DIR = REPO / "tests" / "system" / "docker"
 CACHE = REPO / ".cache" / "docker"
 OVERRIDE = DOCKER_DIR / "compose.ci.yaml"
 IMAGE = "framewire-ci/framewire:smoke"

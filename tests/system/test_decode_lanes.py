@@ -10,7 +10,6 @@ import requests
 
 from conftest import RedisServer, Services, scrape, wait_until
 from framewire.frame import Frame
-from framewire.lanes import Lanes
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
 from framewire.transports.redis import StreamConsumer
@@ -75,32 +74,6 @@ def test_a_camera_stuck_in_decode_does_not_delay_another(redis_server: RedisServ
     finally:
         sink.release.set()
         assert consumer.stop()
-
-
-def test_lanes_never_run_one_key_on_two_threads() -> None:
-    """Four threads, one key: items of one key run one after another, never at once."""
-    running, overlaps, done = [0], [0], threading.Event()
-    lock = threading.Lock()
-
-    def handle(_key: str, item: int) -> None:
-        with lock:
-            running[0] += 1
-            overlaps[0] += running[0] > 1
-        time.sleep(0.001)  # hold the key while others arrive
-        with lock:
-            running[0] -= 1
-        if item == 199:
-            done.set()
-
-    lanes: Lanes[int] = Lanes("test", 4, handle)
-    lanes.start()
-    try:
-        for item in range(200):
-            lanes.put("cam", item)
-        assert done.wait(10), "the newest item was never handled"
-        assert overlaps[0] == 0
-    finally:
-        assert lanes.stop()
 
 
 def test_an_http_frame_overtaken_by_a_newer_one_is_dropped_as_stale(services: Services) -> None:

@@ -11,17 +11,15 @@ import json
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
 from conftest import Services, free_port, wait_until
-from framewire.frame import Frame
-from framewire.transports.http import HttpSender, _form_body, form_fields
+from framewire.transports.http import HttpSender
 from helpers import make_jpeg
 from test_scale_out import TLSReplica, issue, openssl
 
@@ -219,9 +217,3 @@ def test_a_connection_the_receiver_closed_while_idle_is_replaced(
         sender.close()
     finally:
         listener.close()
-
-
-def test_the_form_body_is_the_urlencoded_form() -> None:
-    for size in (64, 640):
-        frame = Frame("cam-1", 7, time.time_ns(), make_jpeg(size, size * 3 // 4))
-        assert _form_body(frame) == urlencode(form_fields(frame)).encode()

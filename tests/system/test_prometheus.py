@@ -24,7 +24,7 @@ from conftest import RedisServer, Services, free_port, wait_until
 from framewire.metrics import ReceiverMetrics, SenderMetrics
 from helpers import Viewer, make_jpeg, post_frame
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"

@@ -17,7 +17,7 @@ import requests
 
 from conftest import free_ports, wait_until
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "run_local.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_local.py"
 
 
 @dataclass

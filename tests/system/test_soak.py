@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, metric_value, wait_until
 from helpers import Viewer
+
+pytestmark = pytest.mark.soak  # `make test` (CI) runs it; `-m "not soak"` skips it
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 SAMPLES = 6

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import requests
 
 from conftest import RedisServer, Service, Services, scrape, wait_until
-from framewire.channel import percentile
 from helpers import Viewer
 
 SMALL = ("--width", "320", "--height", "240")
@@ -143,9 +141,3 @@ def test_page_shows_peer_and_grafana_when_configured(
     # No external resources: the only absolute URLs are the configured ones.
     rest = page.replace(peer, "").replace(grafana, "")
     assert "http://" not in rest and "https://" not in rest and '"//' not in rest
-
-
-def test_percentile() -> None:
-    assert percentile([5.0], 0.95) == 5.0
-    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
-    assert percentile([float(n) for n in range(1, 101)], 0.95) == pytest.approx(95.05)

@@ -45,7 +45,7 @@ def test_each_camera_takes_the_file_then_the_sender_options(tmp_path: Path) -> N
 
 def test_the_shipped_cameras_files_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """deploy/cameras/*.yaml: the default (one synthetic camera) and the example."""
-    deploy = Path(__file__).resolve().parents[1] / "deploy" / "cameras"
+    deploy = Path(__file__).resolve().parents[2] / "deploy" / "cameras"
     monkeypatch.setenv("CAM_DOOR_PASSWORD", SECRET)
     found = {p.name: load_cameras(str(p), SenderConfig()) for p in sorted(deploy.glob("*.yaml"))}
     assert [c.camera for c in found["cameras.yaml"]] == ["cam0"]

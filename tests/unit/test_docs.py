@@ -12,7 +12,7 @@ import yaml
 from framewire.cli import envvar, reference
 from framewire.config import ReceiverConfig, SenderConfig, default, settings
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 START, END = "<!-- options:start -->\n", "<!-- options:end -->\n"
 # .env.example values that differ from the code's defaults on purpose, for compose.

@@ -1,7 +1,9 @@
-"""The wire contract as code: Frame to headers / stream fields and back, and every refusal."""
+"""The wire contract as code: Frame to headers / stream fields / form and back, and every
+refusal (the one matrix of refusal reasons; tests/unit/test_routes.py maps them to answers)."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -9,7 +11,13 @@ import pytest
 from framewire.frame import Frame, WireError
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
-from framewire.transports.http import HEADER_CAMERA, HEADER_CAPTURED_NS, HEADER_SEQ
+from framewire.transports.http import (
+    HEADER_CAMERA,
+    HEADER_CAPTURED_NS,
+    HEADER_SEQ,
+    _form_body,
+    form_fields,
+)
 from helpers import make_jpeg
 
 JPEG = make_jpeg()
@@ -128,3 +136,9 @@ def test_form_image_refusals(image: str, reason: str) -> None:
     with pytest.raises(WireError) as caught:
         http_wire.from_form(body)
     assert caught.value.reason == reason
+
+
+def test_the_form_body_is_the_urlencoded_form() -> None:
+    for size in (64, 640):
+        frame = Frame("cam-1", 7, time.time_ns(), make_jpeg(size, size * 3 // 4))
+        assert _form_body(frame) == urlencode(form_fields(frame)).encode()

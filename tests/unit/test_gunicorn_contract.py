@@ -3,7 +3,7 @@
 framewire/worker.py (BufferingWorker), request_buffer.py and receivers.py (ReceiverArbiter)
 subclass gunicorn's gthread worker, its connection, its parser's unreader and its arbiter.
 pyproject.toml pins gunicorn to the major version they are tested on; when an upgrade changes
-one of these, this test names it, before tests/test_slow_clients.py meets it as a hang.
+one of these, this test names it, before tests/system/test_slow_clients.py meets it as a hang.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import time
 from flask import Flask
 from flask.testing import FlaskClient
 
-from conftest import RedisServer, metric_value, wait_until
+from conftest import metric_value, wait_until
 from framewire.app import create_app
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame
@@ -164,15 +164,6 @@ def test_internal_error_is_json() -> None:
         response = app.test_client().get("/boom")
         assert response.status_code == 500
         assert response.json["error"] == "internal_server_error" and response.json["detail"]
-    finally:
-        app.extensions["framewire.shutdown"]()
-
-
-def test_redis_receiver_has_no_frames_route(redis_server: RedisServer) -> None:
-    app = create_app(ReceiverConfig(transport="redis", redis_url=redis_server.url))
-    try:
-        response = app.test_client().post("/frames", data=JPEG)
-        assert response.status_code == 404 and response.json["error"] == "not_found"
     finally:
         app.extensions["framewire.shutdown"]()
 

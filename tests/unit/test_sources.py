@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import RedisServer, Services, scrape, wait_until
+from conftest import wait_until
 from framewire.config import ConfigError, SenderConfig
 from framewire.sender import camera_source
 from framewire.sources import (
@@ -22,18 +22,7 @@ from framewire.sources import (
     device_index,
     open_source,
 )
-
-
-def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
-    writer = cv2.VideoWriter(
-        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120)
-    )
-    assert writer.isOpened()
-    for i in range(frames):
-        image = np.full((120, 160, 3), i * 20, np.uint8)
-        writer.write(image)
-    writer.release()
-    return path
+from helpers import write_clip
 
 
 class Recorder:
@@ -176,22 +165,3 @@ def test_missing_source_is_down_and_retried(tmp_path: Path) -> None:
         finally:
             grabber.stop()
         assert rec.states == [False], "one state change, however many retries"
-
-
-def test_sender_with_a_file_source_feeds_the_receiver(
-    services: Services, redis_server: RedisServer, tmp_path: Path
-) -> None:
-    clip = write_clip(tmp_path / "clip.avi", frames=10, fps=25)
-    red = services.receiver("redis", "--redis-url", redis_server.url)
-    sender = services.sender(
-        "--source", str(clip), "--http-url", "", "--redis-url", redis_server.url
-    )
-    wait_until(
-        lambda: (
-            scrape(red.url, "framewire_frames_received_total", camera="cam0", transport="redis")
-            > 20
-        ),
-        what="frames beyond the clip's 10",
-    )
-    assert scrape(sender.url, "framewire_source_up", camera="cam0") == 1
-    assert scrape(sender.url, "framewire_source_reconnects_total", camera="cam0") == 0

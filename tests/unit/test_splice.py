@@ -16,10 +16,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-import requests
 import simplejpeg
 
-from conftest import RedisServer, Services, scrape, wait_until
+from conftest import wait_until
 from framewire.config import ReceiverConfig
 from framewire.frame import Frame
 from framewire.hub import Hub
@@ -40,7 +39,6 @@ from framewire.splice import (
 )
 from framewire.transports.http import HttpSender
 from framewire.variants import FULL
-from framewire_bench.readers import read_metrics, select
 
 PATH = "framewire_viewer_encode_path_total"
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (1366, 768), (642, 362), (320, 240)]
@@ -272,25 +270,3 @@ def test_only_the_none_processor_lets_the_pipeline_splice(processor, path, reaso
     finally:
         pipeline.hub.close()
         pipeline.close()
-
-
-def live_snapshot(url: str) -> bytes | None:
-    """The receiver's snapshot, None while it shows no signal."""
-    response = requests.get(f"{url}/snapshot.jpg", timeout=5)
-    return response.content if response.status_code == 200 else None
-
-
-def test_real_receivers_splice_the_real_senders_frames(
-    services: Services, redis_server: RedisServer
-) -> None:
-    http, red, _ = services.stack(redis_server)  # the default setup: processor none, q80
-    for receiver, transport in ((http, "http"), (red, "redis")):
-        snapshot = wait_until(lambda r=receiver: live_snapshot(r.url), what=f"{transport} frame")
-        assert strict(snapshot).shape == (240, 320, 3)
-        labels = {"camera": "cam0", "transport": transport}
-        wait_until(
-            lambda r=receiver, labels=labels: scrape(r.url, PATH, **labels, path="splice") >= 1,
-            what=f"a spliced {transport} frame in /metrics",
-        )
-        samples = select(read_metrics(receiver.url), PATH)
-        assert {(s[0]["path"], s[0]["reason"]) for s in samples} == {("splice", "ok")}, samples

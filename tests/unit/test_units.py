@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from framewire.channel import percentile
 from framewire.config import redact
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter
@@ -60,3 +61,9 @@ def test_load_processor() -> None:
     for bad in ("nope", "no_such_module:x", "helpers:missing", "helpers:"):
         with pytest.raises(ValueError, match="processor"):
             load_processor(bad)
+
+
+def test_percentile() -> None:
+    assert percentile([5.0], 0.95) == 5.0
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
+    assert percentile([float(n) for n in range(1, 101)], 0.95) == pytest.approx(95.05)

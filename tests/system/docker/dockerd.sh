@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # A private Docker engine for the compose smoke test, with host networking only.
 #
-#   tests/docker/dockerd.sh start STATE_DIR DATA_ROOT   prints DOCKER_HOST once it answers
-#   tests/docker/dockerd.sh stop STATE_DIR              stops it by PID, removes STATE_DIR
+#   tests/system/docker/dockerd.sh start STATE_DIR DATA_ROOT   prints DOCKER_HOST once it answers
+#   tests/system/docker/dockerd.sh stop STATE_DIR              stops it by PID, removes STATE_DIR
 #
 # STATE_DIR (keep it short: it holds unix sockets) gets the daemon's own config
 # file (an empty {}), exec root, pid file, socket and log. DATA_ROOT holds
 # images and build cache; it may be kept between runs. The daemon creates no
 # bridge, touches no iptables rules and no sysctl, and masquerades nothing:
-# every container must use network_mode: host (tests/docker/compose.ci.yaml).
+# every container must use network_mode: host (tests/system/docker/compose.ci.yaml).
 set -euo pipefail
 
 die() { echo "dockerd.sh: $*" >&2; exit 1; }

@@ -5,7 +5,7 @@
 # pip inside a build trusts what the machine trusts), imported with
 # `docker import`.
 #
-#   tests/docker/stand-ins.sh [--no-debootstrap] CACHE_DIR
+#   tests/system/docker/stand-ins.sh [--no-debootstrap] CACHE_DIR
 #
 # Talks to the engine in DOCKER_HOST. Prints one NAME=IMAGE line per image:
 #   python      python3 + python3-venv   (the Dockerfile's ARG PYTHON_IMAGE)
