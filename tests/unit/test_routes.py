@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -104,7 +105,49 @@ def test_posted_frame_is_served_everywhere(client: FlaskClient) -> None:
     assert client.get("/").status_code == 200
 
 
-def test_refused_frames_leave_no_camera(client: FlaskClient) -> None:
+def headers(**changes: str | None) -> dict[str, str]:
+    """A good frame's headers, captured now, with `changes` (None removes a header)."""
+    good = http_wire.headers(Frame("cam0", 1, time.time_ns(), JPEG))
+    return {k: v for k, v in {**good, **changes}.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("body", "changes", "status", "reason"),
+    [
+        # Decided by the parser (tests/unit/test_frame.py holds each reason): one per status.
+        (JPEG, {"X-Framewire-Camera": None}, 400, "missing_camera"),
+        (b"GIF89a....", {}, 422, "not_jpeg"),
+        # Decided past the parser: the route, the decoder, the pixel limit.
+        (JPEG, {"Content-Type": "text/plain"}, 415, "content_type"),
+        (JPEG, {"Content-Type": None}, 415, "content_type"),
+        (JPEG, {"Content-Type": http_wire.FORM_TYPE}, 400, "missing_camera"),  # read as a form
+        (b"\xff\xd8" + b"\x00" * 500 + b"\xff\xd9", {}, 422, "undecodable"),
+        (claiming(JPEG, 65000, 65000), {}, 422, "too_many_pixels"),
+    ],
+)
+def test_a_refusal_is_its_status_and_json_reason_counted(
+    client: FlaskClient, body: bytes, changes: dict[str, str | None], status: int, reason: str
+) -> None:
+    """Over real gunicorn, tests/system/test_hostile_input.py refuses what only the worker can
+    (bodies over the cap, broken chunks)."""
+
+    def rejected() -> float:
+        text = client.get("/metrics").text
+        name = "framewire_frames_rejected_total"
+        return metric_value(text, name, transport="http", reason=reason)
+
+    before = rejected()
+    response = client.post("/frames", data=body, headers=headers(**changes))
+    assert response.status_code == status, response.data
+    assert response.json["error"] == reason and response.json["detail"]
+    assert rejected() == before + 1
+    assert post(client, "cam0", 2).status_code == 204  # and the receiver takes the next frame
+
+
+def test_refused_frames_leave_no_camera(
+    client: FlaskClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The HTTP side; tests/unit/test_hub.py holds the pipeline both transports feed."""
     bodies = {
         "undecodable": JPEG[: len(JPEG) // 2] + b"\xff\xd9",  # cut short, EOI re-added
         "too_many_pixels": claiming(JPEG, 7680, 4320),
@@ -116,6 +159,8 @@ def test_refused_frames_leave_no_camera(client: FlaskClient) -> None:
     assert list(client.get("/stats").json["cameras"]) == []
     assert "ghost" not in client.get("/metrics").text
     assert client.get("/snapshot/ghost0.jpg").status_code == 404
+    assert client.get("/readyz?camera=ghost0").json["error"] == "unknown_camera"
+    assert "Corrupt JPEG data" not in capfd.readouterr().err  # libjpeg's warning stays off stderr
 
 
 def test_stream_counts_its_viewer_and_ends_at_shutdown(app: Flask, client: FlaskClient) -> None:
