@@ -30,9 +30,6 @@ from framewire_bench import (
     scenarios,
     variant_cost,
 )
-from framewire_bench import (
-    limit as bench_limit,
-)
 from framewire_bench.readers import Samples, parse_metrics, total
 
 INF = math.inf
@@ -167,25 +164,6 @@ def test_codec_floor_is_sender_encode_receiver_decode_and_viewer_encode() -> Non
 # --- the JPEG libraries and the physical limit -------------------------------------------------
 
 
-def test_each_library_times_the_same_frames_and_the_fastest_is_named() -> None:
-    found = codecs.compare(176, 120, count=3)
-    assert (found["quality"], found["subsampling"], found["restart_interval"]) == (80, "4:2:0", 11)
-    table = found["libraries"]
-    assert set(table) == {"cv2", "simplejpeg", "turbojpeg"}
-    assert table["cv2"]["available"] and table["simplejpeg"]["available"]  # the services' own
-    timed = {name: figures for name, figures in table.items() if figures["available"]}
-    for name, figures in timed.items():
-        for step in ("encode", "decode", "decode_half"):
-            assert figures[f"{step}_ms"] > 0 and figures[f"{step}_cpu_ms"] > 0, (name, step)
-        assert figures["shape_half"] == [60, 88, 3], name  # decoded at 1/2 scale in the DCT
-        assert 0.8 < figures["bytes"] / table["cv2"]["bytes"] < 1.25, name  # alike quality
-    # Restart markers cost bytes (2 each, plus padding to a byte): the interval took effect.
-    assert table["cv2"]["encode_rst_bytes"] > table["cv2"]["bytes"]
-    assert table["simplejpeg"]["encode_rst_ms"] is None  # only cv2 exposes it
-    for step, name in found["fastest"].items():
-        assert table[name][f"{step}_cpu_ms"] == min(f[f"{step}_cpu_ms"] for f in timed.values())
-
-
 def test_cv2_restart_encode_has_a_marker_after_every_mcu_row() -> None:
     (image,) = codecs.frames(320, 240, 1)
     libraries, _ = codecs.load(names=("cv2",))
@@ -224,14 +202,6 @@ def test_fastest_is_the_lowest_median_per_step() -> None:
     table["b"] |= {"encode_ms": 1.5, "encode_cpu_ms": 2.4}
     assert codecs.fastest(table)["encode"] == "a"
     assert codecs.fastest({}) == {"encode": None, "decode": None, "decode_half": None}
-
-
-def test_physical_limit_is_encode_loopback_and_decode_of_one_frame() -> None:
-    limit = bench_limit.physical_limit(160, 120, count=5)
-    assert limit["libraries"] == {"encode": "cv2", "decode": "simplejpeg"}
-    parts = [limit[f"{step}_ms"] for step in ("encode", "transfer", "decode")]
-    assert all(value > 0 for value in parts), limit
-    assert limit["total_ms"] >= max(parts)  # the chain, ending at the receiver's answer
 
 
 def test_cpu_percent_of_one_core() -> None:
@@ -725,13 +695,6 @@ def test_codec_bound_is_cores_at_85_percent_over_the_codec_work_of_a_frame() -> 
     searched = {"setup": "redis", "largest": 8}
     assert capacity_mode.of_bound(searched, bound) == pytest.approx(8 / bound["cameras"]["one"])
     assert capacity_mode.of_bound({"setup": "both", "cameras": 4, "passed": True}, bound) is None
-
-
-def test_codec_bound_comes_from_the_bench_codec_timings() -> None:
-    bound = capacity_mode.measure_bound(capacity.Camera(160, 120, 30.0), cores=2)
-    assert bound["resolution"] == "160x120"
-    assert min(bound[f"{step}_ms"] for step in ("encode", "decode", "splice")) > 0
-    assert bound["cameras"]["one"] > bound["cameras"]["both"] > 0
 
 
 def _trial(count: int, passed: bool, other: float = 5.0) -> dict:
