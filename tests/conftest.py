@@ -1,13 +1,16 @@
 """Fixtures that start real components on free loopback ports and stop them by PID.
 
 The helpers themselves live in framewire_bench.stack (shared with the bench
-and `make run`); the names tests import from here are re-exported.
+and `make run`); the names tests import from here are re-exported. Both folders import this
+module and helpers.py by name (pyproject's pythonpath): tests/unit runs in process and may
+start no process and open no listening socket (checked below), tests/system may.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,6 +39,7 @@ __all__ = [
 __all__ += ["metric_value", "scrape", "wait_until"]
 
 TESTS = Path(__file__).parent
+UNIT = TESTS / "unit"
 FRAMEWIRE = str(Path(sys.executable).parent / "framewire")
 SYSTEM_PYTHON = "/usr/bin/python3"  # it has GStreamer's `gi`
 
@@ -45,6 +49,20 @@ class Services(stack.Services):
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory, env={**os.environ, "PYTHONPATH": str(TESTS)})
+
+
+@pytest.fixture(autouse=True)
+def in_process_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test in tests/unit that starts a process or listens on a socket fails, naming the
+    rule: such a test belongs in tests/system."""
+    if not request.node.path.is_relative_to(UNIT):
+        return
+
+    def refuse(what: str) -> None:
+        raise AssertionError(f"a unit test may not {what}: move it to tests/system")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", lambda *a, **k: refuse("start a process"))
+    monkeypatch.setattr(socket.socket, "listen", lambda *a, **k: refuse("listen on a socket"))
 
 
 @pytest.fixture

@@ -12,12 +12,23 @@ import numpy as np
 import requests
 from flask import Flask
 
+from framewire import grid as grid_module
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 from framewire_bench.readers import Viewer, mjpeg_parts, read_latencies
 from framewire_bench.stack import Service, wait_until
 
-__all__ = ["Viewer", "claiming", "decode", "make_jpeg", "mjpeg_parts", "post_frame", "received_fps"]
+__all__ = [
+    "Viewer",
+    "claiming",
+    "decode",
+    "make_jpeg",
+    "mjpeg_parts",
+    "post_frame",
+    "received_fps",
+    "tiles",
+    "write_clip",
+]
 
 
 def post_frame(
@@ -101,8 +112,20 @@ def live(receiver: Service, cameras: Iterable[str]) -> bool:
     return all(stats.get(camera, {}).get("state") == "live" for camera in cameras)
 
 
+def tiles(image: np.ndarray, count: int) -> list[np.ndarray]:
+    """The `count` tiles of a grid picture, in camera order (framewire.grid's layout)."""
+    columns, _, width, height = grid_module.layout(count)
+    found = []
+    for index in range(count):
+        row, column = divmod(index, columns)
+        found.append(
+            image[row * height : (row + 1) * height, column * width : (column + 1) * width]
+        )
+    return found
+
+
 def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
-    """A 160x120 MJPEG AVI of `frames` grey frames at `fps` (OpenCV's own writer)."""
+    """A small MJPEG video file at `path` (160x120, each frame one grey level brighter)."""
     writer = cv2.VideoWriter(
         str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120)
     )

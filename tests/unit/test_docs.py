@@ -1,0 +1,104 @@
+"""README and .env.example agree with the code: every option named, defaults as defined."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from framewire.cli import envvar, reference
+from framewire.config import ReceiverConfig, SenderConfig, default, settings
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+START, END = "<!-- options:start -->\n", "<!-- options:end -->\n"
+# .env.example values that differ from the code's defaults on purpose, for compose.
+COMPOSE_DEFAULTS = {
+    "FRAMEWIRE_TOKEN": "compose refuses anonymous frames",
+    "FRAMEWIRE_RATE_LIMIT": "compose limits viewer requests per client",
+    "FRAMEWIRE_CAMERAS_FILE": "compose runs the cameras file in deploy/cameras",
+}
+
+
+def test_readme_option_reference_is_generated_from_the_cli() -> None:
+    """The README's option tables are the CLI's own (FRAMEWIRE_UPDATE_DOCS=1 rewrites them)."""
+    text = README.read_text()
+    assert START in text and END in text, f"README lacks the {START.strip()} markers"
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    expected = head + START + reference() + END + tail
+    if os.environ.get("FRAMEWIRE_UPDATE_DOCS") == "1" and text != expected:
+        README.write_text(expected)
+        return
+    assert text == expected, "README's option reference is stale: FRAMEWIRE_UPDATE_DOCS=1 make test"
+
+
+def test_env_example_names_real_settings_with_their_defaults() -> None:
+    values = dict(
+        re.findall(r"^(FRAMEWIRE_[A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M)
+    )
+    known = {
+        envvar(f.name): (config, f.name)
+        for config in (SenderConfig, ReceiverConfig)
+        for f in settings(config)
+    }
+    for name, value in values.items():
+        if name not in known:
+            continue  # compose's own variables (ports, host names) are checked by compose
+        if name in COMPOSE_DEFAULTS or value == "":
+            continue
+        config, field = known[name]
+        assert str(default(config, field)) == value or float(default(config, field)) == float(
+            value
+        ), f".env.example sets {name}={value}, the code's default is {default(config, field)}"
+
+
+# Settings the sender and the receivers share by name: each means the same on both sides
+# (the two ends of one transport must agree on it), so one `.env` line sets both.
+SHARED = {"token", "redis_url", "redis_mode", "redis_ca_cert", "redis_cluster", "transports"}
+
+
+def test_a_setting_shared_by_sender_and_receivers_means_one_thing() -> None:
+    """Under compose every variable reaches every service: a name in both is one setting."""
+    sender = {f.name for f in settings(SenderConfig)}
+    receiver = {f.name for f in settings(ReceiverConfig)}
+    assert sender & receiver == SHARED, "a new shared name must mean the same on both sides"
+    assert "stream_quality" in receiver and "quality" in sender
+
+
+# compose.yaml's variables that .env.example cannot set: the name of the env file itself.
+NOT_IN_ENV_FILE = {"FRAMEWIRE_ENV_FILE"}
+
+
+def test_every_compose_variable_is_in_env_example_with_compose_default() -> None:
+    """Each `${NAME:-default}` of compose.yaml is documented in .env.example, with that default."""
+    compose = (ROOT / "compose.yaml").read_text()
+    used = dict(re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", compose))
+    documented = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
+    for name, fallback in used.items():
+        if name in NOT_IN_ENV_FILE:
+            continue
+        assert name in documented, f"compose.yaml uses {name}; .env.example does not say it"
+        assert documented[name] == fallback, f"{name}: compose's default is {fallback}"
+
+
+def test_the_cameras_folder_is_a_setting_mounted_where_the_cameras_file_is() -> None:
+    """CAMERAS_DIR (default deploy/cameras) is mounted at the folder of FRAMEWIRE_CAMERAS_FILE."""
+    sender = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["sender"]
+    mounts = [v.rsplit(":", 2) for v in sender["volumes"]]
+    cameras_file = Path(sender["environment"]["FRAMEWIRE_CAMERAS_FILE"].split(":-")[1][:-1])
+    assert [m for m in mounts if m[0] == "${CAMERAS_DIR:-./deploy/cameras}"] == [
+        ["${CAMERAS_DIR:-./deploy/cameras}", str(cameras_file.parent), "ro"]
+    ]
+    assert (ROOT / "deploy" / "cameras" / cameras_file.name).is_file()
+
+
+def test_license_is_mit_in_the_repository_and_the_package() -> None:
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License")
+    assert "Copyright (c) 2026 the framewire authors" in license_text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
