@@ -21,7 +21,6 @@ frame for both. Each search's largest N is reported over it.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,11 @@ import click
 
 from framewire.runtime import tune_malloc
 from framewire_bench.capacity import MAX_P95_MS, SETUPS, WARMUP_SECONDS, Camera, run_setup
-from framewire_bench.capacity_report import summary, write_report
+from framewire_bench.capacity_report import render_markdown, summary
+from framewire_bench.chart import fmt_ms
 from framewire_bench.cluster import RedisClusterServers
 from framewire_bench.codecs import codec_cost, splice_cost
-from framewire_bench.report import fmt_ms, machine_info
+from framewire_bench.run import Run, write
 from framewire_bench.stack import RedisServer, StackError
 
 CODEC_SHARE = 0.85  # of each core, at most, for the codec work of the codec-bound limit
@@ -97,13 +97,9 @@ def run_capacity(
     phases: list[str],
 ) -> None:
     """Capacity mode: per setup and phase one trial at `count` cameras, or the search (None)."""
-    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
-    log_dir = out / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
     what = f"{count} cameras" if count else f"the largest N up to {max_cameras}"
-    click.echo(f"framewire bench: capacity, {what}; logs in {log_dir}", err=True)
-    bound = measure_bound(camera, machine["cores"] or 1)
+    run = Run(out, f"capacity, {what}")
+    bound = measure_bound(camera, run.machine["cores"] or 1)
     limits = bound["cameras"]
     click.echo(
         f"  codec-bound limit: {limits['one']:.1f} cameras over one transport, "
@@ -125,12 +121,12 @@ def run_capacity(
     results: list[dict[str, Any]] = []
     try:
         with contextlib.ExitStack() as running:
-            redis = RedisServer(log_path=log_dir / "redis-server.log")
+            redis = RedisServer(log_path=run.logs / "redis-server.log")
             redis.start()
             running.callback(redis.stop)
             brokers: dict[str, RedisServer | RedisClusterServers] = dict.fromkeys(setups, redis)
             if "redis-cluster" in setups:
-                cluster = RedisClusterServers(directory=log_dir / "redis-cluster")
+                cluster = RedisClusterServers(directory=run.logs / "redis-cluster")
                 running.callback(cluster.stop)
                 cluster.start()
                 brokers["redis-cluster"] = cluster
@@ -143,7 +139,7 @@ def run_capacity(
                         camera,
                         brokers[setup],
                         duration,
-                        log_dir,
+                        run.logs,
                         max_cameras,
                         progress,
                         phase=phase,
@@ -156,12 +152,9 @@ def run_capacity(
                         start = found["largest"]  # where the aligned search starts
     except StackError as exc:
         raise click.ClickException(str(exc)) from None
-    report = {
-        "kind": "capacity",
-        "started": started,
-        "elapsed_seconds": time.monotonic() - clock,
-        "machine": machine,
-        "options": {
+    report = run.report(
+        "capacity",
+        options={
             "cameras": count,
             "camera_size": camera.resolution,
             "camera_fps": camera.fps,
@@ -173,13 +166,11 @@ def run_capacity(
             "setups": setups,
             "phases": phases,
         },
-        "codec": bound,
-        "capacity": results,
-        "results": [],  # the scenario matrix's list: none in this mode
-    }
-    click.echo(write_report(out, report))
-    click.echo(summary(report), err=True)
-    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
+        codec=bound,
+        capacity=results,
+        results=[],  # the scenario matrix's list: none in this mode
+    )
+    run.finish(write(out, report, render_markdown), summary(report))
     errors = [
         f"{t['setup']} {t['phase']} x{t['cameras']}"
         for r in results

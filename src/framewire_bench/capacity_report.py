@@ -1,4 +1,4 @@
-"""The capacity mode's outputs: results.json and results.md (a table per setup and trial).
+"""The capacity mode's results.md (a table per setup and trial) and its terminal summary.
 
 Each setup is reported per phase (spread, aligned), its largest N beside the
 codec-bound limit of the same run (bench/capacity_mode.py) and the ratio.
@@ -6,13 +6,12 @@ codec-bound limit of the same run (bench/capacity_mode.py) and the ratio.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from framewire_bench.capacity import MAX_P95_MS, NOISE_PERCENT, noisy
-from framewire_bench.report import fmt_ms
+from framewire_bench.chart import fmt_cpu, fmt_ms
+from framewire_bench.run import heading
 
 SETUP_NAMES = {
     "http": "HTTP alone",
@@ -44,12 +43,6 @@ def _cameras(path: Mapping[str, Any]) -> str:
     return ", ".join(cells)
 
 
-def _cpu(trial: Mapping[str, Any]) -> str:
-    cpu = ", ".join(f"{name} {value:.0f}" for name, value in trial["cpu_percent"].items())
-    machine = trial.get("machine_cpu_percent", {})
-    return cpu + "".join(f", {k} {machine[k]:.0f}" for k in ("other", "steal") if k in machine)
-
-
 def trial_rows(setup: Mapping[str, Any]) -> list[str]:
     """Markdown rows, one per transport of each trial of a setup."""
     rows = []
@@ -65,7 +58,7 @@ def trial_rows(setup: Mapping[str, Any]) -> list[str]:
             rows.append(
                 f"{head} | {path['transport']} | {path['min_fps']:.1f} "
                 f"| {fmt_ms(path['max_p95_ms'])} | {path.get('viewer_fps', 0.0):.1f} / "
-                f"{fmt_ms(served.get('p95'))} | {_cpu(trial)} | {_cameras(path)} |"
+                f"{fmt_ms(served.get('p95'))} | {fmt_cpu(trial)} | {_cameras(path)} |"
             )
     return rows
 
@@ -99,15 +92,10 @@ def codec_paragraph(codec: Mapping[str, Any] | None) -> list[str]:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    machine, options = report["machine"], report["options"]
+    options = report["options"]
     search = options["cameras"] is None
     lines = [
-        "# framewire bench: capacity",
-        "",
-        f"{report['started']}, {report['elapsed_seconds']:.0f} s in total. "
-        f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
-        f"OpenCV {machine['opencv']}, redis-server {machine['redis_server']}.",
-        "",
+        *heading("framewire bench: capacity", report),
         f"One `framewire send --cameras-file` with N synthetic {options['camera_size']} cameras "
         f"at {options['camera_fps']:g} fps (JPEG quality 80), the receivers with "
         "`--processor none`, one MJPEG viewer on cam0 at each receiver. Each trial: "
@@ -170,12 +158,3 @@ def summary(report: Mapping[str, Any]) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
-
-
-def write_report(out: Path, report: dict[str, Any]) -> str:
-    """Write results.json and results.md into `out`; return the Markdown."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    text = render_markdown(report)
-    (out / "results.md").write_text(text)
-    return text

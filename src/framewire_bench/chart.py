@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,13 @@ def fmt_ms(value: float | None) -> str:
 
 def fmt_number(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def fmt_cpu(figures: Mapping[str, Any]) -> str:
+    """`sender 40, http-receiver 20, other 11, steal 0`: % of one core, by process."""
+    cpu = ", ".join(f"{name} {value:.0f}" for name, value in figures["cpu_percent"].items())
+    machine = figures.get("machine_cpu_percent", {})
+    return cpu + "".join(f", {k} {machine[k]:.0f}" for k in ("other", "steal") if k in machine)
 
 
 def chart_groups(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

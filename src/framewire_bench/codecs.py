@@ -327,7 +327,7 @@ def section(width: int, height: int) -> dict[str, Any]:
     return {
         **cost,
         **splice,
-        "own_floor_ms": cost["encode_ms"] + cost["decode_ms"] + splice["viewer_splice_ms"],
+        "own_floor_ms": cost["total_ms"] + splice["viewer_splice_ms"],
         "floor_libraries": dict(FRAMEWIRE_LIBRARIES),
         **compare(width, height),
     }

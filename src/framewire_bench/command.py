@@ -42,9 +42,10 @@ quality 50. It writes results.json (`variant_cost`) and results.md too.
 The package: `scenarios` (what runs), `stack` (processes) and `readers`
 (what they serve), both shared with `make run` and the tests, `measure`
 (deltas, CPU), `codecs` (the codec floor, the JPEG libraries, the physical
-limit), `latency` (exact quantiles of a window), `report`, `codec_report`
-and `against` (the outputs; `against` holds framewire against the article's
-design and the floor), `variant_cost` (its mode), `capacity` and
+limit), `latency` (exact quantiles of a window), `run` (what every mode
+shares: the output folder, the clock, the machine and the one writer),
+`report`, `codec_report` and `against` (the outputs; `against` holds framewire
+against the article's design and the floor), `variant_cost` (its mode), `capacity` and
 `capacity_mode` and `capacity_report` (the capacity mode) and `command`
 (this CLI).
 """
@@ -54,7 +55,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,10 +64,12 @@ import click
 from framewire.runtime import on_stop_signals, tune_malloc
 from framewire_bench.capacity import DEFAULT_PHASES, DEFAULT_SETUPS, PHASES, SETUPS, Camera
 from framewire_bench.capacity_mode import run_capacity
+from framewire_bench.chart import fmt_ms
 from framewire_bench.codecs import section as codec_section
 from framewire_bench.limit import physical_limit
 from framewire_bench.measure import WARMUP_SECONDS, over_floor, run_scenario
-from framewire_bench.report import fmt_ms, machine_info, write_report
+from framewire_bench.report import write_report
+from framewire_bench.run import Run
 from framewire_bench.scenarios import (
     ARTICLE_QUALITY,
     MODES,
@@ -240,38 +242,25 @@ def bench(
     plan = scenarios(modes, resolutions, rates, quick, article_quality)
     if not plan:
         raise click.UsageError("no scenario matches --modes, --resolutions and --rates")
-    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
-    log_dir = out / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    click.echo(
-        f"framewire bench: {len(plan)} scenarios of {duration:g} s, logs in {log_dir}", err=True
-    )
+    run = Run(out, f"{len(plan)} scenarios of {duration:g} s")
     sizes = dict.fromkeys((s.width, s.height) for s in plan)
     codec = {f"{w}x{h}": {**codec_section(w, h), "limit": physical_limit(w, h)} for w, h in sizes}
-    results = run_all(plan, duration, log_dir)
+    results = run_all(plan, duration, run.logs)
     for result in results:
         if "error" not in result:
             result["cpu_over_floor"] = over_floor(result, codec)
             result["cpu_over_own_floor"] = over_floor(result, codec, "own_floor_ms")
-    report = {
-        "started": started,
-        "elapsed_seconds": time.monotonic() - clock,
-        "machine": machine_info(),
-        "options": {
-            "quick": quick,
-            "duration": duration,
-            "warmup": WARMUP_SECONDS,
-            "resolutions": [f"{w}x{h}" for w, h in resolutions],
-            "modes": modes,
-            "rates": rates,
-            "article_quality": article_quality,
-        },
-        "codec": codec,
-        "results": results,
+    options = {
+        "quick": quick,
+        "duration": duration,
+        "warmup": WARMUP_SECONDS,
+        "resolutions": [f"{w}x{h}" for w, h in resolutions],
+        "modes": modes,
+        "rates": rates,
+        "article_quality": article_quality,
     }
-    text = write_report(out, report)
-    click.echo(text)
-    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
+    report = run.report(options=options, codec=codec, results=results)
+    run.finish(write_report(out, report))
     failed = [result["name"] for result in results if "error" in result]
     if failed:
         raise click.ClickException(f"{len(failed)} scenario(s) failed: {', '.join(failed)}")

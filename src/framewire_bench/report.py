@@ -7,11 +7,6 @@ holds a results.json against them.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,9 +18,10 @@ from framewire_bench.against import (
     summary,
     summary_table,
 )
-from framewire_bench.chart import fmt_ms, fmt_number, fmt_rate, write_chart
+from framewire_bench.chart import fmt_cpu, fmt_ms, fmt_number, fmt_rate, write_chart
 from framewire_bench.codec_report import codec_lines, over_limit
 from framewire_bench.measure import WARMUP_SECONDS
+from framewire_bench.run import heading, write
 
 NOISE_PERCENT = 25.0  # other processes' CPU (% of a core) above which a scenario is flagged
 
@@ -37,37 +33,6 @@ def article_quality(options: Mapping[str, Any]) -> str:
     return f"The article's sender encoded at JPEG quality {quality}" + (
         f" ({whose[quality]})." if quality in whose else "."
     )
-
-
-def redis_server_version() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return "not installed"
-    output = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-    version = next((part for part in output.split() if part.startswith("v=")), "v=?")
-    return version[2:]
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores and the versions the figures depend on."""
-    import cv2
-
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "opencv": cv2.__version__,
-        "redis_server": redis_server_version(),
-    }
 
 
 def _triple(values: Mapping[str, Any] | None) -> str:
@@ -94,11 +59,7 @@ def table_rows(results: list[dict[str, Any]], codec: Mapping[str, Any]) -> list[
             rows.append([head[0], modes, *head[2:], f"failed: {result['error']}"])
             rows[-1] += [""] * (len(HEADER) - len(rows[-1]))
             continue
-        cpu = ", ".join(f"{name} {value:.0f}" for name, value in result["cpu_percent"].items())
-        machine = result.get("machine_cpu_percent", {})
-        cpu += "".join(
-            f", {key} {machine[key]:.0f}" for key in ("other", "steal") if key in machine
-        )
+        cpu = fmt_cpu(result)
         cost = codec.get(result["resolution"], {}).get("total_ms")
         per_frame = (result.get("cpu_ms_per_frame") or {}).get("total")
         for path in result["paths"]:
@@ -188,15 +149,9 @@ def cpu_per_frame_table(results: list[dict[str, Any]]) -> list[str]:
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """results.md: machine, method, the table and the comparison with the article's design."""
-    machine, options = report["machine"], report["options"]
-    codec = report["codec"]
+    options, codec = report["options"], report["codec"]
     lines = [
-        "# framewire bench",
-        "",
-        f"{report['started']}, {report['elapsed_seconds']:.0f} s in total. "
-        f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
-        f"OpenCV {machine['opencv']}, redis-server {machine['redis_server']}.",
-        "",
+        *heading("framewire bench", report),
         *summary_table(report.get("summary") or [], codec),
         f"Each scenario: {options['duration']:g} s measured after {WARMUP_SECONDS:g} s of "
         "warm-up, one MJPEG viewer open on each receiver, synthetic frames, JPEG quality 80 "
@@ -267,7 +222,4 @@ def write_report(out: Path, report: dict[str, Any]) -> str:
     report["chart"] = write_chart(out / "chart.png", report["results"])
     report["comparisons"] = comparisons(report["results"])
     report["summary"] = summary(report["results"], report["codec"])
-    (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    text = render_markdown(report)
-    (out / "results.md").write_text(text)
-    return text
+    return write(out, report, render_markdown)

@@ -8,13 +8,12 @@ ingest's own cost. `run` starts an HTTP receiver and a synthetic sender
 (1280x720 at 30 fps unless told otherwise) on loopback and measures, one
 window each: no viewer, the full stream, the 640 px 10 fps variant and the
 same at quality 50 (`STREAMS`). `measure_all` takes the window's measurement
-as a function, so its logic runs without services. `write_report` writes
-results.json (`variant_cost`) and results.md.
+as a function, so its logic runs without services. `run_mode` writes
+results.json (`variant_cost`) and results.md (`markdown`).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,7 +24,7 @@ import requests
 
 from framewire_bench.measure import cpu_percent, cpu_seconds
 from framewire_bench.readers import MjpegStream
-from framewire_bench.report import machine_info
+from framewire_bench.run import Run, heading, write
 from framewire_bench.stack import Service, Services, StackError, wait_until
 
 IDLE = "no viewer"
@@ -118,14 +117,8 @@ def _cell(value: float | None, digits: int = 0) -> str:
 def markdown(report: Mapping[str, Any]) -> str:
     """results.md of the mode: what one viewer costs, per stream."""
     options, figures = report["options"], report["variant_cost"]
-    machine = report["machine"]
     lines = [
-        "# framewire bench: what one viewer costs",
-        "",
-        f"{report['started']}, {report['elapsed_seconds']:.0f} s in total. "
-        f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
-        f"OpenCV {machine['opencv']}.",
-        "",
+        *heading("framewire bench: what one viewer costs", report),
         f"One HTTP receiver, one synthetic camera ({options['camera_size']} at "
         f"{options['camera_fps']:g} fps, quality 80), one viewer at a time reading as fast as "
         f"it can for {options['duration']:g} s per stream; receiver CPU in % of one core (its "
@@ -147,35 +140,17 @@ def markdown(report: Mapping[str, Any]) -> str:
     return "\n".join([*lines, ""])
 
 
-def write_report(out: Path, report: dict[str, Any]) -> str:
-    """Write results.json and results.md into `out`; return the Markdown."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    text = markdown(report)
-    (out / "results.md").write_text(text)
-    return text
-
-
 def run_mode(out: Path, duration: float, size: tuple[int, int], fps: float) -> None:
     """`framewire bench --variant-cost`: one window per stream (`run`), then its report."""
-    started, clock = time.strftime("%Y-%m-%d %H:%M:%S %z"), time.monotonic()
-    log_dir = out / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    click.echo(
-        f"framewire bench: variant cost, {duration:g} s per stream; logs in {log_dir}", err=True
-    )
+    bench = Run(out, f"variant cost, {duration:g} s per stream")
     try:
-        figures = run(log_dir, duration, size, fps)
+        figures = run(bench.logs, duration, size, fps)
     except (StackError, requests.RequestException, OSError) as exc:
         raise click.ClickException(f"variant cost: {exc}") from None
-    report = {
-        "kind": "variant-cost",
-        "started": started,
-        "elapsed_seconds": time.monotonic() - clock,
-        "machine": machine_info(),
-        "options": {"duration": duration, "camera_size": f"{size[0]}x{size[1]}", "camera_fps": fps},
-        "variant_cost": figures,
-        "results": [],  # the scenario matrix's list: none in this mode
-    }
-    click.echo(write_report(out, report))
-    click.echo(f"framewire bench: {report['elapsed_seconds']:.0f} s; results in {out}", err=True)
+    report = bench.report(
+        "variant-cost",
+        options={"duration": duration, "camera_size": f"{size[0]}x{size[1]}", "camera_fps": fps},
+        variant_cost=figures,
+        results=[],  # the scenario matrix's list: none in this mode
+    )
+    bench.finish(write(out, report, markdown))

@@ -30,6 +30,7 @@ from framewire_bench import (
     scenarios,
     variant_cost,
 )
+from framewire_bench import run as bench_run
 from framewire_bench.readers import Samples, parse_metrics, total
 
 INF = math.inf
@@ -732,7 +733,7 @@ def test_capacity_report_gives_the_largest_n_and_the_trials_that_decided_it(
     machine = {"cpu_model": "test", "cores": 2, "python": "3", "opencv": "5", "redis_server": "7"}
     saved = {"started": "now", "elapsed_seconds": 1.0, "machine": machine, "options": options}
     report_ = {**saved, "codec": bound, "capacity": [setup, aligned]}
-    text = capacity_report.write_report(tmp_path, report_)
+    text = bench_run.write(tmp_path, report_, capacity_report.render_markdown)
     row = "| Redis alone | spread | 3 | 10.9 | 0.28x | 1: pass, 2: pass, 4: FAIL, 3: pass |"
     assert row in text
     assert "| Redis alone | aligned | 1 | 10.9 | 0.09x | 3: FAIL, 1: pass |" in text
@@ -780,7 +781,7 @@ def test_variant_cost_measures_no_viewer_then_each_stream() -> None:
 
     for row in figures.values():
         row.setdefault("cpu_percent", 12.5)
-    machine = {"cpu_model": "test", "cores": 2, "python": "3", "opencv": "5"}
+    machine = {"cpu_model": "test", "cores": 2, "python": "3", "opencv": "5", "redis_server": "7"}
     options = {"duration": 2.5, "camera_size": "1280x720", "camera_fps": 30.0}
     saved = {"started": "now", "elapsed_seconds": 11.0, "machine": machine, "options": options}
     text = variant_cost.markdown({**saved, "variant_cost": figures})
