@@ -53,12 +53,6 @@ class CamerasFileError(ValueError):
     """A cameras file that cannot be used; the message is one line, safe to log."""
 
 
-def write_cameras(path: Path, cameras: list[dict[str, Any]]) -> Path:
-    """Write a cameras file declaring `cameras` (each a mapping of its keys); return its path."""
-    path.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def expand(value: str, environ: Mapping[str, str]) -> str:
     """`value` with each `${NAME}` replaced from `environ`; KeyError names one that is unset.
 

@@ -225,33 +225,6 @@ for _transport in TRANSPORTS.values():
     _receiver(_transport)
 
 
-def reference() -> str:
-    """Every command's options as Markdown tables (the README's option reference)."""
-    context = click.Context(cli, info_name="framewire")
-    out = ["| global option | env | default | what |", "|---|---|---|---|"]
-    out += [_row(p) for p in cli.params if isinstance(p, click.Option)]
-    for name in cli.list_commands(context):
-        command = cli.get_command(context, name)
-        assert command is not None
-        out += ["", f"`framewire {name}`: {command.get_short_help_str(limit=200)}", ""]
-        out += ["| option | env | default | what |", "|---|---|---|---|"]
-        options = [p for p in command.get_params(context) if isinstance(p, click.Option)]
-        out += [_row(p) for p in options if "--help" not in p.opts]
-    return "\n".join(out) + "\n"
-
-
-def _row(param: click.Option) -> str:
-    if isinstance(param.show_default, str):  # a description of the default
-        default = param.show_default
-    elif param.is_flag or param.default is None or param.default == "":
-        default = ""
-    else:
-        default = f"`{param.default}`"
-    env = f"`{param.envvar}`" if isinstance(param.envvar, str) else ""
-    what = (param.help or "").replace("|", "\\|")
-    return f"| `{param.opts[-1]}` | {env} | {default} | {what} |"
-
-
 def error_line(exc: click.ClickException) -> str:
     """How a usage error is reported: one line."""
     return f"framewire: error: {exc.format_message()}"

@@ -38,14 +38,13 @@ from typing import Any
 
 import requests
 
-from framewire.cameras import write_cameras
 from framewire.config import SYNTHETIC_PHASES
 from framewire_bench.cluster import RedisClusterServers
 from framewire_bench.latency import window as latency_window
 from framewire_bench.measure import cpu_percent, cpu_seconds, machine_percent, machine_seconds
 from framewire_bench.readers import Samples, Viewer, read_latencies, read_metrics, select
 from framewire_bench.scenarios import child_env
-from framewire_bench.stack import RedisServer, Services, StackError, wait_until
+from framewire_bench.stack import RedisServer, Services, StackError, wait_until, write_cameras
 
 SETUPS = {
     "http": ("http",),

@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
 import requests
+import yaml
 
 START_TIMEOUT = 20.0
 
@@ -314,3 +316,9 @@ class RedisServer:
     def stop(self) -> None:
         if self.service:
             self.service.stop()
+
+
+def write_cameras(path: Path, cameras: list[dict[str, Any]]) -> Path:
+    """Write a cameras file declaring `cameras` (each a mapping of its keys); return its path."""
+    path.write_text(yaml.safe_dump({"cameras": cameras}, sort_keys=False), encoding="utf-8")
+    return path

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from conftest import RedisServer, RtspCamera, Service, Services, free_port, scrape, wait_until
-from framewire.cameras import write_cameras
+from framewire_bench.stack import write_cameras
 from helpers import live, received_fps
 from test_browser import browser, open_page  # noqa: F401 - the Chromium fixture
 from test_prometheus import prometheus, query  # noqa: F401 - the Prometheus fixture

@@ -17,11 +17,11 @@ import pytest
 import requests
 
 from conftest import FRAMEWIRE, Service, Services, wait_until
-from framewire.cameras import write_cameras
 from framewire.client import RedisReceiver, RedisSender, Unreachable
 from framewire.transports.redis import key
 from framewire_bench.cluster import RedisClusterServers, make_certificates
 from framewire_bench.readers import parse_metrics, read_latencies, select
+from framewire_bench.stack import write_cameras
 from helpers import live, make_jpeg
 
 SECRET = "cluster-pw-5e0b7d"

@@ -26,9 +26,8 @@ from pathlib import Path
 import requests
 
 from conftest import RedisServer, Service, Services, free_port, scrape, wait_until
-from framewire.cameras import write_cameras
 from framewire_bench.readers import mjpeg_parts, parse_metrics, select
-from framewire_bench.stack import LoopbackName, framewire_command, shared_port
+from framewire_bench.stack import LoopbackName, framewire_command, shared_port, write_cameras
 from helpers import decode, live, received_fps
 
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")

@@ -11,8 +11,8 @@ import requests
 
 from conftest import Service, Services, scrape, wait_until
 from framewire import grid as grid_module
-from framewire.cameras import write_cameras
 from framewire_bench import variant_cost
+from framewire_bench.stack import write_cameras
 from helpers import Viewer, decode, live, mjpeg_parts, tiles
 
 ENCODES = "framewire_viewer_encodes_total"
