@@ -181,7 +181,7 @@ def test_the_bench_measures_a_cluster(tmp_path: Path) -> None:
     """`framewire bench --setups redis-cluster` starts a cluster of its own and reads through it."""
     out = tmp_path / "bench"
     args = ["--cameras", "2", "--camera-size", "160x120", "--duration", "2", "--out", str(out)]
-    args += ["--setups", "redis-cluster"]
+    args += ["--setups", "redis-cluster", "--phases", "spread"]
     done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     (setup,) = json.loads((out / "results.json").read_text())["capacity"]
