@@ -145,6 +145,7 @@ class _Commands(click.Group):
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     help="Log level of every service.",
 )
+@click.version_option(package_name="framewire", prog_name="framewire")
 def cli(log_level: str) -> None:
     """framewire: move camera frames over HTTP and Redis, watch them, measure which is faster."""
     logging.basicConfig(

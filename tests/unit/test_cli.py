@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
 
 import click
 import pytest
@@ -10,6 +12,8 @@ from click.testing import CliRunner
 
 from framewire.cli import cli, error_line
 from framewire.config import ReceiverConfig, SenderConfig
+
+ROOT = Path(__file__).parents[2]
 
 SECRET = "hunter2-s3cret"
 ERROR_FORMAT = re.compile(
@@ -108,3 +112,11 @@ def test_each_receiver_compares_with_the_other_by_default() -> None:
     assert http["peer_port"] == int(red["bind"].rsplit(":", 1)[1]) == 8002
     assert red["peer_port"] == int(http["bind"].rsplit(":", 1)[1]) == 8001
     assert http["peer_url"] == red["peer_url"] == ""
+
+
+def test_version_is_the_packages() -> None:
+    """`framewire --version` names the version pyproject.toml declares (CHANGELOG.md's newest)."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"framewire, version {declared}"
+    assert f"## {declared} " in (ROOT / "CHANGELOG.md").read_text()
