@@ -45,6 +45,7 @@ class Settings:
     transport: str
     quality: int  # --stream-quality
     stale_after: float  # seconds after which the newest frame is "no signal"
+    strip: bool = True  # --strip: whether a stream or snapshot has the strip unless it asks
 
 
 class Channel:
@@ -65,14 +66,16 @@ class Channel:
         captured_ns: int,
         original: bytes | None = None,
         narrowed: bool = False,
+        under: np.ndarray | None = None,
     ) -> None:
         """Make `image` the newest frame and wake every waiting viewer.
 
         `original`: the sender's JPEG that `image` was decoded from, when `image` differs from
         it only in the annotation's strip; the full-size encode then splices (splice.py).
         `narrowed`: decoded at a reduced scale, only as wide as the variants watched then.
+        `under`: the top rows of `image` as they were before the strip was drawn over them.
         """
-        picture = Picture(image, seq, captured_ns, time.monotonic(), original, narrowed)
+        picture = Picture(image, seq, captured_ns, time.monotonic(), original, narrowed, under)
         if self.slot.publish(picture):
             self.figures.published(picture.received_at)
 

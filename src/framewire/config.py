@@ -149,6 +149,12 @@ class _Receivers(Validated):
         low=1,
         high=100,
     )
+    strip: str = setting(
+        "on",
+        "Status strip on the streams and snapshots by default: on, or off (the camera's"
+        " picture as sent); a request's strip=0 or strip=1 overrides it.",
+        choices=("on", "off"),
+    )
     default_camera: str = setting(
         "",
         "Camera of the bare routes and the page, known (no signal) before its first frame;"

@@ -4,8 +4,10 @@ The first viewer (or snapshot) of a key to ask for a frame encodes it, and
 every viewer of that key shares the JPEG; nothing is encoded while nobody
 asks, and a key nobody watches any more keeps no picture. The full-size
 encode of a frame the processor left as decoded re-encodes only the
-annotation's band into the sender's JPEG (splice.py); otherwise the frame is
-encoded whole, scaled to the key's width. A frame older than `stale_after` is
+annotation's band into the sender's JPEG (splice.py), and without the strip
+it is the sender's JPEG itself (no encode); otherwise the frame is encoded
+whole, scaled to the key's width, with the rows under the strip put back for a
+key without it. A frame older than `stale_after` is
 served as a "no signal" picture.
 """
 
@@ -101,13 +103,19 @@ class EncodeCache:
             return key in self._served
 
     def _encode(self, key: EncodeKey, picture: Picture, version: int) -> Served:
-        """`picture` as a JPEG of `key`, by the band splice at full size when it may."""
-        image, reason = picture.image, "variant" if key != FULL else "processed"  # no original
-        data = b""
-        if key == FULL and picture.original is not None:
-            band = strip_height(image.shape[1])
+        """`picture` as a JPEG of `key`: at full size, the sender's JPEG as it came (no strip)
+        or with the strip's band spliced in, when it may; else encoded whole."""
+        width, quality, strip = key
+        full = width is None and quality is None
+        data, reason = b"", "processed" if full else "variant"  # (processed: no original)
+        if full and picture.original is not None:
+            if not strip:  # the camera's pixels as sent: nothing to encode
+                self.figures.served(version, picture.captured_ns)
+                data = bytes(picture.original)  # a bytearray from the HTTP transport
+                return Served(data, picture.seq, picture.captured_ns, version)
+            band = strip_height(picture.image.shape[1])
             try:
-                data, reason = splice(picture.original, image, band, self.quality), "ok"
+                data, reason = splice(picture.original, picture.image, band, self.quality), "ok"
             except SpliceError as exc:
                 reason = exc.reason
         if key == FULL and self._reason != reason:  # one line per change of the full path
@@ -115,7 +123,7 @@ class EncodeCache:
             self._reason = reason
         path = "splice" if data else "full"
         if not data:
-            width, quality = key
+            image = picture.image if strip else picture.bare()
             data = jpeg(scaled(image, width), quality or self.quality)
         self.figures.encoded(key, path, reason)
         self.figures.served(version, picture.captured_ns)

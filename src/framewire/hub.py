@@ -31,7 +31,11 @@ class Hub:
 
     def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
         self.settings = Settings(
-            metrics, config.transport, config.stream_quality, config.stale_after
+            metrics,
+            config.transport,
+            config.stream_quality,
+            config.stale_after,
+            config.strip == "on",
         )
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras

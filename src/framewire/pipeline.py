@@ -34,7 +34,7 @@ from framewire.hub import Hub
 from framewire.lanes import usable_cores
 from framewire.mailbox import Mailbox
 from framewire.metrics import ReceiverMetrics
-from framewire.overlay import Strip
+from framewire.overlay import Strip, strip_height
 from framewire.processing import Processor, ProcessorFactory, passthrough
 from framewire.resilience import Worker
 
@@ -79,10 +79,11 @@ class _Camera:
             # full-size encode may splice a re-encoded band into the sender's JPEG (splice.py).
             original = jpeg if processor is passthrough and not narrowed else None
             fps = self.channel.figures.fps()
+            under = image[: strip_height(image.shape[1])].copy()  # for the strip-less variants
             strip.draw(image, seq, fps, self.channel.figures.served_latency_ms())
             process_seconds.observe(time.perf_counter() - started)
             fps_gauge.set(fps)
-            self.channel.publish(image, seq, captured_ns, original, narrowed)
+            self.channel.publish(image, seq, captured_ns, original, narrowed, under)
 
     def _make_processor(self) -> Processor:
         """The camera's processor, made on its own thread; passthrough if it cannot be made."""

@@ -27,6 +27,15 @@ class Picture:
     received_at: float  # monotonic
     original: bytes | None = None  # the sender's JPEG, if the band splice may use it
     narrowed: bool = False  # decoded narrower than the frame, for narrow variants only
+    under: np.ndarray | None = None  # the rows the strip covers, as they were before it
+
+    def bare(self) -> np.ndarray:
+        """The image without the strip: a copy with the rows under it put back."""
+        if self.under is None:
+            return self.image
+        image = self.image.copy()
+        image[: len(self.under)] = self.under
+        return image
 
 
 class FrameSlot:

@@ -3,8 +3,9 @@
 The bare routes mean the default camera (Hub.default: 404 `no_camera` before
 any); `/stream/<camera>.mjpg` and `/snapshot/<camera>.jpg` name one. A
 camera the hub does not know is a 404 `unknown_camera` (viewers never
-create cameras). A stream may ask for a variant (`width`, `fps`, `quality`
-from the sets in variants.py; anything else is a 400 `bad_variant`);
+create cameras). A stream may ask for a variant (`width`, `fps`, `quality`,
+`strip` from the sets in variants.py; anything else is a 400 `bad_variant`),
+a snapshot for its `strip` (default: the receiver's --strip);
 `/grid.mjpg` is every camera in one mosaic.
 Errors are JSON, answered by the app's handlers or here.
 """
@@ -73,7 +74,8 @@ def viewer_blueprint(
     @bp.get("/snapshot.jpg")
     @bp.get("/snapshot/<camera>.jpg")
     def snapshot(camera: str | None = None) -> Response:
-        served = hub.lookup(camera).cache.get()
+        strip = variants.parse_strip(request.args, hub.settings.strip)
+        served = hub.lookup(camera).cache.get((None, None, strip))
         headers = {"Cache-Control": "no-store"}
         if served.seq is not None:
             headers[HEADER_SEQ] = str(served.seq)
@@ -88,7 +90,7 @@ def viewer_blueprint(
     @bp.get("/stream.mjpg")
     @bp.get("/stream/<camera>.mjpg")
     def stream(camera: str | None = None) -> Response:
-        variant = variants.parse(request.args)
+        variant = variants.parse(request.args, hub.settings.strip)
         response = held_stream(
             hub.open(camera, variant.key),
             lambda channel: mjpeg.stream(channel, keepalive, variant.key, variant.fps),

@@ -55,7 +55,7 @@ class Watchers:
         about to open) keep the full size. A snapshot taken meanwhile has the
         widest watched variant's width.
         """
-        widths = [width for width, _ in self.keys()]
+        widths = [key[0] for key in self.keys()]
         if not widths or None in widths:
             return None
         return max(w for w in widths if w is not None)

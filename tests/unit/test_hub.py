@@ -183,7 +183,7 @@ def test_viewer_cap_and_count(make_pipeline) -> None:
             pass
         assert hub.stats()["cameras"]["cam0"]["viewers"] == 1
     assert hub.stats()["cameras"]["cam0"]["viewers"] == 0
-    with hub.open(None, FULL), hub.open(None, (320, None)):
+    with hub.open(None, FULL), hub.open(None, (320, None, True)):
         assert hub.stats()["cameras"]["cam0"]["viewers"] == 2
     hub.close()
     with pytest.raises(ViewerLimit), hub.open(None, FULL):  # at shutdown: the cap's 503

@@ -20,6 +20,7 @@ import simplejpeg
 
 from conftest import wait_until
 from framewire.config import ReceiverConfig
+from framewire.encodes import jpeg
 from framewire.frame import Frame
 from framewire.hub import Hub
 from framewire.metrics import ReceiverMetrics
@@ -38,7 +39,7 @@ from framewire.splice import (
     splice,
 )
 from framewire.transports.http import HttpSender
-from framewire.variants import FULL
+from framewire.variants import FULL, scaled
 
 PATH = "framewire_viewer_encode_path_total"
 SIZES = [(640, 480), (1280, 720), (1920, 1080), (1366, 768), (642, 362), (320, 240)]
@@ -234,7 +235,7 @@ def test_the_channel_splices_only_full_size_frames_it_may() -> None:
         channel.publish(image, 1, time.time_ns(), original)
         assert channel.cache.get(FULL).jpeg == splice(original, image, strip_height(1280), 80)
         assert path_count(metrics, "splice", "ok") == 1
-        small = channel.cache.get((640, None))  # a variant: always the full encode, scaled
+        small = channel.cache.get((640, None, True))  # a variant: always the full encode, scaled
         assert strict(small.jpeg).shape == (360, 640, 3)
         assert path_count(metrics, "full", "variant") == 1
         channel.publish(image, 2, time.time_ns())  # no original: a processor ran
@@ -245,6 +246,25 @@ def test_the_channel_splices_only_full_size_frames_it_may() -> None:
         channel.cache.get(FULL)
         assert path_count(metrics, "full", "no_restart") == 1
         assert path_count(metrics, "splice", "ok") == 1
+    finally:
+        hub.close()
+
+
+def test_a_key_without_the_strip_serves_the_picture_under_it() -> None:
+    metrics = ReceiverMetrics()
+    hub = Hub(metrics, ReceiverConfig(stale_after=30.0, stream_quality=80))
+    bare = (None, None, False)
+    try:
+        channel = hub.add("cam0")
+        original = encode(synthetic(1280, 720), "sender-420")
+        under = strict(original)[: strip_height(1280)].copy()
+        channel.publish(annotated(original), 1, time.time_ns(), original, under=under)
+        assert channel.cache.get(bare).jpeg == original  # the sender's bytes: no encode
+        assert path_count(metrics, "splice", "ok") + path_count(metrics, "full", "processed") == 0
+        channel.publish(annotated(original), 2, time.time_ns(), under=under)  # processed
+        assert channel.cache.get(bare).jpeg == jpeg(strict(original), 80)
+        small = channel.cache.get((640, None, False)).jpeg
+        assert small == jpeg(scaled(strict(original), 640), 80)
     finally:
         hub.close()
 

@@ -53,6 +53,8 @@ def first_part(client: FlaskClient, url: str) -> tuple[bytes, bytes]:
         ("fps=", "fps"),
         ("quality=99", "quality"),
         ("quality=full", "quality"),
+        ("strip=2", "strip"),
+        ("strip=off", "strip"),
     ],
 )
 def test_bad_variant_is_a_400_naming_the_parameter(
@@ -109,17 +111,17 @@ def test_a_variant_nobody_watches_keeps_no_picture() -> None:
         channel = hub.add("cam0")
         image = decode(make_jpeg(1280, 720))
         channel.publish(image, 1, time.time_ns())
-        key = (640, 50)
+        key = (640, 50, True)
         with hub.open("cam0", key):
             with hub.open("cam0", key):
                 assert channel.cache.get(key) is channel.cache.get(key)  # encoded once, shared
                 assert key in channel.cache
             assert key in channel.cache
         assert key not in channel.cache  # its JPEG is let go with the last viewer
-        channel.cache.get((320, None))  # unwatched (a race at close): served, not kept
-        assert (320, None) not in channel.cache
+        channel.cache.get((320, None, True))  # unwatched (a race at close): served, not kept
+        assert (320, None, True) not in channel.cache
         labels = {"camera": "cam0", "transport": "http"}
-        for key, count in [((640, 50), 1), ((320, None), 1)]:
+        for key, count in [((640, 50, True), 1), ((320, None, True), 1)]:
             sample = metrics.registry.get_sample_value(
                 f"{ENCODES}", {**labels, "variant": key_label(key)}
             )
