@@ -14,7 +14,7 @@ help:
 	@echo "make bench   framewire bench: HTTP against Redis (BENCH_ARGS=--quick: about a minute)"
 	@echo "make bench-check  hold bench-results/results.json against docs/bench/targets.json"
 	@echo "make up      docker compose up --build (the product); make down, make logs"
-	@echo "make lint    ruff (check and format), hadolint, compose schema check, docker compose config"
+	@echo "make lint    ruff (check and format), hadolint, compose schema check, docker compose config, mkdocs build --strict"
 	@echo "make node-producer ARGS='...'  examples/node-producer: JPEG files to HTTP and Redis (Node.js)"
 	@echo "make java-producer ARGS='...'  examples/java-producer: JPEG files to HTTP (JDK only)"
 
@@ -74,6 +74,7 @@ lint: install
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q && echo "docker compose config: ok"; \
 	else echo "docker compose is not installed: skipped 'docker compose config -q'"; fi
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .site
 
 format: install
 	$(BIN)/ruff format .
@@ -103,4 +104,4 @@ java-producer: java-producer-build
 	java -cp $(JAVA_PRODUCER)/build FramewireProducer $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis $(NODE_PRODUCER)/node_modules $(JAVA_PRODUCER)/build
+	rm -rf $(VENV) .site .pytest_cache .ruff_cache .hypothesis $(NODE_PRODUCER)/node_modules $(JAVA_PRODUCER)/build

@@ -1,5 +1,5 @@
 """Real receivers at their limits: idle cameras are forgotten, decompression bombs cost no
-memory, and memory stays within the README's bound with every limit filled. (Refused frames
+memory, and memory stays within docs/security.md's bound with every limit filled. (Refused frames
 leave no camera: tests/unit/test_routes.py and tests/unit/test_hub.py, in process.)"""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_decompression_bombs_are_refused_with_bounded_memory(services: Services)
     assert grown_mib < 50, f"RSS grew {grown_mib:.1f} MiB"
 
 
-README_BOUND_MIB = 700  # "at most about 700 MiB" in the README (Limits and memory)
+README_BOUND_MIB = 700  # "at most about 700 MiB" in docs/security.md (Limits, memory)
 MAX_BODY = 2 * 1024 * 1024  # --max-body's default
 
 

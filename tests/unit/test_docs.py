@@ -1,4 +1,4 @@
-"""README and .env.example agree with the code: every option named, defaults as defined."""
+"""The docs and .env.example agree with the code: every option named, defaults as defined."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from framewire.cli import cli, envvar
 from framewire.config import ReceiverConfig, SenderConfig, default, settings
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
+REFERENCE = ROOT / "docs" / "configuration.md"  # the option reference
 START, END = "<!-- options:start -->\n", "<!-- options:end -->\n"
 # .env.example values that differ from the code's defaults on purpose, for compose.
 COMPOSE_DEFAULTS = {
@@ -24,17 +24,18 @@ COMPOSE_DEFAULTS = {
 }
 
 
-def test_readme_option_reference_is_generated_from_the_cli() -> None:
-    """The README's option tables are the CLI's own (FRAMEWIRE_UPDATE_DOCS=1 rewrites them)."""
-    text = README.read_text()
-    assert START in text and END in text, f"README lacks the {START.strip()} markers"
+def test_option_reference_is_generated_from_the_cli() -> None:
+    """The option tables of docs/configuration.md are the CLI's own (FRAMEWIRE_UPDATE_DOCS=1)."""
+    text = REFERENCE.read_text()
+    assert START in text and END in text, f"docs/configuration.md lacks the {START.strip()} markers"
     head, rest = text.split(START)
     _, tail = rest.split(END)
     expected = head + START + reference() + END + tail
     if os.environ.get("FRAMEWIRE_UPDATE_DOCS") == "1" and text != expected:
-        README.write_text(expected)
+        REFERENCE.write_text(expected)
         return
-    assert text == expected, "README's option reference is stale: FRAMEWIRE_UPDATE_DOCS=1 make test"
+    stale = "docs/configuration.md's option reference is stale: FRAMEWIRE_UPDATE_DOCS=1 make test"
+    assert text == expected, stale
 
 
 def test_env_example_names_real_settings_with_their_defaults() -> None:
@@ -106,7 +107,7 @@ def test_license_is_mit_in_the_repository_and_the_package() -> None:
 
 
 def reference() -> str:
-    """Every command's options as Markdown tables (the README's option reference)."""
+    """Every command's options as Markdown tables (docs/configuration.md's option reference)."""
     context = click.Context(cli, info_name="framewire")
     out = ["| global option | env | default | what |", "|---|---|---|---|"]
     out += [_row(p) for p in cli.params if isinstance(p, click.Option)]

@@ -9,7 +9,7 @@ import framewire
 
 SRC = Path(framewire.__file__).parent
 # Lowest first; a module may import only from its own layer or below.
-LAYERS = [  # as the README's "Architecture" section shows them
+LAYERS = [  # as docs/internals.md ("Architecture") shows them
     {"frame", "metrics", "settings", "urls", "mailbox", "lanes", "runtime", "resilience"}
     | {"processing", "overlay", "access", "splice"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"}
