@@ -124,14 +124,17 @@ def tiles(image: np.ndarray, count: int) -> list[np.ndarray]:
     return found
 
 
-def write_clip(path: Path, frames: int = 10, fps: float = 50.0) -> Path:
-    """A small MJPEG video file at `path` (160x120, each frame one grey level brighter)."""
+def write_clip(
+    path: Path, frames: int = 10, fps: float = 50.0, size: tuple[int, int] = (160, 120)
+) -> Path:
+    """An MJPEG video file at `path` (`size` (width, height), 160x120 by default; each frame
+    one grey level brighter)."""
     writer = cv2.VideoWriter(
-        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120)
+        str(path), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, size
     )
     assert writer.isOpened()
     for i in range(frames):
-        image = np.full((120, 160, 3), i * 20 % 256, np.uint8)
+        image = np.full((size[1], size[0], 3), i * 20 % 256, np.uint8)
         writer.write(image)
     writer.release()
     return path

@@ -46,6 +46,12 @@ def _check_camera(value: str) -> None:
         raise ValueError(exc.detail) from None
 
 
+def _check_size(value: int) -> None:
+    """A wire width or height: 0 (as the source sends) or at least 16 pixels."""
+    if value < 16:
+        raise ValueError(f"must be 0 (as the source sends) or at least 16, not {value}")
+
+
 def _check_source(value: str) -> None:
     """A URL source must be a camera URL with a host; a file, a device or `synthetic` is free."""
     if "://" in value:
@@ -77,8 +83,22 @@ class _Cameras(Validated):
         check=_check_source,
     )
     camera: str = setting("cam0", "Camera id.", check=_check_camera)
-    width: int = setting(1280, "Synthetic frame width.", low=16, high=7680)
-    height: int = setting(720, "Synthetic frame height.", low=16, high=4320)
+    width: int = setting(
+        0,
+        "Frame width on the wire, for every source (resized once before the encode); 0: as"
+        " the source sends (the synthetic pattern: 1280, or 16:9 of --height).",
+        low=0,
+        high=7680,
+        check=_check_size,
+    )
+    height: int = setting(
+        0,
+        "Frame height on the wire, for every source; 0: as the source sends, or the width's"
+        " share of the source's aspect ratio when --width is set (synthetic: 720).",
+        low=0,
+        high=4320,
+        check=_check_size,
+    )
     fps: float = setting(
         30.0,
         "Synthetic frame rate (0: as fast as possible); also a video file's fallback.",
@@ -173,8 +193,8 @@ class _Receivers(Validated):
         300.0, "Seconds without an accepted frame after which a camera is forgotten.", **SECONDS
     )
     max_pixels: int = setting(
-        1920 * 1080,
-        "Largest frame accepted (width x height, read from the JPEG header).",
+        3840 * 2160,
+        "Largest frame accepted (width x height, read from the JPEG header; 3840x2160: 4K).",
         low=64,
         high=7680 * 4320,
     )

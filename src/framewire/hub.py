@@ -1,5 +1,5 @@
-"""The hub: every known camera's channel (channel.py), the grid over them (grid.py), and
-the viewer seats they share (seats.py).
+"""The hub: every known camera's channel (channel.py), the grid over them (grid.py), the
+viewer seats they share (seats.py) and the frames refused lately (`Refusals`).
 
 A camera is added by the pipeline after its first accepted frame and removed
 when it is forgotten (its open streams then end). Only a default camera named
@@ -7,6 +7,9 @@ by `--default-camera` has a channel from the start; without one, the bare
 routes mean the first camera (by id) that exists, and none before a frame.
 A viewer opens a stream with one call, `open` or `open_grid`: the handle it
 gets is a context manager that holds a seat and a watch until it exits.
+A refused frame creates no camera, so refusals are receiver-wide: the newest
+one of each reason, the camera it named, how many, and the setting that would
+let it in (when a setting is why), for /stats and the page's "no signal" text.
 """
 
 from __future__ import annotations
@@ -25,6 +28,42 @@ from framewire.metrics import ReceiverMetrics
 from framewire.seats import Seats
 from framewire.variants import EncodeKey
 
+# The setting to change for a refusal a setting causes.
+FIXES = {
+    "too_many_pixels": "raise --max-pixels (FRAMEWIRE_MAX_PIXELS)",
+    "camera_limit": "raise --max-cameras (FRAMEWIRE_MAX_CAMERAS)",
+}
+
+
+class Refusals:
+    """The newest refusal of each reason (the reasons are a fixed, small set)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._newest: dict[str, tuple[str, str, float]] = {}  # reason: camera, detail, when
+        self._counts: dict[str, int] = {}
+
+    def note(self, reason: str, camera: str, detail: str) -> None:
+        """Count one refused frame of `camera` (its id as sent, already validated)."""
+        with self._lock:
+            self._newest[reason] = (camera, detail, time.monotonic())
+            self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        """reason: {camera, detail, count, seconds_ago, fix}, the fix "" when no setting is why."""
+        now = time.monotonic()
+        with self._lock:
+            return {
+                reason: {
+                    "camera": camera,
+                    "detail": detail,
+                    "count": self._counts[reason],
+                    "seconds_ago": round(now - when, 3),
+                    "fix": FIXES.get(reason, ""),
+                }
+                for reason, (camera, detail, when) in self._newest.items()
+            }
+
 
 class Hub:
     """The known cameras' channels, the grid, and the viewer seats."""
@@ -42,6 +81,7 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._lock = threading.Lock()
         self.seats = Seats(config.max_viewers)
+        self.refusals = Refusals()  # refused frames create no camera: noted receiver-wide
         self.grid = Grid(self.channels, self.settings, self.seats)
         if self.default_camera:  # declared: known, "no signal", until its frames come
             self.add(self.default_camera)
@@ -117,6 +157,7 @@ class Hub:
             "stale_after": self.settings.stale_after,
             "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
             "cameras": {c.camera: c.stats() for c in self.channels()},
+            "refused": self.refusals.stats(),
         }
 
     def close(self) -> None:

@@ -151,8 +151,17 @@ class Pipeline:
         `skipped` older frames of the same camera arrived with it; they are
         counted as dropped at stage `receive` once this one is accepted. A
         refusal counts nothing here: the caller then calls `reject(reason,
-        1 + skipped)`, which names no camera (the camera may not exist).
+        1 + skipped)`, which names no camera (the camera may not exist). Its
+        reason is noted receiver-wide for /stats (`Hub.refusals`).
         """
+        try:
+            self._ingest(frame, skipped)
+        except WireError as exc:
+            if exc.reason != "stopping":
+                self.hub.refusals.note(exc.reason, frame.camera, exc.detail)
+            raise
+
+    def _ingest(self, frame: Frame, skipped: int) -> None:
         check_captured(frame.camera, frame.captured_ns, time.time_ns(), *self.capture_window)
         known = self.hub.find(frame.camera)
         if known is None and self.hub.full():

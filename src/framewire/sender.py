@@ -7,6 +7,7 @@ metrics registry, so a dead or slow camera never stalls another.
 Per camera, the grab thread drains the source into a one-slot mailbox; the
 camera's encode loop waits until at least one transport can take a frame (encode on demand: no
 frame is encoded only to be replaced unsent), takes the newest frame,
+resizes it to the wire size if `--width`/`--height` ask for one (once, for every transport),
 JPEG-encodes it once (a restart marker every MCU row, for the receivers' band
 splice: splice.py) and puts the bytes into each transport's own one-slot
 mailbox. Each transport sends on its own thread, so
@@ -33,7 +34,7 @@ from framewire.frame import Frame
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
 from framewire.resilience import Backoff, UpDown, Worker
-from framewire.sources import Grabber, Source, open_source
+from framewire.sources import Grabber, Source, open_source, resized
 from framewire.splice import encode_params
 from framewire.transports import FrameSender, PublishError
 from framewire.transports.http_plug import http_sender
@@ -219,11 +220,12 @@ class CameraSender:
                 self._rate.tick()
                 fps.set(self._rate.rate())
                 started = time.perf_counter()
-                params = encode_params(self.config.quality, item.image)
-                ok, buffer = cv2.imencode(".jpg", item.image, params)
+                image = resized(item.image, self.config.width, self.config.height)
+                params = encode_params(self.config.quality, image)
+                ok, buffer = cv2.imencode(".jpg", image, params)
                 encode_seconds.observe(time.perf_counter() - started)
                 if not ok:
-                    log.error("JPEG encode failed for frame of shape %s", item.image.shape)
+                    log.error("JPEG encode failed for frame of shape %s", image.shape)
                     continue
                 seq += 1
                 frame = Frame(camera, seq, item.captured_ns, buffer.tobytes())

@@ -255,11 +255,43 @@ def open_source(
 ) -> Source:
     """The source for a `--source` value: `synthetic`, a file path, a URL or a device index.
 
+    `width` and `height` size the synthetic pattern only (`wire_size` of SYNTHETIC_SIZE); the
+    sender resizes every other source's pictures (`resized`).
+
     `phase` is the synthetic pattern's (`spread` or `aligned`; see `SyntheticSource`).
     """
     if spec == "synthetic":
-        return SyntheticSource(width, height, fps, phase)
+        return SyntheticSource(*wire_size(SYNTHETIC_SIZE, width, height), fps, phase)
     return CaptureSource(spec, open_timeout, read_timeout, fps)
+
+
+SYNTHETIC_SIZE = (1280, 720)  # the pattern's (width, height) when --width and --height are 0
+
+
+def wire_size(own: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """The (width, height) sent of a picture `own` (width, height) in size.
+
+    Both set: that size. One set (the other 0): the other follows `own`'s aspect ratio.
+    Neither: `own`, as the source sends.
+    """
+    if width and height:
+        return width, height
+    if width:
+        return width, max(1, round(own[1] * width / own[0]))
+    if height:
+        return max(1, round(own[0] * height / own[1])), height
+    return own
+
+
+def resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` at its wire size (`wire_size`): unchanged when it already is, else resized once
+    (INTER_AREA down, INTER_LINEAR up)."""
+    own = (image.shape[1], image.shape[0])
+    size = wire_size(own, width, height)
+    if size == own:
+        return image
+    shrink = size[0] * size[1] < own[0] * own[1]
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 class Grabber:

@@ -93,7 +93,10 @@ def test_a_reference_may_carry_a_default(tmp_path: Path) -> None:
             "cameras:\n  - id: a\n    source: rtsp://u:${NOT_SET_ANYWHERE}@cam/s\n",
             "camera 'a': source: environment variable NOT_SET_ANYWHERE is not set",
         ),
-        ("cameras:\n  - id: a\n    width: 10\n", "camera 'a': width: must be from 16 to 7680"),
+        (
+            "cameras:\n  - id: a\n    width: 10\n",
+            "camera 'a': width: must be 0 (as the source sends) or at least 16, not 10",
+        ),
         ("cameras:\n  - id: a\n    fps: fast\n", "camera 'a': fps: must be a number"),
         ("cameras:\n  - id: a\n    width: true\n", "camera 'a': width: must be a whole number"),
         ("cameras:\n  - id: bad/id\n", "camera 'bad/id': id: "),

@@ -87,6 +87,32 @@ def test_refused_frames_never_create_a_camera(make_pipeline) -> None:
     published(pipeline, "cam0", 7)
 
 
+QHD, UHD = make_jpeg(2560, 1440, seed=4), make_jpeg(3840, 2160, seed=4)
+
+
+def test_a_4k_frame_is_accepted_by_default_and_a_refusal_names_its_setting(
+    make_pipeline,
+) -> None:
+    pipeline = make_pipeline()
+    for camera, jpeg, shape in (("qhd", QHD, (1440, 2560, 3)), ("uhd", UHD, (2160, 3840, 3))):
+        pipeline.ingest(frame(camera, 1, jpeg))
+        published(pipeline, camera, 1)
+        assert pipeline.hub.find(camera).slot.newest()[0].image.shape == shape
+    assert pipeline.hub.stats()["refused"] == {}
+
+    small = make_pipeline(max_pixels=1920 * 1080)
+    for seq in (1, 2):
+        with pytest.raises(WireError, match="over 2073600 pixels"):
+            small.ingest(frame("uhd", seq, UHD))
+    stats = small.hub.stats()
+    assert stats["cameras"] == {}  # a refused frame creates no camera: receiver-wide
+    refused = stats["refused"]["too_many_pixels"]
+    assert refused["camera"] == "uhd" and refused["count"] == 2
+    assert refused["detail"] == "JPEG is 3840x2160, over 2073600 pixels"
+    assert refused["fix"] == "raise --max-pixels (FRAMEWIRE_MAX_PIXELS)"
+    assert 0 <= refused["seconds_ago"] < 60
+
+
 def test_drops_and_fps_are_counted_by_the_hub(make_pipeline) -> None:
     pipeline = make_pipeline()
     for seq in range(1, 6):

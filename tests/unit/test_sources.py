@@ -21,6 +21,8 @@ from framewire.sources import (
     SyntheticSource,
     device_index,
     open_source,
+    resized,
+    wire_size,
 )
 from helpers import write_clip
 
@@ -168,3 +170,54 @@ def test_missing_source_is_down_and_retried(tmp_path: Path) -> None:
         finally:
             grabber.stop()
         assert rec.states == [False], "one state change, however many retries"
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "expected"),
+    [
+        (0, 0, (3840, 2160)),  # as the source sends
+        (1280, 720, (1280, 720)),
+        (1280, 0, (1280, 720)),  # the other side follows the source's aspect ratio
+        (0, 1080, (1920, 1080)),
+        (640, 640, (640, 640)),  # both set: that size, whatever the source's shape
+    ],
+)
+def test_the_wire_size_is_the_options_else_the_sources(
+    width: int, height: int, expected: tuple[int, int]
+) -> None:
+    assert wire_size((3840, 2160), width, height) == expected
+
+
+def test_a_4k_video_is_read_at_4k_and_resized_once_to_the_wire_size(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "uhd.avi", frames=3, size=(3840, 2160))
+    config = SenderConfig(source=str(clip), width=1280, height=720, metrics_bind="")
+    source = camera_source(config)  # a file: its pictures come at their own size
+    source.open()
+    try:
+        image = source.read()
+    finally:
+        source.close()
+    assert image is not None and image.shape == (2160, 3840, 3)
+    sent = resized(image, config.width, config.height)
+    assert sent.shape == (720, 1280, 3)
+    assert resized(sent, config.width, config.height) is sent  # at its size: untouched
+    assert resized(image, 0, 0) is image  # the default: as the source sends
+
+
+def test_the_synthetic_pattern_is_1280x720_unless_a_wire_size_is_set() -> None:
+    def size(**options: int) -> tuple[int, int]:
+        source = camera_source(SenderConfig(metrics_bind="", **options))
+        assert isinstance(source, SyntheticSource)
+        return source.width, source.height
+
+    assert size() == (1280, 720)
+    assert size(width=640, height=360) == (640, 360)
+    assert size(width=1920) == (1920, 1080)
+
+
+@pytest.mark.parametrize("value", [1, 15, -1])
+def test_a_wire_size_under_16_is_refused_and_0_means_as_sent(value: int) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SenderConfig(width=value)
+    assert caught.value.name == "width"
+    assert SenderConfig(width=0, height=0).width == 0
