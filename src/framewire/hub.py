@@ -23,6 +23,7 @@ from framewire.frame import WireError, parse_camera
 from framewire.grid import Grid
 from framewire.metrics import ReceiverMetrics
 from framewire.seats import Seats
+from framewire.signals import Events
 from framewire.variants import EncodeKey
 
 
@@ -43,6 +44,8 @@ class Hub:
         self._lock = threading.Lock()
         self.seats = Seats(config.max_viewers)
         self.grid = Grid(self.channels, self.settings, self.seats)
+        self.refused = Events()  # frames refused, by reason (they name no camera slot)
+        self.receive_errors = Events()  # failures of the transport itself, by reason
         if self.default_camera:  # declared: known, "no signal", until its frames come
             self.add(self.default_camera)
 
@@ -117,6 +120,8 @@ class Hub:
             "stale_after": self.settings.stale_after,
             "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
             "cameras": {c.camera: c.stats() for c in self.channels()},
+            "refused": self.refused.stats(),
+            "receive_errors": self.receive_errors.stats(),
         }
 
     def close(self) -> None:

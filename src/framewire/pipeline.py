@@ -195,10 +195,12 @@ class Pipeline:
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refused frames."""
         self.metrics.frames_rejected.labels(self.transport, reason).inc(count)
+        self.hub.refused.add(reason, count)
 
     def receive_error(self, reason: str) -> None:
         """Count a failure of the transport itself (or of the processing step)."""
         self.metrics.receive_errors.labels(self.transport, reason).inc()
+        self.hub.receive_errors.add(reason)
 
     def sweep(self, now: float | None = None) -> list[str]:
         """Forget every camera idle for `forget_after` seconds; returns their ids."""
