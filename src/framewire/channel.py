@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from framewire import signals
 from framewire.encodes import EncodeCache
 from framewire.figures import Figures
 from framewire.metrics import ReceiverMetrics
@@ -106,6 +107,7 @@ class Channel:
         age = self.slot.age()
         return {
             "state": "live" if self.slot.fresh(picture) else "no signal",
+            "signal": signals.signal(picture is not None, self.slot.fresh(picture)),
             "seq": picture.seq if picture is not None else None,
             **self.figures.stats(),
             "age_seconds": round(age, 3) if age is not None else None,

@@ -26,43 +26,8 @@ from framewire.frame import WireError, parse_camera
 from framewire.grid import Grid
 from framewire.metrics import ReceiverMetrics
 from framewire.seats import Seats
+from framewire.signals import Events, Refusals
 from framewire.variants import EncodeKey
-
-# The setting to change for a refusal a setting causes.
-FIXES = {
-    "too_many_pixels": "raise --max-pixels (FRAMEWIRE_MAX_PIXELS)",
-    "camera_limit": "raise --max-cameras (FRAMEWIRE_MAX_CAMERAS)",
-}
-
-
-class Refusals:
-    """The newest refusal of each reason (the reasons are a fixed, small set)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._newest: dict[str, tuple[str, str, float]] = {}  # reason: camera, detail, when
-        self._counts: dict[str, int] = {}
-
-    def note(self, reason: str, camera: str, detail: str) -> None:
-        """Count one refused frame of `camera` (its id as sent, already validated)."""
-        with self._lock:
-            self._newest[reason] = (camera, detail, time.monotonic())
-            self._counts[reason] = self._counts.get(reason, 0) + 1
-
-    def stats(self) -> dict[str, Any]:
-        """reason: {camera, detail, count, seconds_ago, fix}, the fix "" when no setting is why."""
-        now = time.monotonic()
-        with self._lock:
-            return {
-                reason: {
-                    "camera": camera,
-                    "detail": detail,
-                    "count": self._counts[reason],
-                    "seconds_ago": round(now - when, 3),
-                    "fix": FIXES.get(reason, ""),
-                }
-                for reason, (camera, detail, when) in self._newest.items()
-            }
 
 
 class Hub:
@@ -81,8 +46,9 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._lock = threading.Lock()
         self.seats = Seats(config.max_viewers)
-        self.refusals = Refusals()  # refused frames create no camera: noted receiver-wide
         self.grid = Grid(self.channels, self.settings, self.seats)
+        self.refused = Refusals()  # frames refused, by reason (they name no camera slot)
+        self.receive_errors = Events()  # failures of the transport itself, by reason
         if self.default_camera:  # declared: known, "no signal", until its frames come
             self.add(self.default_camera)
 
@@ -157,7 +123,8 @@ class Hub:
             "stale_after": self.settings.stale_after,
             "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
             "cameras": {c.camera: c.stats() for c in self.channels()},
-            "refused": self.refusals.stats(),
+            "refused": self.refused.stats(),
+            "receive_errors": self.receive_errors.stats(),
         }
 
     def close(self) -> None:

@@ -152,13 +152,13 @@ class Pipeline:
         counted as dropped at stage `receive` once this one is accepted. A
         refusal counts nothing here: the caller then calls `reject(reason,
         1 + skipped)`, which names no camera (the camera may not exist). Its
-        reason is noted receiver-wide for /stats (`Hub.refusals`).
+        reason is noted receiver-wide for /stats (`Hub.refused`).
         """
         try:
             self._ingest(frame, skipped)
         except WireError as exc:
             if exc.reason != "stopping":
-                self.hub.refusals.note(exc.reason, frame.camera, exc.detail)
+                self.hub.refused.note(exc.reason, frame.camera, exc.detail)
             raise
 
     def _ingest(self, frame: Frame, skipped: int) -> None:
@@ -204,10 +204,12 @@ class Pipeline:
     def reject(self, reason: str, count: int = 1) -> None:
         """Count refused frames."""
         self.metrics.frames_rejected.labels(self.transport, reason).inc(count)
+        self.hub.refused.add(reason, count)
 
     def receive_error(self, reason: str) -> None:
         """Count a failure of the transport itself (or of the processing step)."""
         self.metrics.receive_errors.labels(self.transport, reason).inc()
+        self.hub.receive_errors.add(reason)
 
     def sweep(self, now: float | None = None) -> list[str]:
         """Forget every camera idle for `forget_after` seconds; returns their ids."""

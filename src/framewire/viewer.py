@@ -6,7 +6,7 @@ camera the hub does not know is a 404 `unknown_camera` (viewers never
 create cameras). A stream may ask for a variant (`width`, `fps`, `quality`,
 `strip` from the sets in variants.py; anything else is a 400 `bad_variant`),
 a snapshot for its `strip` (default: the receiver's --strip);
-`/grid.mjpg` is every camera in one mosaic.
+`/grid.mjpg` is every camera in one mosaic; `/view/<camera>` is the page for watching one.
 Errors are JSON, answered by the app's handlers or here.
 """
 
@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from framewire import mjpeg, variants
+from framewire.channel import CameraNotFound
+from framewire.frame import WireError, parse_camera
 from framewire.hub import Hub
 from framewire.seats import ViewerLimit
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
@@ -61,6 +63,22 @@ def viewer_blueprint(
         config = {**page_config, "default_camera": focus}
         return render_template(
             "viewer.html", config=config, focus=focus, warnings=warnings or [], **page_config
+        )
+
+    @bp.get("/view/<camera>")
+    def view(camera: str) -> str:
+        # Any well-formed id: a camera not seen yet is "waiting" until its first frame.
+        try:
+            camera = parse_camera(camera)
+        except WireError as exc:
+            raise CameraNotFound(exc.reason, exc.detail) from None
+        config = {"transport": hub.settings.transport, "camera": camera}
+        return render_template(
+            "watch.html",
+            config=config,
+            camera=camera,
+            transport=hub.settings.transport,
+            warnings=warnings or [],
         )
 
     @bp.get("/stats")

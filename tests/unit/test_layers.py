@@ -15,7 +15,7 @@ LAYERS = [  # as docs/internals.md ("Architecture") shows them
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"}
     | {"config", "cameras", "safety"},
     {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"}
-    | {"slot", "encodes", "watchers", "figures", "seats"},
+    | {"slot", "encodes", "watchers", "figures", "seats", "signals"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},
     {"cli"},
