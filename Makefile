@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install system-deps test test-unit soak bench bench-check run up down logs lint format clean
+.PHONY: help install system-deps test test-unit soak bench bench-check run up down logs lint format clean docs-images
 .PHONY: node-producer node-producer-deps java-producer java-producer-build
 
 help:
@@ -14,6 +14,7 @@ help:
 	@echo "make bench   framewire bench: HTTP against Redis (BENCH_ARGS=--quick: about a minute)"
 	@echo "make bench-check  hold bench-results/results.json against docs/bench/targets.json"
 	@echo "make up      docker compose up --build (the product); make down, make logs"
+	@echo "make docs-images  docs/comparison.png (Chromium, a running stack) and docs/bench/chart.png"
 	@echo "make lint    ruff (check and format), hadolint, compose schema check, docker compose config, mkdocs build --strict"
 	@echo "make node-producer ARGS='...'  examples/node-producer: JPEG files to HTTP and Redis (Node.js)"
 	@echo "make java-producer ARGS='...'  examples/java-producer: JPEG files to HTTP (JDK only)"
@@ -54,6 +55,11 @@ BENCH_CAPACITY ?=
 bench-check: install
 	$(BIN)/python scripts/bench_check.py $(BENCH_OUT)/results.json --targets $(BENCH_TARGETS) \
 		$(if $(BENCH_CAPACITY),--capacity $(BENCH_CAPACITY))
+
+# The docs' pictures from the real thing: the page of a running stack in Chromium, and the
+# bench chart from the checked-in docs/bench/results.json.
+docs-images: install
+	$(BIN)/python scripts/docs_images.py
 
 run: install
 	$(BIN)/python scripts/run_local.py

@@ -219,7 +219,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 def write_report(out: Path, report: dict[str, Any]) -> str:
     """Write results.json, chart.png and results.md into `out`; return the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    report["chart"] = write_chart(out / "chart.png", report["results"])
+    report["chart"] = write_chart(out / "chart.png", report["results"], report.get("codec"))
     report["comparisons"] = comparisons(report["results"])
     report["summary"] = summary(report["results"], report["codec"])
     return write(out, report, render_markdown)

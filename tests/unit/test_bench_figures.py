@@ -312,26 +312,65 @@ def test_report_flags_windows_whose_latency_log_overflowed(tmp_path: Path) -> No
     assert "**Overflow**" in text and "raw 1280x720 30 fps." in text
 
 
-def test_chart_takes_whatever_modes_are_present() -> None:
-    results = [
-        _result("raw", 30.0, _path("http", 29.9, 6.0, 9.0)),
-        _result("both", 30.0, _path("http", 29.0, 6.0, 9.0), _path("redis", 29.5, 5.0, 8.0)),
-        _result("raw", 0.0, _path("http", 160.0, 7.0, 12.0)),
-        {**_result("raw", 0.0, _path("http", 90.0, 9.0, 14.0)), "scenario": "article-http"},
+def _article(transport: str, fps: float, *path: dict) -> dict:
+    """The article's design at `fps`: measured like raw, named as the bench names it."""
+    scenario = f"article-{transport}"
+    return {**_result("raw", fps, *path), "scenario": scenario, "modes": {transport: scenario}}
+
+
+CHART_RESULTS = [
+    _result("raw", 30.0, _path("http", 29.9, 6.0, 9.0)),
+    _result("stream", 30.0, _path("redis", 29.8, 5.0, 8.0)),
+    _result("both", 30.0, _path("http", 29.0, 6.0, 9.0), _path("redis", 29.5, 5.0, 8.0)),
+    _article("http", 30.0, _path("http", 25.0, 40.0, 50.0)),
+    _result("raw", 0.0, _path("http", 200.0, 12.0, 17.0)),
+    _result("stream", 0.0, _path("redis", 260.0, 10.0, 14.0)),
+    _article("http", 0.0, _path("http", 25.0, 56.0, 65.0)),
+    _article("redis", 0.0, _path("redis", 40.0, 34.0, 39.0)),
+]
+
+
+def test_chart_answers_each_question_from_the_figures() -> None:
+    """One panel per question at the headline size, titled with the answer the data gives."""
+    assert chart.headline_resolution(CHART_RESULTS) == "1280x720"
+    assert chart.camera_rate(CHART_RESULTS) == 30.0
+    flat = chart.bars(CHART_RESULTS, "1280x720", 0.0)
+    assert [b.label for b in flat] == [
+        "framewire HTTP",
+        "framewire Redis",
+        "article's HTTP",
+        "article's Redis",
     ]
-    results[-1]["modes"] = {"http": "article-http"}
-    groups = chart.chart_groups(results)
-    assert list(groups) == ["1280x720 @ 30 fps", "1280x720 @ unthrottled"]
-    labels = [bar["label"] for bar in groups["1280x720 @ 30 fps"]]
-    assert labels == ["http raw", "both: http raw", "both: redis stream"]
-    article = groups["1280x720 @ unthrottled"][-1]
-    assert article == {
-        "label": "http article-http",
-        "fps": 90.0,
-        "viewer_fps": 89.0,
-        "p50": 9.0,
-        "p95": 14.0,
-    }
+    assert (
+        chart.fast_answer(flat) == "Redis moves 1.3x HTTP's frames, 6.5-8.0x the article's design"
+    )
+    paced = chart.bars(CHART_RESULTS, "1280x720", 30.0)  # `both` is not a bar; no article-redis
+    assert [(b.label, b.p50, b.p95) for b in paced] == [
+        ("framewire HTTP", 6.0, 9.0),
+        ("framewire Redis", 5.0, 8.0),
+        ("article's HTTP", 40.0, 50.0),
+    ]
+    assert chart.late_answer(paced, 4.5) == (
+        "A frame arrives in 5.0-6.0 ms (p50), 0.5-1.5 ms over the limit; the article's 40 ms"
+    )
+    assert chart.late_answer(paced[:1], None) == "A frame arrives in 6.0 ms (p50)"
+    assert paced[0].floor_ms == pytest.approx(8.0)  # what cpu_over_floor was computed against
+    assert chart.cost_answer(paced).endswith(
+        "the codec floor; the article's design " + (f"{paced[2].cpu_ms / 8.0:.1f}x")
+    )
+    even = [chart.Bar("framewire HTTP", "b", True, 100.0, None, None, None, None),
+            chart.Bar("framewire Redis", "r", True, 102.0, None, None, None, None)]  # fmt: skip
+    assert chart.fast_answer(even) == "HTTP and Redis move about as many frames"
+
+
+def test_chart_draws_what_the_run_has(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    codec = {"1280x720": {"limit": {"total_ms": 4.5}}}
+    assert chart.write_chart(tmp_path / "a.png", CHART_RESULTS, codec) == "`a.png`"
+    only_paced = [r for r in CHART_RESULTS if r["rate_fps"]]  # no unthrottled run: two panels
+    assert chart.write_chart(tmp_path / "b.png", only_paced) == "`b.png`"
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert chart.write_chart(tmp_path / "c.png", []) == "skipped: no figures"
 
 
 def test_report_flags_scenarios_disturbed_by_other_processes(tmp_path: Path) -> None:
