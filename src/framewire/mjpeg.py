@@ -54,9 +54,13 @@ def stream(
     """
     yield b"--" + BOUNDARY + b"\r\n"
     slot, cache = channel.slot, channel.cache
+    # Frames decoded for narrower viewers (those already in flight when this one came) are not
+    # for it: wait, at most a keepalive, for the first decoded wide enough.
     _, version = slot.latest()
-    if not slot.fits(key):  # decoded for narrower viewers: the next frame is for this one too
-        slot.wait(version, keepalive)
+    deadline = time.monotonic() + keepalive
+    while not slot.fits(key) and not slot.closed and (left := deadline - time.monotonic()) > 0:
+        slot.wait(version, left)
+        _, version = slot.latest()
     version = -1
     while not slot.closed:
         if fps:

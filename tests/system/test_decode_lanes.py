@@ -62,9 +62,12 @@ def test_a_camera_stuck_in_decode_does_not_delay_another(redis_server: RedisServ
         add("slow", 1)
         assert sink.slow_started.wait(10), "camera slow never reached its decode"
         for seq in range(1, 6):
+            # Piles up behind the held decode: only the newest stays. Added before the fast frame,
+            # so the read that brings that one brings this too (XREAD replies in key order:
+            # slow first), and it is in its lane once the fast frame is ingested.
+            add("slow", seq + 1)
             add("fast", seq)
             wait_until(lambda s=seq: s in sink.seqs("fast"), what=f"fast frame {seq}")
-            add("slow", seq + 1)  # piles up behind the held decode: only the newest stays
         assert sink.seqs("slow") == []  # frame 1 still held: the fast camera never waited on it
         sink.release.set()
         wait_until(lambda: 6 in sink.seqs("slow"), what="slow's newest frame")
