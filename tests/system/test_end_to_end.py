@@ -46,7 +46,9 @@ def test_frames_reach_both_receivers(services: Services, redis_server: RedisServ
 
 
 def test_viewer_gauge_follows_open_streams(services: Services, redis_server: RedisServer) -> None:
-    http, _, _ = services.stack(redis_server, "--max-viewers", "2")
+    # Its streams are read once and then left unread: a long --viewer-timeout keeps a loaded
+    # machine from dropping them (their seats) before the cap is tried.
+    http, _, _ = services.stack(redis_server, "--max-viewers", "2", "--viewer-timeout", "300")
     wait_until(lambda: snapshot(http.url), what="first frame")
     viewers = lambda: scrape(http.url, "framewire_viewers", camera="cam0", transport="http")  # noqa: E731
     streams = [requests.get(f"{http.url}/stream.mjpg", stream=True, timeout=10) for _ in range(2)]

@@ -105,7 +105,7 @@ def test_640_px_10_fps_variant_and_shared_encodes(services: Services) -> None:
         viewer.close()
     taken = [b - a for a, b in zip(p0, p1, strict=True)]
     print(f"two 10 fps viewers: {e1 - e0:.0f} encodes, parts {taken} in 3 s")
-    assert e1 - e0 <= 1.25 * max(taken), (e1 - e0, taken)
+    assert e1 - e0 <= 1.5 * max(taken), (e1 - e0, taken)  # per viewer: about 2x
 
     # The bench's reader of one stream (framewire bench --variant-cost), briefly.
     figures = variant_cost.measure_stream(http, "?width=640&fps=10", 1.5)
