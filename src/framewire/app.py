@@ -21,6 +21,7 @@ from framewire.config import ReceiverConfig
 from framewire.hub import CameraNotFound, Hub
 from framewire.metrics import ReceiverMetrics
 from framewire.ops import ops_blueprint
+from framewire.owners import Member, Owners
 from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
 from framewire.transports.registry import TRANSPORTS
@@ -30,7 +31,8 @@ from framewire.viewer import viewer_blueprint
 def create_app(config: ReceiverConfig) -> Flask:
     """The receiver app for `config.transport` (a name in the registry), its threads started."""
     metrics = ReceiverMetrics()
-    hub = Hub(metrics, config)
+    owners = Owners(Member.at(config.advertise_url)) if config.advertise_url else Owners.solo()
+    hub = Hub(metrics, config, owners)
     pipeline = Pipeline(hub, metrics, config, load_processor(config.processor))
     app = Flask(__name__)
     # The peer is the receiver of another transport, if one is in use.
@@ -56,7 +58,7 @@ def create_app(config: ReceiverConfig) -> Flask:
         config.rate_limit,
     )
     closers: list[Callable[[], object]] = [hub.close, pipeline.close]
-    stop = TRANSPORTS[config.transport].receive(app, pipeline, config, pipeline.decoders)
+    stop = TRANSPORTS[config.transport].receive(app, pipeline, config, pipeline.decoders, owners)
     if stop is not None:
         closers.insert(0, stop)  # first: no frame arrives while the rest stops
 

@@ -259,6 +259,13 @@ class _Receivers(Validated):
     graceful_timeout: int = setting(
         1, "Seconds gunicorn lets requests finish after SIGTERM.", low=0, high=300
     )
+    advertise_url: str = setting(
+        "",
+        "This replica's URL as the other replicas reach it (e.g. http://$(POD_IP):8002). Set"
+        " on every replica: each camera is then read and decoded by one owner replica, and"
+        " the others relay what it serves. Empty: alone, every camera decoded here.",
+        check=check_web_url,
+    )
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from framewire.figures import FPS_WINDOW, LATENCY_WINDOW
 from framewire.frame import WireError, parse_camera
 from framewire.grid import Grid
 from framewire.metrics import ReceiverMetrics
+from framewire.owners import Owners
 from framewire.seats import Seats
 from framewire.signals import Events, Refusals
 from framewire.variants import EncodeKey
@@ -33,7 +34,9 @@ from framewire.variants import EncodeKey
 class Hub:
     """The known cameras' channels, the grid, and the viewer seats."""
 
-    def __init__(self, metrics: ReceiverMetrics, config: ReceiverConfig) -> None:
+    def __init__(
+        self, metrics: ReceiverMetrics, config: ReceiverConfig, owners: Owners | None = None
+    ) -> None:
         self.settings = Settings(
             metrics,
             config.transport,
@@ -41,6 +44,7 @@ class Hub:
             config.stale_after,
             config.strip == "on",
         )
+        self.owners = owners or Owners.solo()  # which replica owns each camera (owners.py)
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras
         self._channels: dict[str, Channel] = {}

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from framewire.frame import Frame, WireError, check_jpeg, parse_camera, parse_int
+from framewire.owners import Owners
 from framewire.splice import encode_params
 
 if TYPE_CHECKING:
@@ -151,7 +152,8 @@ class Transport:
     # per request in flight) for a SenderConfig; [] when another part sends (HTTP fan-out)
     receiving: type  # the receiver's settings of this transport
     check_receiving: Callable[[Any], None]  # their rules, given the ReceiverConfig
-    receive: Callable[[Flask, FrameSink, Any, int], Stop | None]  # the receiving side: on the
-    # app, deliver to the sink (with that many decoders); the stop it returns runs first
+    receive: Callable[[Flask, FrameSink, Any, int, Owners], Stop | None]  # the receiving side:
+    # on the app, deliver to the sink (with that many decoders) the frames of the cameras this
+    # replica owns, keeping the owners current; the stop it returns runs first
     port: int  # its receiver's default port
     receiver_help: str  # its receiver command's help

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from framewire.owners import Owners
 from framewire.settings import SECONDS, ConfigError, setting
 from framewire.transports import FrameSender, FrameSink, Stop, Transport
 from framewire.transports.http import HTTP_MODES, HttpSender
@@ -116,7 +117,7 @@ def check_receiving(config: Any) -> None:
         )
 
 
-def receive(app: Flask, sink: FrameSink, config: Any, decoders: int) -> Stop | None:
+def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Owners) -> Stop | None:
     """`POST /frames` on the app; frames decode on the request threads."""
     from framewire.transports.http_ingest import ingest_blueprint
 

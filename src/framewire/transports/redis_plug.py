@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from framewire.owners import Owners
 from framewire.settings import SECONDS, ConfigError, setting
 from framewire.transports import FrameSender, FrameSink, Stop, Transport
 from framewire.transports.redis import (
@@ -150,7 +151,7 @@ def consumer(
     return SubscriberConsumer(url, sink, mode, ca_cert)
 
 
-def receive(app: Flask, sink: FrameSink, config: Any, decoders: int) -> Stop | None:
+def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Owners) -> Stop | None:
     """The consumer thread, started; its stop."""
     reader = consumer(
         config.redis_url,
