@@ -571,6 +571,23 @@ def test_external_redis_cluster(rendered: dict[str, list[dict[str, Any]]]) -> No
     for workload in kind(rendered["default"], "Deployment"):
         env = env_of(workload["spec"]["template"]["spec"]["containers"][0])
         assert "FRAMEWIRE_REDIS_CLUSTER" not in env
+    # Replicas share the cameras through one Redis only: not on a cluster (yet).
+    receiver = one(objects, "Deployment", f"{FULLNAME}-redis-receiver")
+    assert "FRAMEWIRE_ADVERTISE_URL" not in env_of(
+        receiver["spec"]["template"]["spec"]["containers"][0]
+    )
+
+
+def test_receiver_replicas_share_the_cameras(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for workload in kind(rendered["default"], "Deployment"):
+        if component(workload) == "sender":
+            continue
+        env = env_of(workload["spec"]["template"]["spec"]["containers"][0])
+        port = 8001 if component(workload) == "http-receiver" else 8002
+        assert env["FRAMEWIRE_ADVERTISE_URL"]["value"] == f"http://$(POD_IP):{port}"
+        assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        names = list(env)  # Kubernetes expands only variables defined before
+        assert names.index("POD_IP") < names.index("FRAMEWIRE_ADVERTISE_URL")
 
 
 def test_the_ingress_streams_mjpeg(rendered: dict[str, list[dict[str, Any]]]) -> None:
