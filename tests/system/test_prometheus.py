@@ -45,7 +45,11 @@ FAILING_CAMERA = "cam1"
 OTHER_PRODUCER = "ext"  # a camera no framewire sender captures: frames POSTed by the test
 # Metrics without a camera label (a refused frame may have no valid camera):
 # the only queries that cannot be filtered by camera.
-NO_CAMERA_LABEL = {"framewire_frames_rejected_total", "framewire_receive_errors_total"}
+NO_CAMERA_LABEL = {
+    "framewire_frames_rejected_total",
+    "framewire_receive_errors_total",
+    "framewire_replica_members",
+}
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 # Data can take a few scrapes (1 s apart here) to show up; rate() needs two.
 QUERY_TIMEOUT = 90.0

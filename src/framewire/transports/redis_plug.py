@@ -183,7 +183,9 @@ def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Own
         config.redis_ca_cert,
         config.redis_cluster,
         decoders,
-        **({"owners": owners, "on_owned": owned, "on_taken": taken} if owners.shared else {}),
+        owners=owners,
+        on_owned=owned,
+        on_taken=taken,
     )
     members_gauge = metrics.replica_members.labels("redis")
     members_gauge.set(1)
