@@ -38,6 +38,8 @@ from framewire.sources import Grabber, Source, open_source, resized
 from framewire.splice import encode_params
 from framewire.transports import FrameSender, PublishError
 from framewire.transports.http_plug import http_sender
+from framewire.transports.redis_connect import LazyClient
+from framewire.transports.redis_presence import SourcePresence
 from framewire.transports.registry import TRANSPORTS
 
 log = logging.getLogger(__name__)
@@ -172,7 +174,7 @@ class CameraSender:
         dropped = m.frames_dropped.labels(camera, "none", "capture")
         self.grabber = Grabber(
             source,
-            on_state=lambda up: m.source_up.labels(camera).set(1 if up else 0),
+            on_state=self._source_state,
             on_reconnect=m.source_reconnects.labels(camera).inc,
             on_drop=lambda _: dropped.inc(),
             stale_after=config.read_timeout,
@@ -192,6 +194,13 @@ class CameraSender:
             self.workers.insert(0, replicas)
         self._stop = threading.Event()
         self._rate = RateMeter()
+        self.source_up = False
+        self.on_source_state: Callable[[], None] = lambda: None  # told of each change
+
+    def _source_state(self, up: bool) -> None:
+        self.source_up = up
+        self.metrics.source_up.labels(self.config.camera).set(1 if up else 0)
+        self.on_source_state()
 
     def run(self) -> None:
         """Capture and fan out until `stop()` is called (on the caller's thread)."""
@@ -288,6 +297,7 @@ class Sender:
             )
             for config in cameras
         ]
+        self.presences = source_presences(self.cameras)
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -300,6 +310,8 @@ class Sender:
             runner.start()
         for resolver in self.resolvers.values():
             resolver.start()
+        for presence in self.presences:
+            presence.start()
         try:
             self._stop.wait()
         finally:
@@ -309,9 +321,32 @@ class Sender:
                 runner.stop()
             for resolver in self.resolvers.values():
                 resolver.stop()
+            for presence in self.presences:
+                presence.stop()
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def source_presences(cameras: list[CameraSender]) -> list[SourcePresence]:
+    """One writer of the cameras' source states per Redis the cameras send through (streams),
+    so a Redis receiver can say "source down at the sender" (redis_presence.py)."""
+    by_redis: dict[tuple[str, str, str], list[CameraSender]] = {}
+    for camera in cameras:
+        c = camera.config
+        if c.redis_url and c.redis_mode == "stream":
+            by_redis.setdefault((c.redis_url, c.redis_ca_cert, c.redis_cluster), []).append(camera)
+    presences = []
+    for (url, ca_cert, cluster), group in by_redis.items():
+        timeout = group[0].config.redis_timeout
+        presence = SourcePresence(
+            LazyClient(url, timeout, timeout, ca_cert, cluster),
+            lambda group=group: {c.config.camera: c.source_up for c in group},
+        )
+        for camera in group:
+            camera.on_source_state = presence.changed
+        presences.append(presence)
+    return presences
 
 
 def resolver_for(config: SenderConfig) -> Resolver:
