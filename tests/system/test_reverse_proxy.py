@@ -206,7 +206,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             for_test(CONF.read_text(), https, plain, (http_port, redis_port), tls)
         )
         (directory / "nginx.conf").write_text(wrapper(directory))
-        # In the foreground, its pid file in the test's directory, its log in ours.
+        # In the foreground, its pid file in the test's directory, its error log in nginx.log.
         settings = f"daemon off; pid {directory / 'nginx.pid'}; error_log stderr notice;"
         nginx = Service.start(
             "nginx",
