@@ -33,6 +33,12 @@ need "ls /usr/lib/*/libnss_wrapper.so" libnss-wrapper
 # libjpeg-turbo's TurboJPEG library under PyTurboJPEG, one of the JPEG libraries the bench times.
 need "ls /usr/lib/*/libturbojpeg.so.0" libturbojpeg0
 
+# A real nginx in front of the receivers, running deploy/nginx/framewire.conf over TLS (the
+# reverse proxy test; openssl makes its self-signed certificate). Like redis-server, the
+# package may start a system nginx of its own: the test runs another, on free ports.
+need "command -v nginx || test -x /usr/sbin/nginx" nginx
+need "command -v openssl" openssl
+
 # A real browser for the page tests (fonts-liberation is only a recommendation of chromium).
 need "test -x /usr/bin/chromium && fc-list | grep -qi liberation" chromium fonts-liberation
 

@@ -106,6 +106,24 @@ def test_license_is_mit_in_the_repository_and_the_package() -> None:
     assert project["license"] == {"text": "MIT"}
 
 
+NGINX = ROOT / "deploy" / "nginx" / "framewire.conf"  # run by tests/system/test_reverse_proxy.py
+NGINX_BLOCK = re.compile(r"^```nginx\n(.*?)^```$", re.M | re.S)
+
+
+def test_the_nginx_config_in_the_docs_is_the_tested_file() -> None:
+    """docs/deployment.md quotes deploy/nginx/framewire.conf whole (FRAMEWIRE_UPDATE_DOCS=1)."""
+    page = ROOT / "docs" / "deployment.md"
+    text = page.read_text()
+    blocks = NGINX_BLOCK.findall(text)
+    assert len(blocks) == 1, "docs/deployment.md should quote the nginx config once"
+    conf = NGINX.read_text()
+    if os.environ.get("FRAMEWIRE_UPDATE_DOCS") == "1" and blocks[0] != conf:
+        page.write_text(NGINX_BLOCK.sub(lambda _: f"```nginx\n{conf}```", text))
+        return
+    stale = "docs/deployment.md's copy of the nginx config is stale: FRAMEWIRE_UPDATE_DOCS=1"
+    assert blocks[0] == conf, stale
+
+
 def reference() -> str:
     """Every command's options as Markdown tables (docs/configuration.md's option reference)."""
     context = click.Context(cli, info_name="framewire")
