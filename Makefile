@@ -49,12 +49,15 @@ bench: install system-deps
 	$(BIN)/framewire bench --out $(BENCH_OUT) $(BENCH_ARGS)
 
 # Pass/fail lives here, not in the bench's report: results against the checked-in targets
-# (BENCH_CAPACITY: a capacity run's results.json, `framewire bench --cameras max`, held too).
+# (BENCH_CAPACITY: a capacity run's results.json, `framewire bench --cameras max`, held too;
+# BENCH_REPLICAS: a replicas run's, `framewire bench --replicas 1,2,3 --replicas-pinned`).
 BENCH_TARGETS ?= docs/bench/targets.json
 BENCH_CAPACITY ?=
+BENCH_REPLICAS ?=
 bench-check: install
 	$(BIN)/python scripts/bench_check.py $(BENCH_OUT)/results.json --targets $(BENCH_TARGETS) \
-		$(if $(BENCH_CAPACITY),--capacity $(BENCH_CAPACITY))
+		$(if $(BENCH_CAPACITY),--capacity $(BENCH_CAPACITY)) \
+		$(if $(BENCH_REPLICAS),--replicas $(BENCH_REPLICAS))
 
 # The docs' pictures from the real thing: the page of a running stack in Chromium, and the
 # bench chart from the checked-in docs/bench/results.json.

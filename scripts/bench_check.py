@@ -1,6 +1,7 @@
 """`make bench-check`: hold a bench's results.json against the targets in docs/bench/targets.json.
 
     python scripts/bench_check.py [RESULTS] [--targets FILE] [--capacity CAPACITY_RESULTS]
+        [--replicas REPLICAS_RESULTS]
 
 Prints one line per target (met, MISSED or not measured) and exits 1 unless
 every target was measured and met. The bench itself reports figures only.
@@ -11,7 +12,10 @@ the same run measured), `between` (one path's fps over another's), `comparisons`
 (framewire's fps over the article's design), `floor` (CPU per viewed frame over
 the codec floor, or with `"floor": "own"` over framewire's own floor: encode +
 decode + band splice) and `capacity` (a capacity run's largest N per setup and
-phase, in cameras or over the codec-bound limit of that run).
+phase, in cameras or over the codec-bound limit of that run), `replicas` (a
+replicas run's decodes per frame sent and mean CPU per replica over n = 1's / n,
+per number of replicas) and `replicas_pinned` (its pinned capacity with n
+replicas over that with fewer).
 """
 
 from __future__ import annotations
@@ -190,6 +194,47 @@ def check_capacity(
         yield met, name, figures
 
 
+def check_replicas(
+    targets: list[dict[str, Any]], sharing: list[dict[str, Any]]
+) -> Iterator[Verdict]:
+    """Decodes per frame sent, and CPU per replica over 1/n, of n replicas sharing the cameras."""
+    bounds = {
+        "max_decodes_per_frame_sent": ("decodes across all replicas per frame sent", "{:.3f}"),
+        "max_cpu_per_replica_over_ideal": ("mean CPU per replica / (CPU of one / n)", "{:.2f}x"),
+    }
+    for t in targets:
+        key = next(k for k in bounds if k in t)
+        what, form = bounds[key]
+        name = f"replicas, {t['replicas']} sharing the cameras: {what} <= {t[key]:g}"
+        found = next(
+            (r for r in sharing if r["replica_count"] == t["replicas"] and "error" not in r), None
+        )
+        value = (found or {}).get(key.removeprefix("max_"))
+        if value is None:
+            yield None, name, "not measured"
+            continue
+        yield _bound(value, high=t[key]), name, form.format(value)
+
+
+def check_replicas_pinned(
+    targets: list[dict[str, Any]], pinned: dict[str, Any] | None
+) -> Iterator[Verdict]:
+    """Cameras carried by n pinned replicas over those carried by fewer (`over`)."""
+    searches = {s["replicas"]: s for s in (pinned or {}).get("searches", [])}
+    for t in targets:
+        name = (
+            f"replicas, pinned to a core each: {t['replicas']} carry >= {t['min_ratio']:g}x "
+            f"the cameras of {t['over']}"
+        )
+        ours, theirs = searches.get(t["replicas"]), searches.get(t["over"])
+        if ours is None or theirs is None or not theirs["largest"]:
+            yield None, name, "not measured"
+            continue
+        ratio = ours["largest"] / theirs["largest"]
+        figures = f"{ours['largest']} against {theirs['largest']} cameras ({ratio:.2f}x)"
+        yield ratio >= t["min_ratio"], name, figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, default=Path("bench-results/results.json"))
@@ -197,12 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--capacity", type=Path, help="results.json of `framewire bench --cameras max`"
     )
+    parser.add_argument(
+        "--replicas", type=Path, help="results.json of `framewire bench --replicas ...`"
+    )
     args = parser.parse_args(argv)
     try:
         document = json.loads(args.results.read_text())
         results, codec = document["results"], document.get("codec") or {}
         targets = json.loads(args.targets.read_text())
         capacity = json.loads(args.capacity.read_text())["capacity"] if args.capacity else []
+        replicas = json.loads(args.replicas.read_text()) if args.replicas else {}
+        sharing, pinned = replicas.get("replicas", []), replicas.get("pinned")
     except (OSError, ValueError, KeyError) as exc:
         print(f"bench-check: cannot read the results or {args.targets}: {exc}", file=sys.stderr)
         return 2
@@ -213,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         *check_comparisons(targets.get("comparisons", []), results),
         *check_floor(targets.get("floor", []), results),
         *check_capacity(targets.get("capacity", []), capacity),
+        *check_replicas(targets.get("replicas", []), sharing),
+        *check_replicas_pinned(targets.get("replicas_pinned", []), pinned),
     ]
     label = {True: "met", False: "MISSED", None: "not measured"}
     for met, name, figures in verdicts:

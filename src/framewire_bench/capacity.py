@@ -44,7 +44,14 @@ from framewire_bench.latency import window as latency_window
 from framewire_bench.measure import cpu_percent, cpu_seconds, machine_percent, machine_seconds
 from framewire_bench.readers import Samples, Viewer, read_latencies, read_metrics, select
 from framewire_bench.scenarios import child_env
-from framewire_bench.stack import RedisServer, Services, StackError, wait_until, write_cameras
+from framewire_bench.stack import (
+    RedisServer,
+    Service,
+    Services,
+    StackError,
+    wait_until,
+    write_cameras,
+)
 
 SETUPS = {
     "http": ("http",),
@@ -160,11 +167,8 @@ def start_stack(
             args += [*redis.args, "--redis-mode", "stream"]
         receivers[transport] = services.receiver(transport, *args)
     http = receivers.get("http")
-    args = ["--cameras-file", str(cameras_file(directory / "cameras.yaml", count, camera))]
-    args += ["--http-url", f"{http.url}/frames" if http else ""]
-    args += redis.args if "redis" in receivers else ["--redis-url", ""]
-    args += ["--http-mode", "raw", "--redis-mode", "stream", "--synthetic-phase", phase]
-    sender = services.sender(*args)
+    redis_ = redis if "redis" in receivers else None
+    sender = start_sender(services, count, camera, directory, phase, http, redis_)
     names = camera_ids(count)
     for transport, receiver in receivers.items():
 
@@ -179,11 +183,28 @@ def start_stack(
     return {"receivers": receivers, "sender": sender, "extra_pids": extra}
 
 
-def per_camera(samples: Samples, name: str) -> dict[str, float]:
-    """A counter summed by its `camera` label."""
+def start_sender(
+    services: Services,
+    count: int,
+    camera: Camera,
+    directory: Path,
+    phase: str = "spread",
+    http: Service | None = None,
+    redis: RedisServer | RedisClusterServers | None = None,
+) -> Service:
+    """`framewire send` of `count` synthetic cameras to the HTTP receiver and/or Redis given."""
+    args = ["--cameras-file", str(cameras_file(directory / "cameras.yaml", count, camera))]
+    args += ["--http-url", f"{http.url}/frames" if http else ""]
+    args += redis.args if redis else ["--redis-url", ""]
+    args += ["--http-mode", "raw", "--redis-mode", "stream", "--synthetic-phase", phase]
+    return services.sender(*args)
+
+
+def per_camera(samples: Samples, name: str, **labels: str) -> dict[str, float]:
+    """A counter (of the series with `labels`) summed by its `camera` label."""
     found: dict[str, float] = {}
-    for labels, value in select(samples, name):
-        camera = labels.get("camera", "")
+    for series, value in select(samples, name, **labels):
+        camera = series.get("camera", "")
         found[camera] = found.get(camera, 0.0) + value
     return found
 

@@ -33,6 +33,13 @@ camera (fps - 0.5 received, p95 at most 20 ms); `--cameras max` searches the
 largest N per setup and phase and states it over the codec-bound limit. It
 writes results.json and results.md into `--out` as well.
 
+`--replicas 1,2,3` is the replicas mode instead (bench/replicas.py, its runner
+and report bench/replicas_report.py): for each n, n Redis receiver replicas
+with `--advertise-url` sharing `--cameras` synthetic cameras (4, 1280x720 at
+10 fps): decodes across all replicas per frame sent, CPU per replica and the
+cameras each owns; `--replicas-pinned` adds the largest number of 30 fps
+cameras passing the capacity rule with 1 and 2 replicas each pinned to a core.
+
 `--variant-cost` is the variant-cost mode instead (bench/variant_cost.py):
 one HTTP receiver and one synthetic camera; for a window each (`--duration`,
 10 s), the receiver's CPU with no viewer, then bytes/s, parts/s and receiver
@@ -46,7 +53,8 @@ limit), `latency` (exact quantiles of a window), `run` (what every mode
 shares: the output folder, the clock, the machine and the one writer),
 `report`, `codec_report` and `against` (the outputs; `against` holds framewire
 against the article's design and the floor), `variant_cost` (its mode), `capacity` and
-`capacity_mode` and `capacity_report` (the capacity mode) and `command`
+`capacity_mode` and `capacity_report` (the capacity mode), `replicas` and
+`replicas_report` (the replicas mode) and `command`
 (this CLI).
 """
 
@@ -68,6 +76,8 @@ from framewire_bench.chart import fmt_ms
 from framewire_bench.codecs import section as codec_section
 from framewire_bench.limit import physical_limit
 from framewire_bench.measure import WARMUP_SECONDS, over_floor, run_scenario
+from framewire_bench.replicas import REPLICA_CAMERAS, REPLICA_FPS, parse_replicas
+from framewire_bench.replicas_report import run_mode as run_replicas
 from framewire_bench.report import write_report
 from framewire_bench.run import Run
 from framewire_bench.scenarios import (
@@ -160,7 +170,8 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     callback=_convert(lambda text: None if text is None else parse_cameras(text)),
     help="Capacity mode: N cameras (one sender, 1280x720 at 30 fps each) through HTTP alone, "
     "Redis alone and both; `max` searches the largest N that keeps every camera at fps - 0.5 "
-    "with p95 <= 20 ms. --resolutions, --modes and --rates do not apply.",
+    "with p95 <= 20 ms. --resolutions, --modes and --rates do not apply. With --replicas: the "
+    "number of cameras the replicas share (4 by default).",
 )
 @_option(
     "--variant-cost",
@@ -171,25 +182,45 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     "--resolutions, --modes and --rates do not apply.",
 )
 @_option(
+    "--replicas",
+    "REPLICAS",
+    default=None,
+    callback=_convert(lambda text: None if text is None else parse_replicas(text)),
+    help="Replicas mode: for each n (e.g. 1,2,3), n Redis receiver replicas sharing --cameras "
+    "synthetic cameras (4 by default, 1280x720 at 10 fps): decodes across all replicas per frame "
+    "sent, CPU per replica, the cameras each owns. --resolutions, --modes and --rates do not "
+    "apply.",
+)
+@_option(
+    "--replicas-pinned",
+    "REPLICAS_PINNED",
+    is_flag=True,
+    help="Replicas mode: also the pinned capacity: each replica under `taskset -c` on a core of "
+    "its own (i mod cores), the largest number of 30 fps cameras passing the capacity rule for "
+    "1 and 2 replicas, and the ratio (up to --max-cameras).",
+)
+@_option(
     "--camera-size",
     "CAMERA_SIZE",
     default="1280x720",
     callback=_convert(lambda text: parse_resolutions(text)[0]),
-    help="Capacity and variant-cost modes: each camera's WIDTHxHEIGHT.",
+    help="Capacity, variant-cost and replicas modes: each camera's WIDTHxHEIGHT.",
 )
 @_option(
     "--camera-fps",
     "CAMERA_FPS",
     type=click.FloatRange(1, 120),
-    default=30.0,
-    help="Capacity and variant-cost modes: each camera's frame rate.",
+    default=None,
+    show_default="30; 10 with --replicas (its pinned capacity: 30)",
+    help="Capacity, variant-cost and replicas modes: each camera's frame rate.",
 )
 @_option(
     "--max-cameras",
     "MAX_CAMERAS",
     type=click.IntRange(1, 1000),
     default=16,
-    help="Capacity mode: the search's cap (the receivers get --max-cameras of at least this).",
+    help="Capacity mode and --replicas-pinned: the search's cap (the receivers get "
+    "--max-cameras of at least this).",
 )
 @_option(
     "--setups",
@@ -219,20 +250,34 @@ def bench(
     cameras: int | str | None,
     variant_cost: bool,
     camera_size: tuple[int, int],
-    camera_fps: float,
+    camera_fps: float | None,
     max_cameras: int,
     setups: list[str],
     phases: list[str],
+    replicas: list[int] | None,
+    replicas_pinned: bool,
 ) -> None:
     """Run the real services locally and measure HTTP against Redis."""
     # SIGTERM unwinds like Ctrl-C, so every service started is stopped on the way out.
     if threading.current_thread() is threading.main_thread():
         on_stop_signals(_exit_on_sigterm, signals=(signal.SIGTERM,))
     if variant_cost:
-        run_variant_cost(out, duration or (3.0 if quick else 10.0), camera_size, camera_fps)
+        fps = camera_fps or 30.0
+        run_variant_cost(out, duration or (3.0 if quick else 10.0), camera_size, fps)
+        return
+    if replicas is not None or replicas_pinned:
+        if cameras == "max":
+            raise click.UsageError(
+                "--replicas takes a number of --cameras; for the capacity "
+                "of pinned replicas add --replicas-pinned"
+            )
+        camera = Camera(*camera_size, camera_fps or REPLICA_FPS)
+        count = REPLICA_CAMERAS if cameras is None else int(cameras)
+        duration = duration or (4.0 if quick else 10.0)
+        run_replicas(out, replicas or [], count, camera, duration, replicas_pinned, max_cameras)
         return
     if cameras is not None:
-        camera = Camera(*camera_size, camera_fps)
+        camera = Camera(*camera_size, camera_fps or 30.0)
         count = None if cameras == "max" else int(cameras)
         duration = duration or (4.0 if quick else 10.0)
         run_capacity(count, camera, duration, out, max_cameras, setups, phases)

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,11 +224,20 @@ class Services:
         return service
 
     def receiver(
-        self, kind: str, *args: str, env: Mapping[str, str] | None = None, port: int = 0
+        self,
+        kind: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        port: int = 0,
+        prefix: Sequence[str] = (),
     ) -> Service:
-        """`framewire http-receiver` or `redis-receiver` (on a free port), once /healthz answers."""
+        """`framewire http-receiver` or `redis-receiver` (on a free port), once /healthz answers.
+
+        `prefix` runs it under another command that execs it (`taskset -c 0`: the same PID).
+        """
         port = port or free_port()
-        command = [*framewire_command(), f"{kind}-receiver", "--bind", f"127.0.0.1:{port}", *args]
+        command = [*prefix, *framewire_command(), f"{kind}-receiver"]
+        command += ["--bind", f"127.0.0.1:{port}", *args]
         url = f"http://127.0.0.1:{port}"
         return self.start(f"{kind}-receiver-{port}", command, env, url).wait_ready("/healthz")
 

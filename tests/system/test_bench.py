@@ -253,3 +253,30 @@ def test_variant_cost_mode_writes_its_section(tmp_path: Path) -> None:
     assert share == pytest.approx(expected, abs=1e-4)
     assert (out / "results.md").read_text() in done.stdout
     assert "| stream | bytes/s | parts/s | bytes/part |" in done.stdout
+
+
+def test_replicas_mode_decodes_each_frame_once_across_the_replicas(tmp_path: Path) -> None:
+    out = tmp_path / "replicas"
+    args = ["--replicas", "1,2", "--cameras", "2", "--camera-size", "320x240"]
+    args += ["--camera-fps", "10", "--duration", "3", "--out", str(out)]
+    done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["kind"] == "replicas" and saved["pinned"] is None
+    assert [t["replica_count"] for t in saved["replicas"]] == [1, 2]
+    for trial in saved["replicas"]:
+        assert "error" not in trial, trial
+        n = trial["replica_count"]
+        assert len(trial["replicas"]) == n and all(r["members"] == n for r in trial["replicas"])
+        owned = sorted(c for r in trial["replicas"] for c in r["owned"])
+        assert owned == ["cam0", "cam1"]  # each camera owned once
+        assert all(r["decodes_not_owned"] == 0 for r in trial["replicas"])
+        assert trial["frames_sent"] > 0
+        assert 0.9 <= trial["decodes_per_frame_sent"] <= 1.1, trial  # holds on a loaded machine
+        assert all(r["cpu_percent"] >= 0 for r in trial["replicas"])
+        for name, figures in trial["cameras"].items():
+            owner = trial["replicas"][figures["owner"]]
+            assert name in owner["owned"] and figures["fps"] > 0 and figures["frames"] > 0
+    assert saved["replicas"][0]["cpu_per_replica_over_ideal"] == pytest.approx(1.0)
+    assert "| n | decodes per frame sent |" in done.stdout
