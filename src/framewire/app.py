@@ -24,6 +24,7 @@ from framewire.ops import ops_blueprint
 from framewire.owners import Member, Owners
 from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
+from framewire.transports import METRICS
 from framewire.transports.registry import TRANSPORTS
 from framewire.viewer import viewer_blueprint
 
@@ -57,6 +58,7 @@ def create_app(config: ReceiverConfig) -> Flask:
         config.viewer_password,
         config.rate_limit,
     )
+    app.extensions[METRICS] = metrics
     closers: list[Callable[[], object]] = [hub.close, pipeline.close]
     stop = TRANSPORTS[config.transport].receive(app, pipeline, config, pipeline.decoders, owners)
     if stop is not None:

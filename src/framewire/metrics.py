@@ -214,6 +214,32 @@ class ReceiverMetrics(_Common):
             ["transport"],
             registry=reg,
         )
+        self.replica_members = Gauge(
+            f"{NS}_replica_members",
+            "Live replicas of this receiver that this replica sees, itself included (1: alone).",
+            ["transport"],
+            registry=reg,
+        )
+        self.camera_owned = Gauge(
+            f"{NS}_camera_owned",
+            "1 for each camera this replica owns (reads and decodes); 0 for a camera another"
+            " replica owns.",
+            ["camera", "transport"],
+            registry=reg,
+        )
+        self.camera_takeovers = Counter(
+            f"{NS}_camera_takeovers_total",
+            "Cameras this replica started owning after the replicas changed (one joined or left).",
+            ["camera", "transport"],
+            registry=reg,
+        )
+        self.takeover_seconds = Gauge(
+            f"{NS}_camera_takeover_seconds",
+            "The newest takeover of a camera: seconds from this replica seeing the change of"
+            " replicas to its first frame of the camera decoded.",
+            ["camera", "transport"],
+            registry=reg,
+        )
         self.connections_dropped = Counter(
             f"{NS}_connections_dropped_total",
             "Client connections closed before their request was served or answered, by reason"

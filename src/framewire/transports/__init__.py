@@ -133,6 +133,7 @@ class FrameSink(Protocol):
 
 
 Stop = Callable[[], object]
+METRICS = "framewire.metrics"  # the key of the receiver's ReceiverMetrics in `app.extensions`
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 
@@ -31,6 +32,7 @@ import redis
 
 from framewire.frame import Frame, WireError, b64decode, check_jpeg, parse_camera, parse_int
 from framewire.lanes import Lanes
+from framewire.owners import Owners
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.transports import FrameSender, FrameSink, PublishError, Unreachable
 from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
@@ -253,6 +255,11 @@ class _Consumer:
 Entry = tuple[Mapping[bytes, bytes], int]  # a camera's newest entry, and how many it overtook
 
 
+def _camera(name: bytes) -> str:
+    """The camera id in a stream key (as it is, even if not a valid id: refused when read)."""
+    return name.decode(errors="replace").removeprefix(PREFIXES["stream"])
+
+
 def _overtake(older: Entry, newer: Entry) -> Entry:
     """`newer` replaces `older` still pending: `older` and what it overtook are skipped too."""
     return newer[0], older[1] + 1 + newer[1]
@@ -275,12 +282,22 @@ class StreamConsumer(_Consumer):
         cameras: Collection[str] = (),
         cluster: str = "",
         decoders: int = 1,
+        owners: Owners | None = None,
+        on_owned: Callable[[set[str], set[str]], None] = lambda gained, lost: None,
+        on_taken: Callable[[str, float], None] = lambda camera, seconds: None,
     ) -> None:
         super().__init__(url, sink, ca_cert, cluster)
         self._ids: dict[bytes, bytes] = {}  # stream key -> last id read
         self._discovered_at = 0.0
         self._only = [key("stream", camera).encode() for camera in cameras]  # empty: every camera
         self._lanes: Lanes[Entry] = Lanes("decode", decoders, self._decode, _overtake)
+        self._owners = owners or Owners.solo()
+        self._on_owned = on_owned  # (cameras gained, cameras lost) at each change
+        self._on_taken = on_taken  # (camera, seconds from the change to its first frame)
+        self._owned: frozenset[bytes] = frozenset()  # the streams this replica reads
+        self._reown = threading.Event()  # set when the replicas changed: claim again
+        self._owners.subscribe(lambda before, now: self._reown.set())
+        self._taken: dict[str, float] = {}  # camera taken over -> when (monotonic)
 
     def start(self) -> None:
         self._lanes.start()
@@ -291,13 +308,20 @@ class StreamConsumer(_Consumer):
         ended = super().stop()
         return self._lanes.stop() and ended
 
+    def owned(self) -> list[str]:
+        """The cameras this replica reads now (all of them when it is alone)."""
+        return sorted(_camera(name) for name in self._owned)
+
     def _poll(self) -> None:
         if time.monotonic() - self._discovered_at > (DISCOVER_EVERY if self._ids else 0.25):
             self.discover()
-        if not self._ids:
+        if self._reown.is_set():
+            self._claim()
+        ids = {name: self._ids[name] for name in self._owned}
+        if not ids:
             self._worker.stopping.wait(0.25)
             return
-        reply = self._client.xread(dict(self._ids), block=BLOCK_MS)
+        reply = self._client.xread(ids, block=BLOCK_MS)
         self._state.set(True)
         for name, entries in reply or []:
             self._ids[name] = entries[-1][0]
@@ -316,8 +340,37 @@ class StreamConsumer(_Consumer):
             if name not in self._ids:
                 newest = self._client.xrevrange(name, count=1)
                 self._ids[name] = newest[0][0] if newest else b"0-0"
+                self._reown.set()
         self._discovered_at = time.monotonic()
         self._state.set(True)
+        if self._reown.is_set():
+            self._claim()
+
+    def _claim(self) -> None:
+        """Read the streams of the cameras this replica owns now (every one when alone); a
+        stream taken over is read from its newest entry on, one let go is not read again."""
+        self._reown.clear()
+        owned = frozenset(n for n in self._ids if self._owners.mine(_camera(n)))
+        gained, lost = owned - self._owned, self._owned - owned
+        if not gained and not lost:
+            return
+        taken = self._owned and self._owners.shared  # a change of owners, not the first claim
+        for name in gained if taken else ():
+            newest = self._client.xrevrange(name, count=1)
+            self._ids[name] = newest[0][0] if newest else b"0-0"
+            self._taken[_camera(name)] = time.monotonic()
+        self._owned = owned
+        cameras_gained = {_camera(n) for n in gained}
+        cameras_lost = {_camera(n) for n in lost}
+        if self._owners.shared:
+            log.info(
+                "owning %d of %d cameras%s%s",
+                len(owned),
+                len(self._ids),
+                f"; taken over: {', '.join(sorted(cameras_gained))}" if taken and gained else "",
+                f"; handed over: {', '.join(sorted(cameras_lost))}" if lost else "",
+            )
+        self._on_owned(cameras_gained, cameras_lost)
 
     def _take(self, name: bytes, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         """Ingest the newest entry; the older ones are skipped (latest frame wins)."""
@@ -332,6 +385,11 @@ class StreamConsumer(_Consumer):
         """On a decoder thread: parse and ingest one camera's newest entry."""
         fields, skipped = entry
         self._ingest(lambda: from_stream(camera, fields), skipped)
+        taken = self._taken.pop(camera, None) if self._taken else None
+        if taken is not None:
+            seconds = time.monotonic() - taken
+            log.info("camera %s taken over: first frame %.2f s after the change", camera, seconds)
+            self._on_taken(camera, seconds)
 
 
 class SubscriberConsumer(_Consumer):

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from framewire.owners import Owners
 from framewire.settings import SECONDS, ConfigError, setting
-from framewire.transports import FrameSender, FrameSink, Stop, Transport
+from framewire.transports import METRICS, FrameSender, FrameSink, Stop, Transport
 from framewire.transports.redis import (
     REDIS_MODES,
     RedisSender,
@@ -21,6 +21,8 @@ from framewire.transports.redis import (
     SubscriberConsumer,
     _Consumer,
 )
+from framewire.transports.redis_connect import LazyClient
+from framewire.transports.redis_members import RedisMembers
 from framewire.urls import REDIS_SCHEMES, check_url, parse_bind
 
 if TYPE_CHECKING:
@@ -130,6 +132,12 @@ def check_receiving(config: Any) -> None:
     if not config.redis_url:
         raise ConfigError("redis_url", "must not be empty")
     check_common(config)
+    if config.advertise_url and (config.redis_cluster or config.redis_mode != "stream"):
+        raise ConfigError(
+            "advertise_url",
+            "replicas share cameras with one Redis and --redis-mode stream only (not yet"
+            " with --redis-cluster or the comparison modes)",
+        )
 
 
 def consumer(
@@ -139,20 +147,35 @@ def consumer(
     ca_cert: str = "",
     cluster: str = "",
     decoders: int = 1,
+    **owning: Any,
 ) -> _Consumer:
     """The receiving side for `mode`; on a Redis Cluster (seed nodes `cluster`), streams.
-    Streams are decoded by `decoders` threads (the comparison modes decode as they read)."""
+    Streams are decoded by `decoders` threads (the comparison modes decode as they read);
+    `owning`: StreamConsumer's owners and its hooks (replicas sharing the cameras)."""
     if cluster:
         from framewire.transports.redis_cluster import ClusterStreamConsumer
 
         return ClusterStreamConsumer(url, sink, ca_cert, cluster, decoders=decoders)
     if mode == "stream":
-        return StreamConsumer(url, sink, ca_cert, decoders=decoders)
+        return StreamConsumer(url, sink, ca_cert, decoders=decoders, **owning)
     return SubscriberConsumer(url, sink, mode, ca_cert)
 
 
 def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Owners) -> Stop | None:
-    """The consumer thread, started; its stop."""
+    """The consumer thread, started (and, with replicas sharing the cameras, the membership
+    heartbeats); their stop."""
+    metrics = app.extensions[METRICS]
+
+    def owned(gained: set[str], lost: set[str]) -> None:
+        for camera in gained:
+            metrics.camera_owned.labels(camera, "redis").set(1)
+        for camera in lost:
+            metrics.camera_owned.labels(camera, "redis").set(0)
+
+    def taken(camera: str, seconds: float) -> None:
+        metrics.camera_takeovers.labels(camera, "redis").inc()
+        metrics.takeover_seconds.labels(camera, "redis").set(seconds)
+
     reader = consumer(
         config.redis_url,
         sink,
@@ -160,9 +183,28 @@ def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Own
         config.redis_ca_cert,
         config.redis_cluster,
         decoders,
+        **({"owners": owners, "on_owned": owned, "on_taken": taken} if owners.shared else {}),
     )
+    members_gauge = metrics.replica_members.labels("redis")
+    members_gauge.set(1)
+    if not owners.shared:
+        reader.start()
+        return reader.stop
+    assert isinstance(reader, StreamConsumer)
+    members = RedisMembers(
+        LazyClient(config.redis_url, 2.0, 2.0, config.redis_ca_cert),
+        owners,
+        reader.owned,
+        members_gauge.set,
+    )
+    members.start()
     reader.start()
-    return reader.stop
+
+    def stop() -> None:
+        reader.stop()
+        members.stop()
+
+    return stop
 
 
 TRANSPORT = Transport(
