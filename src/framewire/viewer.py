@@ -204,8 +204,11 @@ def viewer_blueprint(
     return bp
 
 
-def owner_unreachable(exc: RelayError) -> tuple[Response, int]:
-    return jsonify(error="owner_unreachable", detail=str(exc)), 503
+def owner_unreachable(exc: RelayError) -> Response:
+    """503 `owner_unreachable`: the camera's owner could not be reached."""
+    response = jsonify(error="owner_unreachable", detail=str(exc))
+    response.status_code = 503
+    return response
 
 
 def held_stream(
