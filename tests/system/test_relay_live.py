@@ -269,12 +269,14 @@ def test_hop_latency_direct_against_relayed(
         stream.start()
     wait_until(lambda: len(relayed.parts) >= 10, what="the relayed stream flowing")
     since = time.time_ns()
+    decoded = scrape(other.url, "framewire_frames_received_total", camera=camera)
     time.sleep(8)  # the measurement window, not a wait for readiness
     direct.close()
     relayed.close()
     a, b = latencies_ms(direct, since), latencies_ms(relayed, since)
-    # Relayed indeed: the other replica decoded none of the camera's frames.
-    assert scrape(other.url, "framewire_frames_received_total", camera=camera) == 0
+    # Relayed indeed: the other replica decoded none of the camera's frames meanwhile (it may
+    # have read a few before the replicas saw each other, each alone owning every camera).
+    assert scrape(other.url, "framewire_frames_received_total", camera=camera) == decoded
     assert len(a) > 100 and len(b) > 100, (len(a), len(b))
     da = statistics.quantiles(a, n=20)
     db = statistics.quantiles(b, n=20)
