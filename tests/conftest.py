@@ -48,7 +48,9 @@ class Services(stack.Services):
     """stack.Services whose processes can import tests/ (e.g. `--processor helpers:Slow`)."""
 
     def __init__(self, directory: Path) -> None:
-        super().__init__(directory, env={**os.environ, "PYTHONPATH": str(TESTS)})
+        # A PYTHONPATH already set (a worktree's src/ ahead of the installed package) is kept.
+        path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+        super().__init__(directory, env={**os.environ, "PYTHONPATH": path})
 
 
 @pytest.fixture(autouse=True)

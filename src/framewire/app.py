@@ -59,6 +59,7 @@ def create_app(config: ReceiverConfig) -> Flask:
         config.rate_limit,
     )
     app.extensions[METRICS] = metrics
+    app.extensions["framewire.hub"] = hub
     closers: list[Callable[[], object]] = [hub.close, pipeline.close]
     stop = TRANSPORTS[config.transport].receive(app, pipeline, config, pipeline.decoders, owners)
     if stop is not None:

@@ -91,6 +91,16 @@ class Channel:
         if self.slot.closed and not self.seats.closed:
             raise CameraNotFound("unknown_camera", f"no camera {self.camera}")
         self.seats.take()
+        try:
+            with self.watch(key):
+                yield self
+        finally:
+            self.seats.give_back()
+
+    @contextmanager
+    def watch(self, key: EncodeKey = FULL) -> Iterator[Channel]:
+        """A watch of `key` without a seat: for a stream that holds its seat itself (a relayed
+        stream that serves from this channel for a while, relay.py)."""
         self.figures.viewer(+1)
         self.watchers.add(key)
         try:
@@ -99,7 +109,6 @@ class Channel:
             if self.watchers.remove(key):
                 self.cache.drop(key)
             self.figures.viewer(-1)
-            self.seats.give_back()
 
     def stats(self) -> dict[str, Any]:
         """Live figures for /stats: cheap copies, no encoding."""

@@ -7,6 +7,9 @@ No thread of its own: nothing runs while nobody watches, and the last viewer
 to leave lets go of the mosaic. At most MAX_TILES cameras (by camera id),
 GRID_WIDTH pixels wide, 16:9 tiles; each tile is labelled with its camera,
 transport and fps, or "NO SIGNAL" when the camera's newest frame is stale.
+A camera another replica serves (`remote`) has its tile from its owner
+(`RemoteTiles`, relay.py: a narrow variant of the owner's stream, read only
+while the grid is watched), labelled with the owner's fps.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -23,6 +27,7 @@ import numpy as np
 from framewire.channel import Channel, Settings
 from framewire.encodes import Served, jpeg
 from framewire.overlay import no_signal
+from framewire.owners import Member
 from framewire.seats import Seats
 from framewire.variants import FULL
 from framewire.watchers import Watchers
@@ -64,6 +69,22 @@ def label(tile: np.ndarray, text: str, alarm: bool = False) -> None:
     cv2.putText(tile, text, origin, _FONT, 0.7 * scale, colour, 1, cv2.LINE_AA)
 
 
+class RemoteTiles(Protocol):
+    """Pictures of the cameras other replicas serve (relay.RemoteTiles)."""
+
+    def picture(self, camera: str, owner: Member, width: int) -> tuple[np.ndarray | None, float]:
+        """The newest picture for a tile `width` wide (None: no signal), and the camera's fps."""
+        ...
+
+    def keep(self, cameras: Iterable[str]) -> None:
+        """Only these cameras are still shown as remote tiles."""
+        ...
+
+    def stop(self, join: float = 0.0) -> None:
+        """Nobody watches the grid any more."""
+        ...
+
+
 class Grid:
     """The shared mosaic of `channels()`, composed at most once per tick and fps.
 
@@ -72,9 +93,16 @@ class Grid:
     """
 
     def __init__(
-        self, channels: Callable[[], list[Channel]], settings: Settings, seats: Seats
+        self,
+        channels: Callable[[], list[Channel]],
+        settings: Settings,
+        seats: Seats,
+        remote: Callable[[], dict[str, Member]] | None = None,
+        tiles: RemoteTiles | None = None,
     ) -> None:
         self.channels = channels
+        self.remote = remote  # the cameras served from another replica, with their owners
+        self.tiles = tiles
         self.settings = settings
         self.seats = seats
         self.watchers = Watchers()
@@ -102,6 +130,8 @@ class Grid:
             if self.watchers.remove():
                 with self._lock:
                     self._mosaics.clear()
+                    if self.tiles is not None:
+                        self.tiles.stop()
             self.seats.give_back()
 
     def pause(self, fps: int) -> None:
@@ -125,21 +155,30 @@ class Grid:
 
     def compose(self) -> np.ndarray:
         """The mosaic now: up to MAX_TILES cameras by id, each tile labelled."""
-        channels = self.channels()[:MAX_TILES]
-        columns, rows, width, height = layout(len(channels))
+        channels = {c.camera: c for c in self.channels()}
+        remote = self.remote() if self.remote is not None and self.tiles is not None else {}
+        names = sorted(set(channels) | set(remote))[:MAX_TILES]
+        columns, rows, width, height = layout(len(names))
         mosaic = np.zeros((rows * height, columns * width, 3), np.uint8)
         transport = self.settings.transport.upper()
-        for index, channel in enumerate(channels):
-            image, _ = channel.slot.latest()
+        for index, camera in enumerate(names):
+            if camera in remote and self.tiles is not None:
+                image, fps = self.tiles.picture(camera, remote[camera], width)
+                detail = "waiting for its owner"
+            else:
+                channel = channels[camera]
+                image, _ = channel.slot.latest()
+                fps = channel.figures.fps()
+                waiting = channel.slot.age() is None
+                detail = "waiting for frames" if waiting else "last frame too old"
             if image is None:
-                detail = (
-                    "waiting for frames" if channel.slot.age() is None else "last frame too old"
-                )
-                tile = no_signal(width, height, channel.camera, detail)
-                label(tile, f"{channel.camera}  {transport}  NO SIGNAL", alarm=True)
+                tile = no_signal(width, height, camera, detail)
+                label(tile, f"{camera}  {transport}  NO SIGNAL", alarm=True)
             else:
                 tile = fit(image, width, height)
-                label(tile, f"{channel.camera}  {transport}  {channel.figures.fps():.1f} fps")
+                label(tile, f"{camera}  {transport}  {fps:.1f} fps")
             row, column = divmod(index, columns)
             mosaic[row * height : (row + 1) * height, column * width : (column + 1) * width] = tile
+        if self.tiles is not None:
+            self.tiles.keep(c for c in names if c in remote)
         return mosaic

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from framewire.channel import CameraNotFound, Channel, Settings
@@ -25,7 +26,8 @@ from framewire.figures import FPS_WINDOW, LATENCY_WINDOW
 from framewire.frame import WireError, parse_camera
 from framewire.grid import Grid
 from framewire.metrics import ReceiverMetrics
-from framewire.owners import Owners
+from framewire.owners import Member, Owners
+from framewire.relay import Relay, RemoteTiles, Source, relays
 from framewire.seats import Seats
 from framewire.signals import Events, Refusals
 from framewire.variants import EncodeKey
@@ -50,7 +52,9 @@ class Hub:
         self._channels: dict[str, Channel] = {}
         self._lock = threading.Lock()
         self.seats = Seats(config.max_viewers)
-        self.grid = Grid(self.channels, self.settings, self.seats)
+        self.relay = Relay(self.owners, self.source, config.keepalive, config.max_viewers)
+        self.tiles = RemoteTiles(self.relay, config.stale_after)
+        self.grid = Grid(self.channels, self.settings, self.seats, self.remote, self.tiles)
         self.refused = Refusals()  # frames refused, by reason (they name no camera slot)
         self.receive_errors = Events()  # failures of the transport itself, by reason
         if self.default_camera:  # declared: known, "no signal", until its frames come
@@ -84,11 +88,47 @@ class Hub:
             channel.close()
 
     def default(self) -> str | None:
-        """The camera the bare routes mean: the declared one, else the first by id, else None."""
+        """The camera the bare routes mean: the declared one, else the first known by id (here
+        or at another replica), else None."""
         if self.default_camera:
             return self.default_camera
+        return min(self.known(), default=None)
+
+    def known(self) -> dict[str, str | None]:
+        """Every known camera: this replica's channels and the cameras the other replicas
+        report owning, each with the key of its owner (None when alone)."""
         with self._lock:
-            return min(self._channels, default=None)
+            cameras = set(self._channels)
+        for member in self.owners.members():
+            cameras.update(member.cameras)
+        found = {}
+        for camera in sorted(cameras):
+            owner = self.owners.owner(camera)
+            found[camera] = owner.key if owner is not None else None
+        return found
+
+    def source(self, camera: str, relayed: bool = False) -> Source:
+        """Where `camera` is served from now: this replica's channel (None if it has none) when
+        it holds a fresh frame of it or owns it, else the owner (relay.relays)."""
+        channel = self._channels.get(camera)
+        owners = self.owners
+        if not owners.shared:
+            return channel
+        fresh = channel is not None and channel.slot.live()
+        owner = owners.owner(camera)
+        me = owners.me.key if owners.me is not None else None
+        if relays(relayed, owners.shared, fresh, owner.key if owner else None, me):
+            return owner
+        return channel
+
+    def remote(self) -> dict[str, Member]:
+        """The known cameras served from another replica now, with their owners."""
+        found = {}
+        for camera in self.known():
+            source = self.source(camera)
+            if isinstance(source, Member):
+                found[camera] = source
+        return found
 
     def lookup(self, camera: str | None) -> Channel:
         """The channel a route names (None: the default camera); CameraNotFound if unknown."""
@@ -114,26 +154,74 @@ class Hub:
         the camera is unknown)."""
         return self.lookup(camera).viewer(key)
 
+    @contextmanager
+    def seat(self) -> Iterator[None]:
+        """A seat for a stream that is not one channel's (a relayed stream, relay.py)."""
+        self.seats.take()
+        try:
+            yield
+        finally:
+            self.seats.give_back()
+
     def open_grid(self) -> AbstractContextManager[Grid]:
         """A stream of the grid: Grid.viewer."""
         return self.grid.viewer()
 
-    def stats(self) -> dict[str, Any]:
-        """The JSON of /stats: every known camera's live figures."""
+    def stats(self, relayed: bool = False) -> dict[str, Any]:
+        """The JSON of /stats: every known camera's live figures, each with its `owner` (a
+        member key; None when alone), and the live `members` (`me`: this replica's key).
+
+        A camera served from another replica has its owner's figures (its /stats, at most
+        STATS_MAX_AGE old; `state` "owner unreachable" when it does not answer); a relayed
+        request (another replica asking) gets only this replica's own channels.
+        """
+        owners = self.owners
+        cameras: dict[str, dict[str, Any]] = {}
+        for channel in self.channels():
+            owner = owners.owner(channel.camera)
+            cameras[channel.camera] = {
+                **channel.stats(),
+                "owner": owner.key if owner else None,
+            }
+        remote = {} if relayed else self.remote()
+        answers = self.relay.stats_of({m.key: m for m in remote.values()}.values())
+        for camera, member in remote.items():
+            theirs = ((answers.get(member.key) or {}).get("cameras") or {}).get(camera)
+            cameras[camera] = {**(theirs or unreachable()), "owner": member.key}
         return {
             "transport": self.settings.transport,
             "server_time": time.time(),
             "default_camera": self.default(),
             "stale_after": self.settings.stale_after,
             "window_seconds": {"fps": FPS_WINDOW, "latency": LATENCY_WINDOW},
-            "cameras": {c.camera: c.stats() for c in self.channels()},
+            "cameras": dict(sorted(cameras.items())),
+            "me": owners.me.key if owners.me else None,
+            "members": [
+                {"key": m.key, "url": m.url, "cameras": list(m.cameras)} for m in owners.members()
+            ],
             "refused": self.refused.stats(),
             "receive_errors": self.receive_errors.stats(),
         }
 
     def close(self) -> None:
-        """End every open stream (at shutdown)."""
+        """End every open stream (at shutdown), relayed ones too."""
         self.seats.close()
+        self.relay.close()
+        self.tiles.stop(join=1.0)
         for channel in self.channels():
             channel.close()
         self.grid.close()
+
+
+def unreachable() -> dict[str, Any]:
+    """/stats of a camera whose owner does not answer: its figures unknown."""
+    return {
+        "state": "owner unreachable",
+        "signal": "waiting",
+        "seq": None,
+        "fps": 0.0,
+        "latency_ms": {"p50": None, "p95": None, "samples": 0},
+        "drops": {},
+        "viewers": 0,
+        "age_seconds": None,
+    }

@@ -8,6 +8,12 @@ create cameras). A stream may ask for a variant (`width`, `fps`, `quality`,
 a snapshot for its `strip` (default: the receiver's --strip);
 `/grid.mjpg` is every camera in one mosaic; `/view/<camera>` is the page for watching one.
 Errors are JSON, answered by the app's handlers or here.
+
+Replicas (`--advertise-url`): every replica serves every camera. A camera
+another replica owns (and this one holds no fresh frame of) is relayed from
+its owner (relay.py): the same path and query, the viewer's credentials, the
+owner's status, headers and parts; a stream goes on from the next owner if
+its owner dies. A relayed request (relay.RELAY_HEADER) is answered here only.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from framewire import mjpeg, variants
-from framewire.channel import CameraNotFound
+from framewire.channel import CameraNotFound, Channel
 from framewire.frame import WireError, parse_camera
 from framewire.hub import Hub
+from framewire.owners import Member
+from framewire.relay import RELAY_HEADER, RelayError, Upstream, passed
 from framewire.seats import ViewerLimit
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 
@@ -81,9 +89,25 @@ def viewer_blueprint(
             warnings=warnings or [],
         )
 
+    def relayed() -> bool:
+        return bool(request.headers.get(RELAY_HEADER))
+
+    def named(camera: str | None) -> str:
+        """The camera a route names (None: the default camera); CameraNotFound if invalid."""
+        name = camera or hub.default()
+        if name is None:
+            raise CameraNotFound("no_camera", "no camera has sent a frame yet")
+        try:
+            return parse_camera(name)
+        except WireError as exc:
+            raise CameraNotFound(exc.reason, exc.detail) from None
+
+    def query() -> str:
+        return request.query_string.decode("latin-1")
+
     @bp.get("/stats")
     def stats() -> Response:
-        response = jsonify(hub.stats())
+        response = jsonify(hub.stats(relayed()))
         response.headers["Cache-Control"] = "no-store"
         # Read by the peer receiver's page from the browser; GET only, no credentials.
         response.headers["Access-Control-Allow-Origin"] = "*"
@@ -93,7 +117,17 @@ def viewer_blueprint(
     @bp.get("/snapshot/<camera>.jpg")
     def snapshot(camera: str | None = None) -> Response:
         strip = variants.parse_strip(request.args, hub.settings.strip)
-        served = hub.lookup(camera).cache.get((None, None, strip))
+        name = named(camera)
+        source = hub.source(name, relayed())
+        if isinstance(source, Member):
+            try:
+                body, status, headers = hub.relay.snapshot(
+                    source, name, query(), request.headers.get("Authorization")
+                )
+            except RelayError as exc:
+                return owner_unreachable(exc)
+            return Response(body, status=status, headers=headers)
+        served = hub.lookup(name).cache.get((None, None, strip))
         headers = {"Cache-Control": "no-store"}
         if served.seq is not None:
             headers[HEADER_SEQ] = str(served.seq)
@@ -109,10 +143,13 @@ def viewer_blueprint(
     @bp.get("/stream/<camera>.mjpg")
     def stream(camera: str | None = None) -> Response:
         variant = variants.parse(request.args, hub.settings.strip)
-        response = held_stream(
-            hub.open(camera, variant.key),
-            lambda channel: mjpeg.stream(channel, keepalive, variant.key, variant.fps),
-        )
+        if hub.owners.shared and not relayed():
+            response = relayed_stream(named(camera), variant)
+        else:
+            response = held_stream(
+                hub.open(camera, variant.key),
+                lambda channel: mjpeg.stream(channel, keepalive, variant.key, variant.fps),
+            )
         response.headers["Vary"] = "Origin"
         origin = request.headers.get("Origin", "")
         if is_peer(origin, peer_url, peer_port):
@@ -120,9 +157,40 @@ def viewer_blueprint(
             response.headers["Access-Control-Allow-Origin"] = origin
         return response
 
+    def relayed_stream(name: str, variant: variants.Variant) -> Response:
+        """A stream of a replica's camera, wherever it is served from now and next
+        (Relay.follow): this replica's channel, or its owner's stream passed through."""
+        auth = request.headers.get("Authorization")
+        with ExitStack() as held:
+            held.enter_context(hub.seat())
+            source = hub.source(name)
+            first: Channel | Upstream
+            if isinstance(source, Member):
+                try:
+                    first = hub.relay.connect(source, name, query(), auth)
+                except RelayError as exc:
+                    return owner_unreachable(exc)
+                held.callback(hub.relay.release, first.response)
+                if first.response.status_code != 200:  # the owner's error, passed on
+                    upstream = first.response
+                    return Response(
+                        upstream.content, status=upstream.status_code, headers=passed(upstream)
+                    )
+            else:
+                first = hub.lookup(name)  # CameraNotFound when not known here
+            response = Response(
+                hub.relay.follow(name, variant, query(), auth, first),
+                headers={"Cache-Control": "no-store"},
+                content_type=mjpeg.CONTENT_TYPE,
+            )
+            response.call_on_close(held.pop_all().close)
+        return response
+
     @bp.get("/grid.mjpg")
     def grid_stream() -> Response:
         fps = variants.parse_grid_fps(request.args)
+        if hub.owners.shared:
+            hub.tiles.auth = request.headers.get("Authorization")
         return held_stream(hub.open_grid(), lambda grid: mjpeg.grid_stream(grid, fps))
 
     @bp.errorhandler(variants.BadVariant)
@@ -134,6 +202,13 @@ def viewer_blueprint(
         return jsonify(error=exc.reason, detail=exc.detail), 503
 
     return bp
+
+
+def owner_unreachable(exc: RelayError) -> Response:
+    """503 `owner_unreachable`: the camera's owner could not be reached."""
+    response = jsonify(error="owner_unreachable", detail=str(exc))
+    response.status_code = 503
+    return response
 
 
 def held_stream(

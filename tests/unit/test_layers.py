@@ -14,7 +14,7 @@ LAYERS = [  # as docs/internals.md ("Architecture") shows them
     | {"processing", "overlay", "access", "splice", "owners"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"}
     | {"config", "cameras", "safety"},
-    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants"}
+    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants", "relay"}
     | {"slot", "encodes", "watchers", "figures", "seats", "signals"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},

@@ -1,0 +1,529 @@
+"""Serving a camera another replica owns: relayed from its owner, never decoded again.
+
+With `--advertise-url` every camera has one owner among the live replicas
+(owners.py); only the owner reads, decodes and annotates it, and every other
+replica answers its viewers by asking the owner for what the viewer asked
+(the same path and query: variant, strip) over the internal network:
+
+- a snapshot is fetched whole and passed through (status, content type, the
+  frame's seq and capture time);
+- a stream is read part by part (`PartReader`) and each part is framed again
+  exactly as the owner framed it (mjpeg.part: the same bytes, seq and capture
+  time), so the viewer's one response can continue from another source: when
+  the owner's stream fails (the owner died) or the camera moves to another
+  owner, `Relay.follow` waits for the owners to change, at most
+  RESUME_SECONDS, re-sending the last part as keepalive meanwhile, and goes on
+  from the new owner, or from this replica's own channel once it owns the
+  camera. It ends when the client leaves (the next write fails), when no
+  source comes back in time, and at shutdown.
+- the grid's tiles of remote cameras are read from the owner's stream of a
+  narrow variant (`RemoteTiles`), one reader thread per remote camera and
+  only while the grid is watched, decoded small (see docs/scaling.md, "Relay").
+
+A relayed request carries RELAY_HEADER; a replica answers it from its own hub
+(or 404/503) and never relays it again, so no request loops between replicas
+whose views of the members differ for a moment. The viewer's Authorization
+header goes with it (the owner checks the same viewer credentials).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import cv2
+import numpy as np
+import requests
+from requests.adapters import HTTPAdapter
+
+from framewire import mjpeg
+from framewire.channel import Channel
+from framewire.owners import Member, Owners
+from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
+from framewire.variants import GRID_FPS, WIDTHS, Variant
+
+log = logging.getLogger(__name__)
+
+RELAY_HEADER = "X-Framewire-Relay"  # on a relayed request: answer it here, never relay it again
+CONNECT_TIMEOUT = 1.0  # seconds to reach an owner
+FETCH_TIMEOUT = 3.0  # seconds a snapshot or /stats of an owner may take
+RETRY_SECONDS = 0.5  # between tries to reach a camera's (new) owner
+RESUME_SECONDS = 15.0  # a relayed stream whose camera has no reachable source this long ends
+STATS_MAX_AGE = 1.0  # seconds an owner's /stats is reused
+TILE_FPS = max(GRID_FPS)  # a remote grid tile's stream from its owner
+MAX_HEADERS = 16 * 1024  # a part's headers; more is not an MJPEG stream
+MAX_PART = 32 * 1024 * 1024
+PASSED_HEADERS = ("Content-Type", HEADER_SEQ, HEADER_CAPTURED_NS, "Cache-Control", "Vary")
+
+# Where a camera is served from: this replica's channel, its owner, or nowhere (yet).
+Source = Channel | Member | None
+
+
+def relays(relayed: bool, shared: bool, fresh: bool, owner: str | None, me: str | None) -> bool:
+    """Whether a request for a camera is relayed to its owner `owner` (a member key).
+
+    Never a relayed request, never when alone; not when this replica holds a
+    fresh frame of the camera (it is served here, whoever owns it) or owns it.
+    """
+    if relayed or not shared or fresh:
+        return False
+    return owner is not None and owner != me
+
+
+def tile_width(width: int) -> int | None:
+    """The narrowest variant width at least `width` (None: full size) for a grid tile."""
+    return next((w for w in WIDTHS if w >= width), None)
+
+
+def stream_path(camera: str) -> str:
+    return f"/stream/{quote(camera)}.mjpg"
+
+
+def snapshot_path(camera: str) -> str:
+    return f"/snapshot/{quote(camera)}.jpg"
+
+
+class PartReader:
+    """multipart/x-mixed-replace bytes in (any chunking), complete parts out: (headers, body).
+
+    A part ends after its Content-Length, else before the next boundary. ValueError for
+    headers or a part over the caps (not an MJPEG stream).
+    """
+
+    def __init__(self, boundary: bytes = mjpeg.BOUNDARY) -> None:
+        self.delimiter = b"--" + boundary
+        self._buffer = bytearray()
+        self._state = "boundary"
+        self._headers: dict[str, str] = {}
+        self._length = -1
+
+    def feed(self, chunk: bytes) -> list[tuple[dict[str, str], bytes]]:
+        buffer = self._buffer
+        buffer += chunk
+        parts: list[tuple[dict[str, str], bytes]] = []
+        while True:
+            if self._state == "boundary":
+                at = buffer.find(self.delimiter)
+                if at < 0:  # keep what may be the start of a boundary split across chunks
+                    del buffer[: max(0, len(buffer) - len(self.delimiter) + 1)]
+                    break
+                eol = buffer.find(b"\r\n", at + len(self.delimiter))
+                if eol < 0:
+                    break
+                del buffer[: eol + 2]
+                self._state = "headers"
+            elif self._state == "headers":
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buffer) > MAX_HEADERS:
+                        raise ValueError("part headers too long")
+                    break
+                self._headers = parse_headers(bytes(buffer[:end]))
+                del buffer[: end + 4]
+                length = self._headers.get("content-length", "")
+                self._length = int(length) if length.isdigit() else -1
+                if self._length > MAX_PART:
+                    raise ValueError("part too large")
+                self._state = "body"
+            else:
+                if self._length >= 0:
+                    end = self._length if len(buffer) >= self._length else -1
+                else:
+                    end = buffer.find(b"\r\n" + self.delimiter)
+                if end < 0:
+                    if len(buffer) > MAX_PART:
+                        raise ValueError("part too large")
+                    break
+                parts.append((self._headers, bytes(buffer[:end])))
+                del buffer[:end]
+                self._state = "boundary"
+        return parts
+
+
+def parse_headers(block: bytes) -> dict[str, str]:
+    """A part's header lines, by lower-case name."""
+    headers = {}
+    for line in block.decode("latin-1").split("\r\n"):
+        name, colon, value = line.partition(":")
+        if colon and name.strip():
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def frame_number(headers: dict[str, str], name: str) -> int | None:
+    value = headers.get(name.lower(), "")
+    return int(value) if value.isdigit() else None
+
+
+def reframe(headers: dict[str, str], body: bytes) -> bytes:
+    """A part read from an owner, framed again as mjpeg.part framed it: the same bytes."""
+    seq = frame_number(headers, HEADER_SEQ)
+    return mjpeg.part(body, seq, frame_number(headers, HEADER_CAPTURED_NS) if seq else None)
+
+
+class RelayError(Exception):
+    """The owner could not be reached (or answered what is not an MJPEG stream)."""
+
+
+class Upstream:
+    """One open stream from an owner."""
+
+    def __init__(self, response: requests.Response, member: Member) -> None:
+        self.response = response
+        self.member = member
+
+    def parts(self) -> Iterator[bytes]:
+        """The owner's parts as they arrive, framed again; RequestException/ValueError if the
+        stream breaks."""
+        reader = PartReader()
+        for chunk in self.response.iter_content(chunk_size=None):
+            for headers, body in reader.feed(chunk):
+                yield reframe(headers, body)
+
+    def close(self) -> None:
+        """Close the connection, also under a thread blocked reading it."""
+        shut(self.response)
+
+
+def shut(response: requests.Response) -> None:
+    """Close `response`'s connection; a thread blocked reading it wakes with an error."""
+    with contextlib.suppress(Exception):
+        response.raw.connection.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    with contextlib.suppress(Exception):
+        response.close()
+
+
+class Relay:
+    """The relayed streams, snapshots and /stats of the cameras other replicas own.
+
+    `source(camera)` says where a camera is served from now (Hub.source).
+    """
+
+    def __init__(
+        self,
+        owners: Owners,
+        source: Callable[[str], Source],
+        keepalive: float,
+        connections: int,
+    ) -> None:
+        self.owners = owners
+        self.source = source
+        self.keepalive = keepalive
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=connections)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.read_timeout = keepalive + 2.0  # an owner sends a part at least every keepalive
+        self._changed = threading.Condition()
+        self._open: set[requests.Response] = set()
+        self._closed = False
+        self._stats: dict[str, tuple[float, dict[str, Any] | None]] = {}  # key -> (at, /stats)
+        self._refreshing: set[str] = set()
+        self._stats_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="framewire-owner-stats")
+        owners.subscribe(lambda _before, _now: self._notify())
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the owners change or the relay closes."""
+        with self._changed:
+            if not self._closed:
+                self._changed.wait(seconds)
+
+    def get(
+        self, member: Member, path: str, query: str, auth: str | None, stream: bool
+    ) -> requests.Response:
+        """GET `path?query` at `member`, marked relayed, with the viewer's credentials;
+        RelayError if it cannot be reached."""
+        url = member.url + path + (f"?{query}" if query else "")
+        headers = {RELAY_HEADER: "1"}
+        if auth:
+            headers["Authorization"] = auth
+        timeout = (CONNECT_TIMEOUT, self.read_timeout if stream else FETCH_TIMEOUT)
+        if self._closed:
+            raise RelayError("stopping")
+        try:
+            response = self.session.get(url, headers=headers, stream=stream, timeout=timeout)
+        except requests.RequestException as exc:
+            raise RelayError(f"owner {member.key} unreachable: {type(exc).__name__}") from None
+        if stream:
+            with self._changed:
+                self._open.add(response)
+            if self._closed:
+                shut(response)
+        return response
+
+    def release(self, response: requests.Response) -> None:
+        with self._changed:
+            self._open.discard(response)
+        shut(response)
+
+    def snapshot(
+        self, member: Member, camera: str, query: str, auth: str | None
+    ) -> tuple[bytes, int, dict[str, str]]:
+        """The owner's answer to a snapshot: body, status, the headers to pass on."""
+        response = self.get(member, snapshot_path(camera), query, auth, stream=False)
+        return response.content, response.status_code, passed(response)
+
+    def connect(self, member: Member, camera: str, query: str, auth: str | None) -> Upstream:
+        """The owner's stream of `camera` (the viewer's query); RelayError if it cannot be
+        reached; a response that is not a stream (an error to pass on) is `Upstream.response`
+        with its status."""
+        return Upstream(self.get(member, stream_path(camera), query, auth, stream=True), member)
+
+    def follow(
+        self, camera: str, variant: Variant, query: str, auth: str | None, first: Channel | Upstream
+    ) -> Iterator[bytes]:
+        """A viewer's MJPEG parts of `camera` from wherever it is served: `first`, then, when
+        that source ends or the camera moves, the next one (see the module's text)."""
+        yield b"--" + mjpeg.BOUNDARY + b"\r\n"
+        current: Channel | Upstream | None = first
+        last: bytes | None = None
+        try:
+            while not self._closed:
+                if isinstance(current, Channel):
+                    for chunk in self._local(camera, current, variant):
+                        last = chunk
+                        yield chunk
+                elif current is not None:
+                    try:
+                        for chunk in current.parts():
+                            last = chunk
+                            yield chunk
+                            if not self._from(camera, current.member):
+                                break  # the camera moved: the next source, at once
+                    except (requests.RequestException, ValueError, OSError, AttributeError):
+                        pass  # the owner's stream broke: the next source
+                    finally:
+                        self.release(current.response)
+                current = None
+                deadline = time.monotonic() + RESUME_SECONDS
+                resend = time.monotonic() + self.keepalive
+                while current is None and not self._closed:
+                    current = self._reopen(camera, query, auth)
+                    if current is not None:
+                        break
+                    now = time.monotonic()
+                    if now >= deadline:
+                        log.info(
+                            "camera %s: no source for %gs, relayed stream ends",
+                            camera,
+                            RESUME_SECONDS,
+                        )
+                        return
+                    if last is not None and now >= resend:
+                        yield last  # keepalive: the viewer stays, and its leaving is seen
+                        resend = now + self.keepalive
+                    self._wait(RETRY_SECONDS)
+        finally:
+            if isinstance(current, Upstream):
+                self.release(current.response)
+
+    def _from(self, camera: str, member: Member) -> bool:
+        """Whether `camera` is still served from `member`."""
+        source = self.source(camera)
+        return isinstance(source, Member) and source.key == member.key
+
+    def _local(self, camera: str, channel: Channel, variant: Variant) -> Iterator[bytes]:
+        """This replica's parts of `camera` (mjpeg.stream) while it serves them."""
+        with channel.watch(variant.key):
+            parts = mjpeg.stream(channel, self.keepalive, variant.key, variant.fps)
+            try:
+                next(parts)  # its opening boundary: this response sent its own
+                for chunk in parts:
+                    yield chunk
+                    if self.source(camera) is not channel:
+                        return
+            finally:
+                parts.close()
+
+    def _reopen(self, camera: str, query: str, auth: str | None) -> Channel | Upstream | None:
+        """Where `camera` can be read from now: this replica's channel, or an open stream of
+        its owner; None when neither (yet)."""
+        source = self.source(camera)
+        if isinstance(source, Channel):
+            return None if source.slot.closed else source
+        if source is None:
+            return None
+        try:
+            upstream = self.connect(source, camera, query, auth)
+        except RelayError:
+            return None
+        response = upstream.response
+        if response.status_code != 200 or not is_mjpeg(response):
+            self.release(response)
+            return None
+        log.info("camera %s: relayed from its owner %s", camera, source.key)
+        return upstream
+
+    def stats_of(self, members: Iterable[Member], wait: bool = True) -> dict[str, Any]:
+        """Each member's /stats (None: unreachable), reused for STATS_MAX_AGE; fetched at once
+        (`wait`) or, without `wait`, in the background while the last one known is returned."""
+        now = time.monotonic()
+        wanted = list(members)
+        with self._stats_lock:
+            due = [
+                m
+                for m in wanted
+                if now - self._stats.get(m.key, (-1e9, None))[0] > STATS_MAX_AGE
+                and m.key not in self._refreshing
+            ]
+            self._refreshing.update(m.key for m in due)
+        if due and not self._closed:
+            with contextlib.suppress(RuntimeError):  # the pool shut down meanwhile
+                futures = [self._pool.submit(self._fetch_stats, m) for m in due]
+                if wait:
+                    for future in futures:
+                        future.result()
+        with self._stats_lock:
+            return {m.key: self._stats.get(m.key, (0.0, None))[1] for m in wanted}
+
+    def _fetch_stats(self, member: Member) -> None:
+        stats: dict[str, Any] | None = None
+        try:
+            response = self.get(member, "/stats", "", None, stream=False)
+            if response.ok:
+                stats = response.json()
+        except (RelayError, ValueError):
+            stats = None
+        with self._stats_lock:
+            self._stats[member.key] = (time.monotonic(), stats)
+            self._refreshing.discard(member.key)
+
+    def close(self) -> None:
+        """At shutdown: every relayed stream ends, no owner is asked any more."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+            responses = list(self._open)
+        for response in responses:
+            shut(response)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def is_mjpeg(response: requests.Response) -> bool:
+    return response.headers.get("Content-Type", "").startswith("multipart/x-mixed-replace")
+
+
+def passed(response: requests.Response) -> dict[str, str]:
+    """The headers of an owner's answer that the viewer gets too."""
+    return {name: response.headers[name] for name in PASSED_HEADERS if name in response.headers}
+
+
+class TileReader(threading.Thread):
+    """A remote camera's newest picture for the grid: the owner's stream of a narrow variant,
+    each newest part decoded (a tile's size, so little work)."""
+
+    def __init__(self, relay: Relay, camera: str, member: Member, width: int | None) -> None:
+        super().__init__(daemon=True, name=f"framewire-tile-{camera}")
+        self.relay = relay
+        self.camera = camera
+        self.member = member
+        self.width = width
+        self.auth: str | None = None
+        self.stopping = threading.Event()
+        self._image: tuple[np.ndarray, float] | None = None  # (image, monotonic when read)
+        self._response: requests.Response | None = None
+
+    def newest(self, max_age: float) -> np.ndarray | None:
+        """The newest picture, if read within `max_age` seconds (else None: no signal)."""
+        held = self._image
+        if held is None or time.monotonic() - held[1] > max_age:
+            return None
+        return held[0]
+
+    def run(self) -> None:
+        query = urlencode({"width": self.width or "full", "fps": TILE_FPS, "strip": 1})
+        broken = (RelayError, requests.RequestException, ValueError, OSError, AttributeError)
+        while not self.stopping.is_set():
+            with contextlib.suppress(*broken):  # the owner's stream broke: read it again
+                self._read(query)
+            self.stopping.wait(RETRY_SECONDS)
+
+    def _read(self, query: str) -> None:
+        response = self.relay.get(
+            self.member, stream_path(self.camera), query, self.auth, stream=True
+        )
+        self._response = response
+        try:
+            if self.stopping.is_set() or response.status_code != 200 or not is_mjpeg(response):
+                return
+            reader = PartReader()
+            for chunk in response.iter_content(chunk_size=None):
+                parts = reader.feed(chunk)
+                if self.stopping.is_set():
+                    return
+                if parts:  # the newest part read wins
+                    headers, body = parts[-1]
+                    image = None
+                    if frame_number(headers, HEADER_SEQ) is not None:  # else: no signal there
+                        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+                    self._image = (image, time.monotonic()) if image is not None else None
+        finally:
+            self.relay.release(response)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._response is not None:
+            shut(self._response)
+
+
+class RemoteTiles:
+    """The grid's pictures of remote cameras: one TileReader per camera while it is shown."""
+
+    def __init__(self, relay: Relay, stale_after: float) -> None:
+        self.relay = relay
+        self.stale_after = stale_after
+        self.auth: str | None = None  # the grid viewers' credentials, for the owners
+        self._readers: dict[str, TileReader] = {}
+        self._lock = threading.Lock()
+
+    def picture(self, camera: str, owner: Member, width: int) -> tuple[np.ndarray | None, float]:
+        """The newest picture of `camera` from `owner` for a tile `width` wide (None: no
+        signal), and the camera's fps at its owner; its reader starts on the first call."""
+        variant = tile_width(width)
+        with self._lock:
+            reader = self._readers.get(camera)
+            if reader is None or (reader.member.key, reader.width) != (owner.key, variant):
+                if reader is not None:
+                    reader.stop()
+                reader = TileReader(self.relay, camera, owner, variant)
+                reader.auth = self.auth
+                if not self.relay.closed:
+                    reader.start()
+                self._readers[camera] = reader
+        stats = self.relay.stats_of([owner], wait=False).get(owner.key) or {}
+        fps = (stats.get("cameras") or {}).get(camera, {}).get("fps") or 0.0
+        return reader.newest(self.stale_after), float(fps)
+
+    def keep(self, cameras: Iterable[str]) -> None:
+        """Stop the readers of cameras no longer shown as remote tiles."""
+        keep = set(cameras)
+        with self._lock:
+            for camera in [c for c in self._readers if c not in keep]:
+                self._readers.pop(camera).stop()
+
+    def stop(self, join: float = 0.0) -> None:
+        """Stop every reader (the grid's last viewer left, or shutdown)."""
+        with self._lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            if join and reader.is_alive():
+                reader.join(join)
