@@ -8,6 +8,7 @@ once its key expires; a replica that joins takes over its share, and none is lef
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -80,7 +81,7 @@ def test_each_camera_has_one_owner_that_survivors_replace_and_newcomers_share(
     dead = max(replicas, key=lambda r: sum(owners[c] == [r.url] for c in CAMERAS))
     orphans = [c for c in CAMERAS if owners[c] == [dead.url]]
     assert orphans
-    dead.proc.send_signal(signal.SIGKILL)
+    os.killpg(dead.proc.pid, signal.SIGKILL)  # master and worker: the whole replica dies
     dead.proc.wait()
     killed = time.monotonic()
     survivors = [r for r in replicas if r is not dead]

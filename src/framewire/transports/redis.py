@@ -295,6 +295,7 @@ class StreamConsumer(_Consumer):
         self._on_owned = on_owned  # (cameras gained, cameras lost) at each change
         self._on_taken = on_taken  # (camera, seconds from the change to its first frame)
         self._owned: frozenset[bytes] = frozenset()  # the streams this replica reads
+        self._known: frozenset[bytes] = frozenset()  # the streams known at the last claim
         self._reown = threading.Event()  # set when the replicas changed: claim again
         self._owners.subscribe(lambda before, now: self._reown.set())
         self._taken: dict[str, float] = {}  # camera taken over -> when (monotonic)
@@ -352,10 +353,12 @@ class StreamConsumer(_Consumer):
         self._reown.clear()
         owned = frozenset(n for n in self._ids if self._owners.mine(_camera(n)))
         gained, lost = owned - self._owned, self._owned - owned
+        # Taken over: cameras known at the last claim (not new ones) that another replica owned.
+        taken = gained & self._known if self._owners.shared else frozenset()
+        self._known = frozenset(self._ids)
         if not gained and not lost:
             return
-        taken = self._owned and self._owners.shared  # a change of owners, not the first claim
-        for name in gained if taken else ():
+        for name in taken:
             newest = self._client.xrevrange(name, count=1)
             self._ids[name] = newest[0][0] if newest else b"0-0"
             self._taken[_camera(name)] = time.monotonic()
@@ -367,7 +370,7 @@ class StreamConsumer(_Consumer):
                 "owning %d of %d cameras%s%s",
                 len(owned),
                 len(self._ids),
-                f"; taken over: {', '.join(sorted(cameras_gained))}" if taken and gained else "",
+                f"; taken over: {', '.join(sorted(_camera(n) for n in taken))}" if taken else "",
                 f"; handed over: {', '.join(sorted(cameras_lost))}" if lost else "",
             )
         self._on_owned(cameras_gained, cameras_lost)
