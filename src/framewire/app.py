@@ -24,7 +24,7 @@ from framewire.ops import ops_blueprint
 from framewire.owners import Member, Owners
 from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
-from framewire.transports import METRICS
+from framewire.transports import METRICS, SENDER_STATES
 from framewire.transports.registry import TRANSPORTS
 from framewire.viewer import viewer_blueprint
 
@@ -62,6 +62,7 @@ def create_app(config: ReceiverConfig) -> Flask:
     app.extensions["framewire.hub"] = hub
     closers: list[Callable[[], object]] = [hub.close, pipeline.close]
     stop = TRANSPORTS[config.transport].receive(app, pipeline, config, pipeline.decoders, owners)
+    hub.sender_states = app.extensions.get(SENDER_STATES, hub.sender_states)
     if stop is not None:
         closers.insert(0, stop)  # first: no frame arrives while the rest stops
 

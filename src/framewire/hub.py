@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -47,6 +47,9 @@ class Hub:
             config.strip == "on",
         )
         self.owners = owners or Owners.solo()  # which replica owns each camera (owners.py)
+        # Each camera's state at its sender, where the transport can read it (Redis): "up",
+        # "source_down" or "gone" (redis_presence.py); the app sets it.
+        self.sender_states: Callable[[list[str]], dict[str, str]] = lambda cameras: {}
         self.default_camera = config.default_camera
         self.max_cameras = config.max_cameras
         self._channels: dict[str, Channel] = {}
@@ -177,11 +180,14 @@ class Hub:
         """
         owners = self.owners
         cameras: dict[str, dict[str, Any]] = {}
-        for channel in self.channels():
+        channels = self.channels()
+        senders = self.sender_states([c.camera for c in channels]) if channels else {}
+        for channel in channels:
             owner = owners.owner(channel.camera)
             cameras[channel.camera] = {
                 **channel.stats(),
                 "owner": owner.key if owner else None,
+                **({"sender": senders[channel.camera]} if channel.camera in senders else {}),
             }
         remote = {} if relayed else self.remote()
         answers = self.relay.stats_of({m.key: m for m in remote.values()}.values())

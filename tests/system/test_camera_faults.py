@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from conftest import RtspCamera, Service, Services, scrape, wait_until
+from conftest import RedisServer, RtspCamera, Service, Services, scrape, wait_until
 
 READ_TIMEOUT = 2.0
 
@@ -98,3 +98,37 @@ def test_camera_frozen_then_thawed(services: Services, rtsp_camera: RtspCamera) 
     took = assert_recovers(receiver, sender, time.monotonic())
     print(f"frames again {took:.2f} s after the camera thawed")
     assert scrape(sender.url, "framewire_source_reconnects_total", camera="cam0") >= 1
+
+
+def test_the_redis_receiver_tells_a_source_down_at_the_sender_from_a_sender_gone(
+    services: Services, rtsp_camera: RtspCamera, redis_server: RedisServer
+) -> None:
+    receiver = services.receiver("redis", "--redis-url", redis_server.url, "--stale-after", "1")
+    sender = services.sender(
+        "--source",
+        rtsp_camera.url,
+        "--read-timeout",
+        str(READ_TIMEOUT),
+        "--open-timeout",
+        "3",
+        "--http-url",
+        "",
+        "--redis-url",
+        redis_server.url,
+    )
+
+    def cam0() -> dict:
+        return requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"].get("cam0", {})
+
+    wait_until(lambda: cam0().get("sender") == "up", timeout=20, what="frames, the source up")
+    assert cam0()["signal"] == "live"
+    rtsp_camera.signal(signal.SIGKILL)
+    wait_until(
+        lambda: cam0().get("sender") == "source_down" and cam0()["signal"] == "stale",
+        timeout=10,
+        what="the receiver told the source is down at the sender",
+    )
+    sender.stop()  # a clean stop deletes the sender's state: gone at once
+    wait_until(lambda: cam0().get("sender") == "gone", timeout=5, what="the sender gone")
+    page = requests.get(f"{receiver.url}/view/cam0", timeout=5).text
+    assert "its source is down at the sender" in page and "its sender stopped" in page

@@ -134,6 +134,9 @@ class FrameSink(Protocol):
 
 Stop = Callable[[], object]
 METRICS = "framewire.metrics"  # the key of the receiver's ReceiverMetrics in `app.extensions`
+# The key of a receiving side's reader of the senders' camera states, where it has one (Redis):
+# cameras -> {camera: "up" | "source_down" | "gone"} (redis_presence.py).
+SENDER_STATES = "framewire.sender_states"
 
 
 @dataclass(frozen=True)

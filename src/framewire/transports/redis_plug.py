@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from framewire.owners import Owners
 from framewire.settings import SECONDS, ConfigError, setting
-from framewire.transports import METRICS, FrameSender, FrameSink, Stop, Transport
+from framewire.transports import METRICS, SENDER_STATES, FrameSender, FrameSink, Stop, Transport
 from framewire.transports.redis import (
     REDIS_MODES,
     RedisSender,
@@ -23,6 +23,7 @@ from framewire.transports.redis import (
 )
 from framewire.transports.redis_connect import LazyClient
 from framewire.transports.redis_members import RedisMembers
+from framewire.transports.redis_presence import SenderStates
 from framewire.urls import REDIS_SCHEMES, check_url, parse_bind
 
 if TYPE_CHECKING:
@@ -189,9 +190,17 @@ def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Own
     )
     members_gauge = metrics.replica_members.labels("redis")
     members_gauge.set(1)
+    states = SenderStates(LazyClient(config.redis_url, 2.0, 2.0, config.redis_ca_cert))
+    if config.redis_mode == "stream" and not config.redis_cluster:
+        app.extensions[SENDER_STATES] = states.read
     if not owners.shared:
         reader.start()
-        return reader.stop
+
+        def stop_alone() -> None:
+            reader.stop()
+            states.close()
+
+        return stop_alone
     assert isinstance(reader, StreamConsumer)
     members = RedisMembers(
         LazyClient(config.redis_url, 2.0, 2.0, config.redis_ca_cert),
@@ -205,6 +214,7 @@ def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Own
     def stop() -> None:
         reader.stop()
         members.stop()
+        states.close()
 
     return stop
 
