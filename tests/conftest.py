@@ -48,7 +48,8 @@ class Services(stack.Services):
     """stack.Services whose processes can import tests/ (e.g. `--processor helpers:Slow`)."""
 
     def __init__(self, directory: Path) -> None:
-        super().__init__(directory, env={**os.environ, "PYTHONPATH": str(TESTS)})
+        path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+        super().__init__(directory, env={**os.environ, "PYTHONPATH": path})
 
 
 @pytest.fixture(autouse=True)

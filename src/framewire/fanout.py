@@ -99,10 +99,13 @@ class Replicas:
                 self._subscribers.remove(callback)
 
     def start(self) -> None:
+        """Follow the resolver (started here too) on the set's own thread."""
         self.resolver.subscribe(self.resolved)
         self._worker.start()
+        self.resolver.start()
 
     def stop(self) -> None:
+        self.resolver.stop()
         self.resolver.unsubscribe(self.resolved)
         self._worker.stop(self._wake.set)
 

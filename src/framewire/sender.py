@@ -254,7 +254,7 @@ class CameraSender:
 
         def failed(exc: PublishError) -> None:
             if replicas is not None and not_answering(exc):
-                replicas.failed(address, exc.reason)
+                replicas.failed(address, f"{exc.reason}: {exc}")
 
         return TransportWorker(
             senders, self.config.camera, self.metrics, self._taken, address, failed
