@@ -8,9 +8,10 @@ the camera id over the replicas' `address:port`, the keys the receivers hash too
 
 - each of six cameras is received (decoded) by exactly one replica, the one the hash names,
   and the replicas agree (`framewire_camera_owned`, `framewire_replica_members`);
-- SIGKILL of the replica owning most cameras mid-stream (master and worker, as a pod lost): within 5 s each of its cameras is
-  received by one survivor, the others never move; the sender logs one line per change of
-  the live set and counts the owner changes per camera;
+- SIGKILL of the replica owning most cameras mid-stream (master and worker, as a pod
+  lost): within 5 s each of its cameras is received by one survivor, the others never
+  move; the sender logs one line per change of the live set and counts the owner changes
+  per camera;
 - a 4th replica entering the name takes over the cameras it now wins, none is left
   unowned, and the frames decoded per frame sent stay at 1 (at most 1.05) once settled.
 """
