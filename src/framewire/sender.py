@@ -13,7 +13,10 @@ splice: splice.py) and puts the bytes into each transport's own one-slot
 mailbox. Each transport sends on its own thread, so
 a slow or dead transport drops frames (counted) and never stalls capture or
 the other transport. With `--http-fanout dns` the HTTP transport is one worker
-per HTTP receiver replica (fanout.py), each with its own mailbox and thread.
+per HTTP receiver replica (fanout.py), each with its own mailbox and thread, and
+each camera's frames go to its owner's only; a replica whose send finds no
+answer leaves the live set at once (`not_answering`), and is probed with
+`GET /healthz` (`replica_probe`) until it answers.
 """
 
 from __future__ import annotations
