@@ -203,6 +203,8 @@ class ReplicaWorker(Protocol):
 
     def stop(self) -> None: ...
 
+    def retry_now(self) -> None: ...
+
 
 class CameraReplicas:
     """One camera's HTTP transport under DNS fan-out: a worker per replica address, frames to
@@ -282,11 +284,13 @@ class CameraReplicas:
             for worker in added.values():
                 worker.start()
             owner = view.owner(self.camera)
+            self._owner = workers.get(owner) if owner is not None else None
             if owner != self.owner:
                 if self.owner is not None:
                     self._changes.inc()
                 self.owner = owner
-            self._owner = workers.get(owner) if owner is not None else None
+                if self._owner is not None:  # it answers now: no backoff left from before
+                    self._owner.retry_now()
             self._count.set(len(view.live))
             for address in view.resolved:
                 self._metrics.replica_up.labels(self.camera, address).set(

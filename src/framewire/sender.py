@@ -96,6 +96,7 @@ class TransportWorker:
         self._state = UpDown(what, publisher.target, logger=log)
         suffix = f"-{replica}" if replica else ""
         self._stopping = threading.Event()
+        self._retry = threading.Event()  # cuts a backoff short: stopping, or `retry_now`
         self._workers = [
             Worker(f"send-{camera}-{self.name}{suffix}-{i}", partial(self._run, p, self._stopping))
             for i, p in enumerate(publishers)
@@ -112,9 +113,14 @@ class TransportWorker:
         for worker in self._workers:
             worker.start()
 
+    def retry_now(self) -> None:
+        """Send the next frame at once, whatever the backoff (its receiver answers again)."""
+        self._retry.set()
+
     def stop(self) -> None:
         """Join the threads (a send in progress ends within its timeout), then close."""
         self._stopping.set()
+        self._retry.set()
         self.mailbox.close()
         for worker in self._workers:
             worker.stop()
@@ -138,7 +144,9 @@ class TransportWorker:
                 self._state.set(False, f"{exc.reason}: {exc}")
                 self._on_failed(exc)
                 # Frames that arrive while we wait replace each other and are counted as drops.
-                backoff.wait(stopping)
+                backoff.wait(self._retry)
+                if not stopping.is_set():
+                    self._retry.clear()
                 continue
             self._send_seconds.observe(time.perf_counter() - started)
             for sent in self._sent:

@@ -175,6 +175,7 @@ def test_each_camera_sends_to_its_owner_only_and_counts_owner_changes() -> None:
     assert metrics.registry.get_sample_value("framewire_http_replicas", changes) == 2
     sending.put(Frame(camera, 2, 2, b"jpeg"))
     assert len(workers[sending.owner].frames) == 1
+    assert workers[sending.owner].retried == 1  # a new owner sends at once
     # The owner leaves DNS: its worker stops and its series go.
     gone = sending.owner
     replicas.resolved(tuple(a for a in ADDRESSES if a != gone))
@@ -197,6 +198,7 @@ class Worker:
     def __init__(self) -> None:
         self.frames: list[Frame] = []
         self.started = self.stopped = False
+        self.retried = 0
 
     @property
     def has_room(self) -> bool:
@@ -210,6 +212,9 @@ class Worker:
 
     def stop(self) -> None:
         self.stopped = True
+
+    def retry_now(self) -> None:
+        self.retried += 1
 
 
 def test_only_a_replica_that_does_not_answer_loses_its_cameras() -> None:
