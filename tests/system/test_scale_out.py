@@ -188,12 +188,13 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
     assert sender.proc.poll() is None
 
     # Aggregates keep their labels: HTTP sent is the sum over replicas, past and present.
+    # (Each send counts the aggregate first: read after the replicas' series, it is no less.)
     for camera in CAMERAS:
-        sent = scrape(sender.url, "framewire_frames_sent_total", camera=camera, transport="http")
         per_replica = sum(
             v
             for _, v in sender_samples(sender, "framewire_replica_frames_sent_total", camera=camera)
         )
+        sent = scrape(sender.url, "framewire_frames_sent_total", camera=camera, transport="http")
         assert sent >= per_replica > 0
     log = sender.log()
     downs = [f"camera {c}: http transport down: http://{address}:{port}/frames" for c in moved]
