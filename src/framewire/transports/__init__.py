@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 
 from framewire.frame import Frame, WireError, check_jpeg, parse_camera, parse_int
-from framewire.metrics import ReceiverMetrics
 from framewire.owners import Owners
 from framewire.splice import encode_params
 
@@ -121,8 +120,6 @@ class FrameSender(ABC):
 
 class FrameSink(Protocol):
     """Where a receiving side delivers frames (the receiver's pipeline)."""
-
-    metrics: ReceiverMetrics  # the receiver's metrics, for what a receiving side counts itself
 
     def ingest(self, frame: Frame, skipped: int = 0) -> None:
         """Accept `frame`, the newest of `skipped` + 1 that arrived together (the older ones are

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from framewire.metrics import ReceiverMetrics
 from framewire.owners import Owners
 from framewire.settings import SECONDS, ConfigError, setting
 from framewire.transports import FrameSender, FrameSink, Stop, Transport
@@ -146,10 +147,12 @@ def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Own
     from framewire.transports.http_ingest import ingest_blueprint
 
     app.register_blueprint(ingest_blueprint(sink, config.max_body, config.token))
-    sink.metrics.replica_members.labels(config.transport).set(1)
+    # The receivers' sink is their pipeline, which holds their metrics.
+    metrics: ReceiverMetrics = getattr(sink, "metrics", None) or ReceiverMetrics()
+    metrics.replica_members.labels(config.transport).set(1)
     if not config.http_peers:
         return None
-    peers = Peers(config.http_peers, owners, sink.metrics, config.transport)
+    peers = Peers(config.http_peers, owners, metrics, config.transport)
     peers.start()
     return peers.stop
 
