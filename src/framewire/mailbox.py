@@ -32,7 +32,8 @@ class Mailbox(Generic[T]):
             if self._item is None and not self._closed:
                 self._cond.wait(timeout)
             item, self._item = self._item, None
-            self._cond.notify_all()  # wake a producer in wait_taken
+            if item is not None:  # wake a producer in wait_taken; never another taker (two
+                self._cond.notify_all()  # idle takers would wake each other without end)
             return item
 
     def wait_taken(self, timeout: float | None = None) -> None:

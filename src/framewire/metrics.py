@@ -105,7 +105,15 @@ class SenderMetrics(_Common):
         # address); a replica's series are removed when it leaves DNS.
         self.http_replicas = Gauge(
             f"{NS}_http_replicas",
-            "HTTP receiver replicas this camera delivers to (--http-fanout dns).",
+            "Live HTTP receiver replicas (resolved and answering) this camera's owner is chosen"
+            " among (--http-fanout dns).",
+            ["camera"],
+            registry=reg,
+        )
+        self.owner_changes = Counter(
+            f"{NS}_owner_changes_total",
+            "Times this camera's HTTP receiver replica (its owner) changed: a replica down, back,"
+            " added or removed (--http-fanout dns).",
             ["camera"],
             registry=reg,
         )
@@ -117,21 +125,28 @@ class SenderMetrics(_Common):
         )
         self.replica_frames_dropped = Counter(
             f"{NS}_replica_frames_dropped_total",
-            "Frames one HTTP receiver replica never got: replaced unsent while it was busy or"
-            " down, or lost in a failed send.",
+            "Frames one HTTP receiver replica never got while it owned the camera: replaced"
+            " unsent while it was busy, or lost in a failed send.",
             ["camera", "replica"],
             registry=reg,
         )
         self.replica_up = Gauge(
             f"{NS}_replica_up",
-            "1 while the last send to this HTTP receiver replica succeeded, else 0.",
+            "1 while this HTTP receiver replica is live (answering), else 0.",
+            ["camera", "replica"],
+            registry=reg,
+        )
+        self.replica_owner = Gauge(
+            f"{NS}_replica_owner",
+            "1 for the HTTP receiver replica this camera's frames go to (its owner), else 0.",
             ["camera", "replica"],
             registry=reg,
         )
 
     def forget_replica(self, camera: str, replica: str) -> None:
         """Remove a replica's series (it left DNS): no stale series stays behind."""
-        for metric in (self.replica_frames_sent, self.replica_frames_dropped, self.replica_up):
+        replica_series = (self.replica_frames_sent, self.replica_frames_dropped)
+        for metric in (*replica_series, self.replica_up, self.replica_owner):
             with contextlib.suppress(KeyError):  # never labelled, or removed already
                 metric.remove(camera, replica)
 

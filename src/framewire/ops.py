@@ -1,5 +1,6 @@
 """The operations routes: /healthz (alive), /readyz (a fresh frame), /metrics (Prometheus),
-/latencies (each recent frame's own latency, for exact quantiles)."""
+/latencies (each recent frame's own latency, for exact quantiles), /owned (this replica's
+member key and live cameras, for the other replicas)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from framewire.metrics import LatencyLog
 
 
 def ops_blueprint(hub: Hub) -> Blueprint:
-    """/healthz, /readyz (`?camera=<id>` for one camera), /metrics and /latencies."""
+    """/healthz, /readyz (`?camera=<id>` for one camera), /metrics, /latencies and /owned."""
     bp = Blueprint("ops", __name__)
 
     @bp.get("/healthz")
@@ -28,6 +29,14 @@ def ops_blueprint(hub: Hub) -> Blueprint:
         ready = any(c.slot.live() for c in channels)
         body = jsonify(ready=ready, stale_after=hub.settings.stale_after, age_seconds=ages)
         return body, 200 if ready else 503
+
+    @bp.get("/owned")
+    def owned() -> Response:
+        """This replica's member key (None when alone) and the cameras it holds a live
+        channel for: what the other replicas read to know it (transports/http_members.py)."""
+        me = hub.owners.me
+        cameras = [c.camera for c in hub.channels() if c.slot.live()]
+        return jsonify(key=me.key if me else None, cameras=cameras)
 
     @bp.get("/metrics")
     def metrics() -> Response:

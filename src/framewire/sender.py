@@ -13,7 +13,10 @@ splice: splice.py) and puts the bytes into each transport's own one-slot
 mailbox. Each transport sends on its own thread, so
 a slow or dead transport drops frames (counted) and never stalls capture or
 the other transport. With `--http-fanout dns` the HTTP transport is one worker
-per HTTP receiver replica (fanout.py), each with its own mailbox and thread.
+per HTTP receiver replica (fanout.py), each with its own mailbox and thread, and
+each camera's frames go to its owner's only; a replica whose send finds no
+answer leaves the live set at once (`not_answering`), and is probed with
+`GET /healthz` (`replica_probe`) until it answers.
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ import cv2
 from prometheus_client import Counter
 
 from framewire.config import SenderConfig
-from framewire.fanout import Replicas, Resolver
+from framewire.dns import Resolver, replica_url
+from framewire.fanout import CameraReplicas, Probe, Replicas
 from framewire.frame import Frame
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.sources import Grabber, Source, open_source, resized
 from framewire.splice import encode_params
-from framewire.transports import FrameSender, PublishError
+from framewire.transports import FrameSender, PublishError, Unreachable
+from framewire.transports.http import HttpSender
 from framewire.transports.http_plug import http_sender
 from framewire.transports.redis_connect import LazyClient
 from framewire.transports.redis_presence import SourcePresence
@@ -68,8 +73,10 @@ class TransportWorker:
         metrics: SenderMetrics,
         on_taken: Callable[[], None] = lambda: None,
         replica: str = "",
+        on_failed: Callable[[PublishError], None] = lambda _: None,
     ) -> None:
-        """`replica`: the address of one HTTP receiver replica (DNS fan-out), counted apart too."""
+        """`replica`: the address of one HTTP receiver replica (DNS fan-out), counted apart too;
+        `on_failed` hears of every failed send."""
         self.publishers = publishers
         publisher = publishers[0]
         self.name, self.target = publisher.name, publisher.target
@@ -78,26 +85,20 @@ class TransportWorker:
         drops = [metrics.frames_dropped.labels(*labels, "send")]
         self._sent = [metrics.frames_sent.labels(*labels)]
         self._lost: list[Counter] = []  # a failed send is a drop for a replica's own count
-        on_change: Callable[[bool], None] | None = None
+        self._on_failed = on_failed
         if replica:
             self._lost = [metrics.replica_frames_dropped.labels(camera, replica)]
             drops += self._lost
             self._sent.append(metrics.replica_frames_sent.labels(camera, replica))
-            up = metrics.replica_up.labels(camera, replica)
-            up.set(0)
-
-            def set_up(ok: bool) -> None:
-                up.set(1 if ok else 0)
-
-            on_change = set_up
         self.mailbox: Mailbox[Frame] = Mailbox(lambda _: [c.inc() for c in drops])
         self._send_seconds = metrics.send_seconds.labels(*labels)
         self._errors = metrics.send_errors
         self._labels = labels
         what = f"camera {camera}: {publisher.name} transport"
-        self._state = UpDown(what, publisher.target, on_change, logger=log)
+        self._state = UpDown(what, publisher.target, logger=log)
         suffix = f"-{replica}" if replica else ""
         self._stopping = threading.Event()
+        self._retry = threading.Event()  # cuts a backoff short: stopping, or `retry_now`
         self._workers = [
             Worker(f"send-{camera}-{self.name}{suffix}-{i}", partial(self._run, p, self._stopping))
             for i, p in enumerate(publishers)
@@ -114,9 +115,14 @@ class TransportWorker:
         for worker in self._workers:
             worker.start()
 
+    def retry_now(self) -> None:
+        """Send the next frame at once, whatever the backoff (its receiver answers again)."""
+        self._retry.set()
+
     def stop(self) -> None:
         """Join the threads (a send in progress ends within its timeout), then close."""
         self._stopping.set()
+        self._retry.set()
         self.mailbox.close()
         for worker in self._workers:
             worker.stop()
@@ -138,8 +144,11 @@ class TransportWorker:
                 for lost in self._lost:
                     lost.inc()
                 self._state.set(False, f"{exc.reason}: {exc}")
+                self._on_failed(exc)
                 # Frames that arrive while we wait replace each other and are counted as drops.
-                backoff.wait(stopping)
+                backoff.wait(self._retry)
+                if not stopping.is_set():
+                    self._retry.clear()
                 continue
             self._send_seconds.observe(time.perf_counter() - started)
             for sent in self._sent:
@@ -151,8 +160,9 @@ class TransportWorker:
 class CameraSender:
     """One camera: its grab thread, its encode loop and one worker per transport.
 
-    With `http_fanout` dns, the HTTP transport is a `Replicas` fed by `resolver` (shared by
-    the cameras of a `Sender`); without one given, the camera resolves on its own.
+    With `http_fanout` dns, the HTTP transport is a `CameraReplicas` following `replicas` (the
+    live replicas, shared by the cameras of a `Sender`); without one given, the camera keeps
+    its own.
     """
 
     def __init__(
@@ -161,7 +171,7 @@ class CameraSender:
         source: Source,
         publishers: list[list[FrameSender]],
         metrics: SenderMetrics | None = None,
-        resolver: Resolver | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -181,17 +191,18 @@ class CameraSender:
             what=f"camera {camera} source",
         )
         self._room = threading.Condition()  # notified when a transport takes a frame
-        self.workers: list[TransportWorker | Replicas] = [
+        self.workers: list[TransportWorker | CameraReplicas] = [
             TransportWorker(p, camera, m, self._taken) for p in publishers
         ]
-        self._own_resolver: Resolver | None = None
+        self._own_replicas: Replicas | None = None
+        self.replicas = replicas
         if config.http_url and config.http_fanout == "dns":
-            if resolver is None:
-                resolver = self._own_resolver = resolver_for(config)
-            replicas = Replicas(
-                config.http_url, camera, resolver, self._replica_worker, m, self._taken
+            if replicas is None:
+                replicas = self.replicas = self._own_replicas = replicas_for(config)
+            owned = CameraReplicas(
+                config.http_url, camera, replicas, self._replica_worker, m, self._taken
             )
-            self.workers.insert(0, replicas)
+            self.workers.insert(0, owned)
         self._stop = threading.Event()
         self._rate = RateMeter()
         self.source_up = False
@@ -211,8 +222,8 @@ class CameraSender:
         fps = m.capture_fps.labels(camera)
         for worker in self.workers:
             worker.start()
-        if self._own_resolver is not None:
-            self._own_resolver.start()
+        if self._own_replicas is not None:
+            self._own_replicas.start()
         self.grabber.start()
         seq = 0
         try:
@@ -243,8 +254,8 @@ class CameraSender:
                     worker.put(frame)
         finally:
             self.grabber.stop()
-            if self._own_resolver is not None:
-                self._own_resolver.stop()
+            if self._own_replicas is not None:
+                self._own_replicas.stop()
             for worker in self.workers:
                 worker.stop()
 
@@ -259,8 +270,14 @@ class CameraSender:
         senders: list[FrameSender] = [
             http_sender(self.config, url, name) for _ in range(self.config.http_inflight)
         ]
+        replicas = self.replicas
+
+        def failed(exc: PublishError) -> None:
+            if replicas is not None and not_answering(exc):
+                replicas.failed(address, f"{exc.reason}: {exc}")
+
         return TransportWorker(
-            senders, self.config.camera, self.metrics, self._taken, replica=address
+            senders, self.config.camera, self.metrics, self._taken, address, failed
         )
 
     def _taken(self) -> None:
@@ -281,19 +298,19 @@ class Sender:
 
     def __init__(self, cameras: list[SenderConfig], metrics: SenderMetrics | None = None) -> None:
         self.metrics = metrics or SenderMetrics()
-        # One resolver per fanned-out HTTP URL, shared by every camera sending there.
-        self.resolvers: dict[tuple[str, float], Resolver] = {}
+        # One live set of replicas per fanned-out HTTP URL, shared by every camera sending there.
+        self.replicas: dict[tuple[str, float], Replicas] = {}
         for config in cameras:
             if config.http_url and config.http_fanout == "dns":
                 key = (config.http_url, config.http_resolve_every)
-                self.resolvers.setdefault(key, resolver_for(config))
+                self.replicas.setdefault(key, replicas_for(config))
         self.cameras = [
             CameraSender(
                 config,
                 camera_source(config),
                 publishers(config),
                 self.metrics,
-                self.resolvers.get((config.http_url, config.http_resolve_every)),
+                self.replicas.get((config.http_url, config.http_resolve_every)),
             )
             for config in cameras
         ]
@@ -308,8 +325,8 @@ class Sender:
         ]
         for runner in runners:
             runner.start()
-        for resolver in self.resolvers.values():
-            resolver.start()
+        for replicas in self.replicas.values():
+            replicas.start()
         for presence in self.presences:
             presence.start()
         try:
@@ -319,8 +336,8 @@ class Sender:
                 camera.stop()
             for runner in runners:
                 runner.stop()
-            for resolver in self.resolvers.values():
-                resolver.stop()
+            for replicas in self.replicas.values():
+                replicas.stop()
             for presence in self.presences:
                 presence.stop()
 
@@ -349,9 +366,47 @@ def source_presences(cameras: list[CameraSender]) -> list[SourcePresence]:
     return presences
 
 
-def resolver_for(config: SenderConfig) -> Resolver:
-    """The DNS fan-out resolver of `config`'s HTTP URL."""
-    return Resolver(config.http_url, config.http_resolve_every)
+def replicas_for(config: SenderConfig) -> Replicas:
+    """The live replicas of `config`'s HTTP URL under DNS fan-out (resolved, probed)."""
+    resolver = Resolver(config.http_url, config.http_resolve_every)
+    return Replicas(config.http_url, resolver, replica_probe(config))
+
+
+def not_answering(exc: PublishError) -> bool:
+    """Whether a failed send says the replica does not answer (so its cameras move): refused
+    or timed out, TLS refused, or a proxy in front of it with no receiver behind (502-504);
+    not a frame the receiver refused."""
+    return isinstance(exc, Unreachable) or exc.reason in ("tls", *NOT_ANSWERING)
+
+
+NOT_ANSWERING = ("http_502", "http_503", "http_504")
+PROBE_TIMEOUT = 1.0  # seconds a probe of a replica may take to connect, and to answer
+
+
+def replica_probe(config: SenderConfig) -> Probe:
+    """`GET /healthz` of one replica address, dialled and verified as its frames are; "" when
+    it answers (below 500), else why not."""
+    name = urlsplit(config.http_url).hostname or ""
+
+    def probe(address: str) -> str:
+        sender = HttpSender(
+            replica_url(config.http_url, address),
+            config.token,
+            connect_timeout=min(config.http_connect_timeout, PROBE_TIMEOUT),
+            read_timeout=min(config.http_read_timeout, PROBE_TIMEOUT),
+            camera=config.camera,
+            ca_cert=config.http_ca_cert,
+            server_name=name,
+        )
+        try:
+            status, _ = sender.get("/healthz")
+        except PublishError as exc:
+            return f"{exc.reason}: {exc}"
+        finally:
+            sender.close()
+        return "" if status < 500 else f"http_{status}"
+
+    return probe
 
 
 def camera_source(config: SenderConfig) -> Source:

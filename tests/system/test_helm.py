@@ -463,6 +463,14 @@ def test_the_senders_deliver_to_every_http_replica(
             f"http://{FULLNAME}-http-receiver-peers:8001/frames"
         )
         assert env["FRAMEWIRE_HTTP_FANOUT"]["value"] == "dns"
+    # Each replica advertises its pod address on the senders' port and finds the others
+    # through the same headless Service: they hash the same keys as the senders.
+    env = env_of(receiver["spec"]["template"]["spec"]["containers"][0])
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["FRAMEWIRE_ADVERTISE_URL"]["value"] == "http://$(POD_IP):8001"
+    assert list(env).index("POD_IP") < list(env).index("FRAMEWIRE_ADVERTISE_URL")
+    assert env["FRAMEWIRE_HTTP_PEERS"]["value"] == f"{FULLNAME}-http-receiver-peers"
+    ReceiverConfig(advertise_url="http://10.0.0.7:8001", http_peers=f"{FULLNAME}-peers")
     assert one(objects, "Deployment", f"{FULLNAME}-redis-receiver")["spec"]["replicas"] == 3
     for pdb in kind(objects, "PodDisruptionBudget"):
         assert pdb["spec"]["maxUnavailable"] == 1
@@ -508,6 +516,11 @@ def test_https_to_the_receivers_verifies_the_service_name(
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     assert f"  {peers}\n  {peers}.{NAMESPACE}.svc.cluster.local\n" in notes
+    receiver = one(objects, "Deployment", f"{FULLNAME}-http-receiver")["spec"]["template"]
+    env = env_of(receiver["spec"]["containers"][0])
+    assert env["FRAMEWIRE_ADVERTISE_URL"]["value"] == "https://$(POD_IP):8443"  # senders' port
+    assert env["REQUESTS_CA_BUNDLE"]["value"] == str(ca_file)  # the replicas ask each other
+    assert any(m["name"] == "http-ca" for m in receiver["spec"]["containers"][0]["volumeMounts"])
     default = template(helm_tools, tmp_path, {})  # off by default: plain HTTP, no CA
     (sender,) = [d for d in kind(default, "Deployment") if component(d) == "sender"]
     env = env_of(sender["spec"]["template"]["spec"]["containers"][0])

@@ -4,13 +4,15 @@ The HTTP receivers listen on 127.0.0.1, .2 and .3 (Linux routes all of 127/8 to 
 the same port, and one host name resolves to all of them, as a Kubernetes headless
 Service does: the sender runs with nss_wrapper (Debian libnss-wrapper, LD_PRELOAD with
 NSS_WRAPPER_HOSTS), so its getaddrinfo reads a hosts file of the test's own and
-/etc/hosts is never touched. With `--http-fanout dns` the sender delivers every frame to
-every address. The Redis receivers all read the same Redis: each reads every camera.
+/etc/hosts is never touched. With `--http-fanout dns` the sender delivers each camera's
+frames to its owner among the addresses (rendezvous hashing). The Redis receivers all read
+the same Redis: each reads every camera.
 
-A viewer on any replica sees every camera; killing one HTTP replica leaves the others'
-frame rate alone while the sender counts that replica's drops, and picks it up again when
-it returns; a 4th replica that enters the name is fed without restarting the sender, and
-one that leaves it is forgotten (its series removed).
+A viewer on a Redis replica, or on a camera's owner, sees the camera; killing the owner of
+a camera moves its cameras to the survivors at once and leaves the others' frame rate
+alone, and the replica takes its cameras back when it returns; a 4th replica that enters
+the name joins without restarting the sender, and one that leaves it is forgotten (its
+series removed). tests/system/test_owners_http.py tests the owners themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import requests
 
 from conftest import RedisServer, Service, Services, free_port, scrape, wait_until
+from framewire.owners import owner_key
 from framewire_bench.readers import mjpeg_parts, parse_metrics, select
 from framewire_bench.stack import LoopbackName, framewire_command, shared_port, write_cameras
 from helpers import decode, live, received_fps
@@ -46,12 +49,9 @@ def replica(sender: Service, name: str, address: str, camera: str) -> float:
     return scrape(sender.url, f"framewire_replica_{name}", camera=camera, replica=address)
 
 
-def fps_everywhere(receivers: list[Service], start_ns: int) -> dict[tuple[str, str], float]:
-    return {
-        (r.name, camera): received_fps(r, camera, start_ns, WINDOW_S)
-        for r in receivers
-        for camera in CAMERAS
-    }
+def owner_of(camera: str, addresses: tuple[str, ...], port: int) -> str:
+    """The HTTP replica address that owns `camera` among `addresses` (the sender's hash)."""
+    return str(owner_key(camera, [f"{a}:{port}" for a in addresses])).rsplit(":", 1)[0]
 
 
 def test_one_sender_feeds_every_replica_of_both_receivers(
@@ -81,6 +81,7 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
     reds = [start_redis(n) for n in range(3)]
     for service in https + reds:
         service.wait_ready("/healthz")
+    http_at = dict(zip(ADDRESSES, https, strict=False))
     sender = services.sender(
         "--cameras-file",
         str(cameras),
@@ -94,64 +95,86 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
         redis_server.url,
         env=name.env,
     )
-    everyone = https + reds
-    for receiver in everyone:
+    # Every Redis replica reads every camera; each camera's frames go to one HTTP replica,
+    # its owner, and to no other.
+    owners = {camera: owner_of(camera, ADDRESSES[:3], port) for camera in CAMERAS}
+    for receiver in reds:
         wait_until(
             lambda r=receiver: live(r, CAMERAS), what=f"both cameras live at {receiver.name}"
         )
-    # A viewer on any replica sees every camera.
-    for receiver in everyone:
-        for camera in CAMERAS:
-            url = f"{receiver.url}/stream/{camera}.mjpg"
-            with requests.get(url, stream=True, timeout=10) as response:
-                assert decode(mjpeg_parts(response, 1)[0]).shape == (240, 320, 3)
+    for camera, owner in owners.items():
+        wait_until(
+            lambda c=camera, o=owner: live(http_at[o], [c]), what=f"{camera} live at {owner}"
+        )
+    for address, receiver in http_at.items():
+        stats = requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"]
+        assert set(stats) == {c for c, o in owners.items() if o == address}, (address, stats)
+    watched = [(r, c) for r in reds for c in CAMERAS] + [(http_at[o], c) for c, o in owners.items()]
+    for receiver, camera in watched:
+        url = f"{receiver.url}/stream/{camera}.mjpg"
+        with requests.get(url, stream=True, timeout=10) as response:
+            assert decode(mjpeg_parts(response, 1)[0]).shape == (240, 320, 3)
     for camera in CAMERAS:
         assert scrape(sender.url, "framewire_http_replicas", camera=camera) == 3
+        for address in ADDRESSES[:3]:
+            assert replica(sender, "owner", address, camera) == (address == owners[camera])
 
-    # One HTTP replica dies: the sender counts its drops; the others keep their rate.
+    # The owner of cam0 dies: its cameras move to the survivors at once; the Redis path and
+    # the cameras of the other HTTP replicas keep their rate.
+    address = owners[CAMERAS[0]]
+    dead = http_at[address]
+    moved = [c for c in CAMERAS if owners[c] == address]
+    kept = [(c, http_at[owners[c]]) for c in CAMERAS if c not in moved]
     before_ns = time.time_ns()
-    before = fps_everywhere(everyone, before_ns)
-    dead = https[1]
+    before = {(r.name, c): received_fps(r, c, before_ns, WINDOW_S) for c in CAMERAS for r in reds}
+    before.update({(r.name, c): received_fps(r, c, before_ns, WINDOW_S) for c, r in kept})
     dead.proc.send_signal(signal.SIGKILL)
     dead.proc.wait()
     killed_ns = time.time_ns()
-    address = ADDRESSES[1]
+    survivors = tuple(a for a in ADDRESSES[:3] if a != address)
     for camera in CAMERAS:
         wait_until(
-            lambda c=camera: (
-                replica(sender, "up", address, c) == 0
-                and replica(sender, "frames_dropped_total", address, c) >= FPS
-            ),
+            lambda c=camera: replica(sender, "up", address, c) == 0,
             timeout=10,
-            what=f"{camera}: replica {address} down, a second of its frames counted as dropped",
+            what=f"{camera}: replica {address} out of the live set",
         )
-    survivors = [r for r in everyone if r is not dead]
-    after = fps_everywhere(survivors, killed_ns)
-    for key, fps in after.items():
-        print(f"{key}: {before[key]:.1f} fps before, {fps:.1f} fps after the kill")
-        assert fps >= min(before[key], FPS) - 1.5, f"{key}: {before[key]:.1f} -> {fps:.1f} fps"
-    for camera in CAMERAS:
-        assert replica(sender, "up", ADDRESSES[0], camera) == 1
-        assert replica(sender, "up", ADDRESSES[2], camera) == 1
+    for camera in moved:
+        new_owner = http_at[owner_of(camera, survivors, port)]
+        wait_until(
+            lambda c=camera, o=new_owner: live(o, [c]),
+            timeout=5,
+            what=f"{camera} taken over by {new_owner.name}",
+        )
+        assert scrape(sender.url, "framewire_owner_changes_total", camera=camera) == 1
+    for (receiver_name, camera), fps in before.items():
+        receiver = next(r for r in [*reds, *https] if r.name == receiver_name)
+        after = received_fps(receiver, camera, killed_ns, WINDOW_S)
+        print(f"{receiver_name}, {camera}: {fps:.1f} fps before, {after:.1f} fps after the kill")
+        assert after >= min(fps, FPS) - 1.5, f"{receiver_name} {camera}: {fps:.1f} -> {after:.1f}"
 
-    # It returns on the same address: the sender picks it up again, unrestarted.
+    # It returns on the same address: probed back into the live set, its cameras return.
     back = start_http(address, f"http-{address}-back").wait_ready("/healthz")
+    http_at[address] = back
     for camera in CAMERAS:
         wait_until(
             lambda c=camera: replica(sender, "up", address, c) == 1,
             timeout=10,
             what=f"{camera}: replica {address} up again",
         )
-    wait_until(lambda: live(back, CAMERAS), what="both cameras live at the returned replica")
+    wait_until(lambda: live(back, moved), what=f"{moved} live at the returned replica")
 
-    # A 4th replica enters the name: fed after the next re-resolve, the sender unrestarted.
+    # A 4th replica enters the name: it joins after the next re-resolve, the sender
+    # unrestarted, and takes the cameras it now wins.
     fourth = start_http(ADDRESSES[3], f"http-{ADDRESSES[3]}").wait_ready("/healthz")
     name.resolve_to(ADDRESSES)
     wait_until(
-        lambda: live(fourth, CAMERAS), timeout=10, what="both cameras live at the 4th replica"
+        lambda: all(scrape(sender.url, "framewire_http_replicas", camera=c) == 4 for c in CAMERAS),
+        timeout=10,
+        what="the 4th replica live",
     )
-    for camera in CAMERAS:
-        assert scrape(sender.url, "framewire_http_replicas", camera=camera) == 4
+    won = [c for c in CAMERAS if owner_of(c, ADDRESSES, port) == ADDRESSES[3]]
+    wait_until(lambda: live(fourth, won), timeout=10, what=f"{won} live at the 4th replica")
+    for camera in won:
         assert replica(sender, "frames_sent_total", ADDRESSES[3], camera) > 0
 
     # It leaves the name: the sender stops sending to it and drops its series.
@@ -165,18 +188,20 @@ def test_one_sender_feeds_every_replica_of_both_receivers(
     assert sender.proc.poll() is None
 
     # Aggregates keep their labels: HTTP sent is the sum over replicas, past and present.
+    # (Each send counts the aggregate first: read after the replicas' series, it is no less.)
     for camera in CAMERAS:
-        sent = scrape(sender.url, "framewire_frames_sent_total", camera=camera, transport="http")
         per_replica = sum(
             v
             for _, v in sender_samples(sender, "framewire_replica_frames_sent_total", camera=camera)
         )
+        sent = scrape(sender.url, "framewire_frames_sent_total", camera=camera, transport="http")
         assert sent >= per_replica > 0
     log = sender.log()
-    for camera in CAMERAS:
-        down = f"camera {camera}: http transport down: http://{address}:{port}/frames"
-        assert log.count(down) == 1, log
+    downs = [f"camera {c}: http transport down: http://{address}:{port}/frames" for c in moved]
+    assert all(log.count(down) <= 1 for down in downs), log  # once per change, never per frame
+    assert sum(log.count(down) for down in downs) >= 1, log
     assert log.count(f"HTTP fan-out: {name.name} resolves to") == 3, log
+    assert log.count("HTTP fan-out: cameras hashed over") == 5, log  # 3, 2, 3, 4, 3 live
 
 
 # --- the fan-out over https: each replica verified as the Service name ----------------
@@ -204,7 +229,7 @@ def issue(ca: Path, folder: Path, stem: str, dns_name: str) -> tuple[Path, Path]
 
 class TLSReplica:
     """A real TLS listener standing in for one HTTP receiver replica: POST /frames -> 204,
-    recording each request's SNI name and Host header."""
+    GET /healthz -> 200, recording each request's SNI name and Host header."""
 
     def __init__(self, address: str, port: int, cert: Path, key: Path) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -212,11 +237,19 @@ class TLSReplica:
         self.sni: set[str | None] = set()
         self.hosts: set[str] = set()
         self.frames = 0
+        self.probes = 0
         context.sni_callback = lambda _sock, name, _ctx: self.sni.add(name)
         replica = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # the sender's probe: GET /healthz
+                replica.hosts.add(self.headers["Host"])
+                replica.probes += 1
+                self.send_response(200 if self.path == "/healthz" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
@@ -243,8 +276,9 @@ def test_https_fanout_verifies_every_replica_as_the_service_name(
     tmp_path: Path, services: Services
 ) -> None:
     """Each replica is dialled at its address, with the Service name as SNI and in the
-    certificate check; a replica whose certificate is for another name is refused, counted
-    (reason `tls`) and logged once, while the others get every frame."""
+    certificate check, for its probe as for its frames; a replica whose certificate is for
+    another name never joins the live set (no frame goes there; logged once, naming the
+    reason), while the cameras are shared by the others."""
     port = shared_port(ADDRESSES[:3])
     name = LoopbackName(tmp_path / "hosts")
     name.resolve_to(ADDRESSES[:3])
@@ -256,28 +290,29 @@ def test_https_fanout_verifies_every_replica_as_the_service_name(
     wrong = issue(ca, tmp_path, "other", "other.framewire.test")
     replicas = [TLSReplica(a, port, *good) for a in ADDRESSES[:2]]
     replicas.append(TLSReplica(ADDRESSES[2], port, *wrong))
+    cameras = write_cameras(
+        tmp_path / "cameras.yaml",
+        [{"id": f"cam{i}", "width": 64, "height": 48, "fps": 20} for i in range(4)],
+    )
     try:
         sender = services.sender(
-            "--width", "64", "--height", "48", "--fps", "20", "--redis-url", "",
+            "--cameras-file", str(cameras), "--redis-url", "",
             "--http-url", f"https://{name.name}:{port}/frames", "--http-fanout", "dns",
             "--http-ca-cert", str(ca.with_suffix(".pem")), env=name.env,
         )  # fmt: skip
-        wait_until(lambda: min(r.frames for r in replicas[:2]) >= 20, what="good replicas fed")
-
-        def refused() -> float:
-            return scrape(sender.url, "framewire_send_errors_total", camera="cam0", reason="tls")
-
-        wait_until(lambda: refused() >= 2, what="the mismatching replica refused twice")
+        wait_until(lambda: sum(r.frames for r in replicas[:2]) >= 80, what="good replicas fed")
         for address, listener in zip(ADDRESSES, replicas[:2], strict=False):
-            assert listener.sni == {name.name}
+            assert listener.sni == {name.name} and listener.probes >= 1
             assert listener.hosts == {f"{name.name}:{port}"}
             assert replica(sender, "up", address, "cam0") == 1
-        assert replicas[2].frames == 0
+        assert replicas[2].frames == 0 and replicas[2].probes == 0  # refused in the handshake
         assert replica(sender, "up", ADDRESSES[2], "cam0") == 0
-        assert replica(sender, "frames_dropped_total", ADDRESSES[2], "cam0") >= 2
+        for camera in (f"cam{i}" for i in range(4)):
+            assert replica(sender, "owner", ADDRESSES[2], camera) == 0
         sender.stop()
         lines = [line for line in sender.log().splitlines() if "TLS with the receiver" in line]
-        assert len(lines) == 1, lines  # one line per change of state, not one per frame
+        assert len(lines) == 1, lines  # one line per change of the live set, not per probe
+        assert f"not answering: {ADDRESSES[2]} (tls:" in lines[0], lines[0]
         assert f"https://{ADDRESSES[2]}:{port}/frames (as {name.name})" in lines[0]
         assert "'other.framewire.test'" in lines[0], lines[0]  # what the certificate is for
     finally:

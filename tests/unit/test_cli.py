@@ -60,6 +60,8 @@ ERROR_FORMAT = re.compile(
         # Combinations that cannot work: refused at start-up, naming both options.
         (["send", "--http-fanout", "dns", "--http-url", ""], {}, ["--http-fanout", "--http-url"]),
         (["send"], {"FRAMEWIRE_HTTP_CA_CERT": "/ca.pem"}, ["--http-ca-cert", "--http-url"]),
+        (["http-receiver", "--http-peers", "peers.test"], {}, ["--http-peers", "--advertise-url"]),
+        (["http-receiver"], {"FRAMEWIRE_HTTP_PEERS": "http://peers:8001"}, ["HTTP_PEERS"]),
         (
             ["send", "--redis-url", f"redis://:{SECRET}@h/0", "--redis-ca-cert", "/ca.pem"],
             {},

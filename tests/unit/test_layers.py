@@ -11,8 +11,10 @@ SRC = Path(framewire.__file__).parent
 # Lowest first; a module may import only from its own layer or below.
 LAYERS = [  # as docs/internals.md ("Architecture") shows them
     {"frame", "metrics", "settings", "urls", "mailbox", "lanes", "runtime", "resilience"}
+    | {"dns"}
     | {"processing", "overlay", "access", "splice", "owners"},
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"}
+    | {"transports.http_members"}
     | {"config", "cameras", "safety"},
     {"pipeline", "hub", "channel", "mjpeg", "grid", "variants", "relay"}
     | {"slot", "encodes", "watchers", "figures", "seats", "signals"},

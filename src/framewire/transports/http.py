@@ -335,11 +335,29 @@ class HttpSender(FrameSender):
 
     def deliver(self, frame: Frame) -> None:
         body, fields = self._request(frame)
+        status, answer, reason = self._exchange("POST", self._path, body, fields)
+        if status >= 300:
+            error, detail = _refusal(status, reason, answer)
+            raise Refused(error, detail, status)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET `path` (absolute, e.g. `/healthz`) of the receiver on this sender's connection,
+        as it is dialled and verified for frames; its status and body. PublishError
+        (Unreachable, `tls`) when it does not answer."""
+        if self._path.startswith("http://"):  # through a plain proxy: the whole URL
+            path = self._path[: self._path.index("/", len("http://"))] + path
+        status, answer, _ = self._exchange("GET", path, None, {})
+        return status, answer
+
+    def _exchange(
+        self, method: str, path: str, body: bytes | None, fields: Mapping[str, str]
+    ) -> tuple[int, bytes, str]:
+        """One request and its answer: status, body and reason phrase; raise PublishError."""
         connection = self._connect()
         try:
             # The receiver may answer before taking the whole body (a 413) and close: read it.
             with contextlib.suppress(BrokenPipeError):
-                connection.request("POST", self._path, body, {**self._headers, **fields})
+                connection.request(method, path, body, {**self._headers, **fields})
             response = connection.getresponse()
             answer = response.read()
         except ssl.SSLError as exc:
@@ -355,9 +373,7 @@ class HttpSender(FrameSender):
         except (http.client.HTTPException, ValueError) as exc:  # not HTTP; a bad header value
             self.close()
             raise PublishError("request", type(exc).__name__) from None  # a value may be secret
-        if response.status >= 300:
-            error, detail = _refusal(response.status, response.reason, answer)
-            raise Refused(error, detail, response.status)
+        return response.status, answer, response.reason
 
     def _tls_refused(self, reason: str) -> PublishError:
         return PublishError("tls", f"TLS with the receiver at {self.target} refused: {reason}")

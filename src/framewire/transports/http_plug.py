@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from framewire.metrics import ReceiverMetrics
 from framewire.owners import Owners
 from framewire.settings import SECONDS, ConfigError, setting
 from framewire.transports import FrameSender, FrameSink, Stop, Transport
 from framewire.transports.http import HTTP_MODES, HttpSender
+from framewire.transports.http_members import Peers
 from framewire.urls import check_web_url
 
 if TYPE_CHECKING:
@@ -37,8 +39,11 @@ class HttpSending:
     )
     http_fanout: str = setting(
         "none",
-        "none: POST to the --http-url host; dns: POST every frame to every address that host"
-        " resolves to (every pod of a Kubernetes headless Service), re-resolved as they change.",
+        "none: POST to the --http-url host; dns: POST each camera's frames to its owner among"
+        " the addresses that host resolves to (every pod of a Kubernetes headless Service) that"
+        " answer: rendezvous hashing of the camera id over address:port, as the receivers'"
+        " --http-peers do; re-resolved as they change, and a replica that stops answering is"
+        " left out (its cameras move) until it answers again.",
         choices=HTTP_FANOUTS,
     )
     http_resolve_every: float = setting(
@@ -98,6 +103,12 @@ def senders(config: Any) -> list[FrameSender]:
     return [http_sender(config, config.http_url) for _ in range(config.http_inflight)]
 
 
+def _check_host_name(value: str) -> None:
+    """A bare host name (the port and scheme are --advertise-url's)."""
+    if any(char in value for char in "/:@ \t"):
+        raise ValueError("must be a host name alone (no scheme, port or path)")
+
+
 @dataclass(frozen=True)
 class HttpReceiving:
     """The HTTP receiver's settings."""
@@ -106,9 +117,22 @@ class HttpReceiving:
         2 * 1024 * 1024, "Largest frame accepted, in bytes (413 above it).", low=1024, high=2**30
     )
     token: str = setting("", "Bearer token POST /frames must carry; empty accepts any sender.")
+    http_peers: str = setting(
+        "",
+        "A host name resolving to every replica of this receiver (a Kubernetes headless"
+        " Service): resolved about every second, each address asked for GET /owned at the"
+        " port and scheme of --advertise-url; the replicas that answer share the cameras"
+        " (each decoded by one owner, the replica the sender's --http-fanout dns posts it"
+        " to). Needs --advertise-url. Empty: no peers.",
+        check=_check_host_name,
+    )
 
 
 def check_receiving(config: Any) -> None:
+    if config.http_peers and not config.advertise_url:
+        raise ConfigError(
+            "http_peers", "needs --advertise-url (this replica's URL, as the others reach it)"
+        )
     if config.max_buffered < config.max_body:
         raise ConfigError(
             "max_buffered",
@@ -118,11 +142,19 @@ def check_receiving(config: Any) -> None:
 
 
 def receive(app: Flask, sink: FrameSink, config: Any, decoders: int, owners: Owners) -> Stop | None:
-    """`POST /frames` on the app; frames decode on the request threads."""
+    """`POST /frames` on the app; frames decode on the request threads. With `--http-peers`,
+    the replicas that answer are the owners' members (http_members.py)."""
     from framewire.transports.http_ingest import ingest_blueprint
 
     app.register_blueprint(ingest_blueprint(sink, config.max_body, config.token))
-    return None
+    # The receivers' sink is their pipeline, which holds their metrics.
+    metrics: ReceiverMetrics = getattr(sink, "metrics", None) or ReceiverMetrics()
+    metrics.replica_members.labels(config.transport).set(1)
+    if not config.http_peers:
+        return None
+    peers = Peers(config.http_peers, owners, metrics, config.transport)
+    peers.start()
+    return peers.stop
 
 
 TRANSPORT = Transport(
