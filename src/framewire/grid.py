@@ -8,7 +8,7 @@ to leave lets go of the mosaic. At most MAX_TILES cameras (by camera id),
 GRID_WIDTH pixels wide, 16:9 tiles; each tile is labelled with its camera,
 transport and fps, or "NO SIGNAL" when the camera's newest frame is stale.
 A camera another replica serves (`remote`) has its tile from its owner
-(`RemoteTiles`, relay.py: a narrow variant of the owner's stream, read only
+(`RemoteTiles`, relay_tiles.py: a narrow variant of the owner's stream, read only
 while the grid is watched), labelled with the owner's fps.
 """
 
@@ -70,7 +70,7 @@ def label(tile: np.ndarray, text: str, alarm: bool = False) -> None:
 
 
 class RemoteTiles(Protocol):
-    """Pictures of the cameras other replicas serve (relay.RemoteTiles)."""
+    """Pictures of the cameras other replicas serve (relay_tiles.RemoteTiles)."""
 
     def picture(self, camera: str, owner: Member, width: int) -> tuple[np.ndarray | None, float]:
         """The newest picture for a tile `width` wide (None: no signal), and the camera's fps."""

@@ -27,7 +27,8 @@ from framewire.frame import WireError, parse_camera
 from framewire.grid import Grid
 from framewire.metrics import ReceiverMetrics
 from framewire.owners import Member, Owners
-from framewire.relay import Relay, RemoteTiles, Source, relays
+from framewire.relay import Relay, Source, relays
+from framewire.relay_tiles import RemoteTiles
 from framewire.seats import Seats
 from framewire.signals import Events, Refusals
 from framewire.variants import EncodeKey

@@ -16,7 +16,7 @@ LAYERS = [  # as docs/internals.md ("Architecture") shows them
     {"sources", "transports", "transports.http", "transports.http_ingest", "transports.redis"}
     | {"transports.http_members"}
     | {"config", "cameras", "safety"},
-    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants", "relay"}
+    {"pipeline", "hub", "channel", "mjpeg", "grid", "variants", "relay", "relay_tiles"}
     | {"slot", "encodes", "watchers", "figures", "seats", "signals"},
     {"viewer", "ops", "app", "receivers", "worker", "request_buffer", "sender", "client"}
     | {"fanout"},

@@ -18,7 +18,8 @@ from framewire.config import ReceiverConfig
 from framewire.hub import Hub
 from framewire.metrics import ReceiverMetrics
 from framewire.owners import Member, owner_key
-from framewire.relay import PartReader, Relay, reframe, relays, tile_width
+from framewire.relay import PartReader, Relay, reframe, relays
+from framewire.relay_tiles import tile_width
 from framewire.variants import Variant
 from helpers import make_jpeg
 
