@@ -26,13 +26,15 @@ from framewire.pipeline import Pipeline
 from framewire.processing import load_processor
 from framewire.transports import METRICS, SENDER_STATES
 from framewire.transports.registry import TRANSPORTS
+from framewire.urls import advertised
 from framewire.viewer import viewer_blueprint
 
 
 def create_app(config: ReceiverConfig) -> Flask:
     """The receiver app for `config.transport` (a name in the registry), its threads started."""
     metrics = ReceiverMetrics()
-    owners = Owners(Member.at(config.advertise_url)) if config.advertise_url else Owners.solo()
+    url = advertised(config.advertise_url, config.bind) if config.advertise_url else ""
+    owners = Owners(Member.at(url)) if url else Owners.solo()
     hub = Hub(metrics, config, owners)
     pipeline = Pipeline(hub, metrics, config, load_processor(config.processor))
     app = Flask(__name__)

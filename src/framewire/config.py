@@ -19,7 +19,7 @@ from framewire.transports.http import HTTP_MODES
 from framewire.transports.http_plug import HTTP_FANOUTS
 from framewire.transports.redis import REDIS_MODES
 from framewire.transports.registry import TRANSPORTS
-from framewire.urls import check_bind, check_url, check_web_url
+from framewire.urls import check_advertise_url, check_bind, check_url, check_web_url
 
 __all__ = [
     "HTTP_FANOUTS",
@@ -263,8 +263,10 @@ class _Receivers(Validated):
         "",
         "This replica's URL as the other replicas reach it (e.g. http://$(POD_IP):8002). Set"
         " on every replica: each camera is then read and decoded by one owner replica, and"
-        " the others relay what it serves. Empty: alone, every camera decoded here.",
-        check=check_web_url,
+        " the others relay what it serves. `auto`: http://ADDRESS:PORT, the address this"
+        " host's name resolves to (a container's own) and the --bind port. Empty: alone, every"
+        " camera decoded here.",
+        check=check_advertise_url,
     )
 
 

@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import os
 import re
+import socket
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,6 +60,21 @@ def check_url(value: str, schemes: tuple[str, ...]) -> None:
 def check_web_url(value: str) -> None:
     """An http:// or https:// URL with a host."""
     check_url(value, WEB_SCHEMES)
+
+
+def check_advertise_url(value: str) -> None:
+    """An http:// or https:// URL with a host, or `auto`."""
+    if value != "auto":
+        check_web_url(value)
+
+
+def advertised(url: str, bind: str) -> str:
+    """`url`, or for `auto` http://ADDRESS:PORT: the address this host's name resolves to
+    (a container's own on a compose network, a pod's in Kubernetes) and the port of `bind`."""
+    if url != "auto":
+        return url
+    address = socket.gethostbyname(socket.gethostname())
+    return f"http://{address}:{parse_bind(bind)[1]}"
 
 
 def check_bind(value: str) -> None:

@@ -23,7 +23,7 @@ import yaml
 from conftest import free_port, wait_until
 from framewire.cameras import load_cameras
 from framewire.cli import envvar
-from framewire.config import SenderConfig, settings
+from framewire.config import ReceiverConfig, SenderConfig, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
@@ -175,3 +175,36 @@ def test_ports_of_dotenv_reach_prometheus(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_replicas_from_dotenv_share_the_cameras(tmp_path: Path) -> None:
+    single = compose_services(tmp_path)
+    for name, port in (("http-receiver", "8001"), ("redis-receiver", "8002")):
+        (published,) = single[name]["ports"]
+        assert (published["published"], published["target"]) == (port, int(port))
+        assert not single[name]["environment"].get("FRAMEWIRE_ADVERTISE_URL")
+    dotenv = {
+        "FRAMEWIRE_ADVERTISE_URL": "auto",
+        "FRAMEWIRE_HTTP_FANOUT": "dns",
+        "FRAMEWIRE_HTTP_PEERS": "http-receiver",
+        "HTTP_RECEIVER_PORTS": "8001-8002",
+        "REDIS_RECEIVER_PORTS": "8002-8004",
+    }
+    services = compose_services(tmp_path, dotenv=dotenv)
+    for name, ports, target in (
+        ("http-receiver", "8001-8002", 8001),
+        ("redis-receiver", "8002-8004", 8002),
+    ):
+        (published,) = services[name]["ports"]
+        assert (published["published"], published["target"]) == (ports, target)
+        environment = services[name]["environment"]
+        # What the receiver makes of its environment passes its own checks.
+        values = {
+            f.name: environment[envvar(f.name)]
+            for f in settings(ReceiverConfig)
+            if envvar(f.name) in environment and f.name in ("advertise_url", "http_peers", "bind")
+        }
+        config = ReceiverConfig(transport=name.split("-")[0], **values)
+        assert config.advertise_url == "auto"
+    (camera,) = sender_cameras(services["sender"]["environment"])
+    assert camera.http_fanout == "dns" and "http-receiver" in camera.http_url

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+
+import pytest
+
+from framewire.config import ReceiverConfig
 from framewire.owners import Member, Owners, member_key, owner_key
+from framewire.settings import ConfigError
+from framewire.urls import advertised
 
 CAMERAS = [f"cam{i}" for i in range(3000)]
 KEYS = [f"10.0.0.{i}:8001" for i in range(1, 5)]
@@ -49,3 +56,13 @@ def test_the_owners_view_agrees_with_the_hash_and_tells_of_changes() -> None:
     solo = Owners.solo()
     assert solo.mine("cam0") and solo.owner("cam0") is None and not solo.shared
     assert member_key("http://[fd00::1]:8001") == "[fd00::1]:8001"
+
+
+def test_auto_advertises_this_hosts_address_and_the_bind_port() -> None:
+    host = socket.gethostbyname(socket.gethostname())
+    assert advertised("auto", "0.0.0.0:8002") == f"http://{host}:8002"
+    assert advertised("http://10.0.0.5:8002", "0.0.0.0:8002") == "http://10.0.0.5:8002"
+    assert ReceiverConfig(transport="redis", advertise_url="auto").advertise_url == "auto"
+    with pytest.raises(ConfigError, match="http:// or https://") as refused:
+        ReceiverConfig(transport="redis", advertise_url="ftp://10.0.0.5")
+    assert refused.value.name == "advertise_url"
