@@ -120,11 +120,14 @@ def test_the_redis_receiver_tells_a_source_down_at_the_sender_from_a_sender_gone
     def cam0() -> dict:
         return requests.get(f"{receiver.url}/stats", timeout=5).json()["cameras"].get("cam0", {})
 
-    wait_until(lambda: cam0().get("sender") == "up", timeout=20, what="frames, the source up")
-    assert cam0()["signal"] == "live"
+    def live_and_up() -> bool:
+        now = cam0()
+        return now.get("sender") == "up" and now.get("signal") == "live"
+
+    wait_until(live_and_up, timeout=20, what="frames, the source up")
     rtsp_camera.signal(signal.SIGKILL)
     wait_until(
-        lambda: cam0().get("sender") == "source_down" and cam0()["signal"] == "stale",
+        lambda: (now := cam0()).get("sender") == "source_down" and now["signal"] == "stale",
         timeout=10,
         what="the receiver told the source is down at the sender",
     )
