@@ -178,11 +178,13 @@ def test_a_replica_relays_the_owner_and_its_viewers_survive_the_owner(
     assert snap.status_code == 200 and snap.headers["Content-Type"] == "image/jpeg"
     assert int(snap.headers["X-Framewire-Seq"]) > 0
     assert decode(snap.content).shape == (240, 320, 3)
-    # Not relayed again: a relayed request for a camera this replica does not have is a 404.
+    # Not relayed again: a relayed request for a camera this replica does not own is answered
+    # here: a 404 (no channel), or the no-signal picture (503) of a channel left from the
+    # moment before the members settled, when this replica owned the camera for a beat.
     again = requests.get(
         f"{near.url}/snapshot/{remote}.jpg", headers={"X-Framewire-Relay": "1"}, timeout=10
     )
-    assert again.status_code == 404
+    assert again.status_code in (404, 503), again.status_code
 
     # The grid at `near` shows every camera moving, the remote ones from their owners.
     with requests.get(f"{near.url}/grid.mjpg?fps=5", stream=True, timeout=10) as grid:

@@ -74,7 +74,8 @@ def test_watch_page_in_chromium(services: Services, browser: Browser) -> None:
     # Fullscreen: the Fullscreen API on the picture's container, from a click.
     page.locator("#fullscreen").click()
     page.wait_for_function("document.fullscreenElement?.id === 'screen'")
-    assert page.locator("#fullscreen").inner_text() == "exit fullscreen"
+    # The button follows the fullscreenchange event, which may come a moment after.
+    page.wait_for_function("document.getElementById('fullscreen').innerText === 'exit fullscreen'")
     page.locator("#fullscreen").click()
     page.wait_for_function("document.fullscreenElement === null")
 
