@@ -39,6 +39,9 @@ with `--advertise-url` sharing `--cameras` synthetic cameras (4, 1280x720 at
 10 fps): decodes across all replicas per frame sent, CPU per replica and the
 cameras each owns; `--replicas-pinned` adds the largest number of 30 fps
 cameras passing the capacity rule with 1 and 2 replicas each pinned to a core.
+`--replicas-producer replay` feeds Redis from bench/replay.py (frames encoded
+once at its start) instead of `framewire send`, so the sender's encodes leave
+the machine's budget; its pinned part also searches 1 replica fed by the sender.
 
 `--variant-cost` is the variant-cost mode instead (bench/variant_cost.py):
 one HTTP receiver and one synthetic camera; for a window each (`--duration`,
@@ -76,7 +79,7 @@ from framewire_bench.chart import fmt_ms
 from framewire_bench.codecs import section as codec_section
 from framewire_bench.limit import physical_limit
 from framewire_bench.measure import WARMUP_SECONDS, over_floor, run_scenario
-from framewire_bench.replicas import REPLICA_CAMERAS, REPLICA_FPS, parse_replicas
+from framewire_bench.replicas import PRODUCERS, REPLICA_CAMERAS, REPLICA_FPS, parse_replicas
 from framewire_bench.replicas_report import run_mode as run_replicas
 from framewire_bench.report import write_report
 from framewire_bench.run import Run
@@ -200,6 +203,18 @@ def _option(name: str, envvar: str, **kwargs: Any) -> Callable[[Any], Any]:
     "1 and 2 replicas, and the ratio (up to --max-cameras).",
 )
 @_option(
+    "--replicas-producer",
+    "REPLICAS_PRODUCER",
+    type=click.Choice(PRODUCERS),
+    default="sender",
+    help="Replicas mode: what feeds Redis. `sender`: `framewire send`, a JPEG encode per frame "
+    "(about 8 % of a core per 720p30 camera, on the replicas' cores); `replay`: the same "
+    "synthetic frames encoded once at its start and XADDed at the cameras' rate, so the "
+    "pinned comparison measures the receivers (its latency leaves out the sender's encode, "
+    "about 4-5 ms at 720p). With `replay`, --replicas-pinned also searches 1 replica fed by "
+    "the sender, for comparison.",
+)
+@_option(
     "--camera-size",
     "CAMERA_SIZE",
     default="1280x720",
@@ -256,6 +271,7 @@ def bench(
     phases: list[str],
     replicas: list[int] | None,
     replicas_pinned: bool,
+    replicas_producer: str,
 ) -> None:
     """Run the real services locally and measure HTTP against Redis."""
     # SIGTERM unwinds like Ctrl-C, so every service started is stopped on the way out.
@@ -274,7 +290,16 @@ def bench(
         camera = Camera(*camera_size, camera_fps or REPLICA_FPS)
         count = REPLICA_CAMERAS if cameras is None else int(cameras)
         duration = duration or (4.0 if quick else 10.0)
-        run_replicas(out, replicas or [], count, camera, duration, replicas_pinned, max_cameras)
+        run_replicas(
+            out,
+            replicas or [],
+            count,
+            camera,
+            duration,
+            replicas_pinned,
+            max_cameras,
+            replicas_producer,
+        )
         return
     if cameras is not None:
         camera = Camera(*camera_size, camera_fps or 30.0)

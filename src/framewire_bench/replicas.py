@@ -4,15 +4,20 @@ A trial starts n `framewire redis-receiver` replicas, each with its
 `--advertise-url` (so they find each other in Redis and each camera is
 read and decoded by its owner alone: framewire.owners), and one
 `framewire send --cameras-file` of C synthetic cameras into the same Redis
-(capacity.start_sender). It waits until every replica sees n members, every
-camera has exactly one owner (`framewire_camera_owned`) and each owner has
-decoded frames of its cameras, warms up, then measures a window:
+(capacity.start_sender), or with the producer `replay` (`--replicas-producer`)
+`python -m framewire_bench.replay` (replay.py: the same synthetic frames,
+encoded once at its start, XADDed at the cameras' rate: no encode per frame,
+so the sender's encodes leave the machine's budget). It waits until every
+replica sees n members, every camera has exactly one owner
+(`framewire_camera_owned`) and each owner has decoded frames of its cameras,
+warms up, then measures a window:
 
 - decodes per frame sent: the decoded frames of every replica and camera
   (Δ `framewire_frames_received_total`, one per decode) over the frames
   the sender delivered to Redis (Δ `framewire_frames_sent_total{transport=
   "redis"}`); 1 when each frame is decoded once, n if every replica
   decoded every camera, below 1 when a reader skips frames (latest wins);
+- the producer's CPU (`sender` or `replay`) in % of one core, and per camera;
 - per replica: its process CPU (the gunicorn master and its worker) in % of
   one core, its decode time (Δ `framewire_decode_seconds_sum`) in % of the
   window, the cameras it owns and the frames it decoded of cameras it does
@@ -35,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +50,7 @@ from typing import Any
 import requests
 
 from framewire_bench.capacity import (
+    QUALITY,
     RETRIES,
     SETTLE_SECONDS,
     WARMUP_SECONDS,
@@ -65,6 +72,7 @@ from framewire_bench.stack import (
     Service,
     Services,
     StackError,
+    free_port,
     free_ports,
     wait_until,
 )
@@ -74,6 +82,7 @@ REPLICA_FPS = 10.0  # and their rate, unless --camera-fps says
 PINNED = (1, 2)  # replicas of the pinned capacity part
 PINNED_FPS = 30.0  # its cameras' rate: the capacity mode's 720p30 rule
 MAX_REPLICAS = 16
+PRODUCERS = ("sender", "replay")  # what feeds Redis: `framewire send`, or replay.py
 RECEIVED = "framewire_frames_received_total"
 
 
@@ -111,6 +120,29 @@ def start_replicas(
     return replicas
 
 
+def start_producer(
+    services: Services,
+    producer: str,
+    count: int,
+    camera: Camera,
+    directory: Path,
+    redis: RedisServer,
+) -> Service:
+    """`count` synthetic cameras into `redis`: `framewire send` (it encodes every frame), or the
+    replay producer (frames encoded once at its start); either serves the sender's /metrics."""
+    if producer == "sender":
+        return start_sender(services, count, camera, directory, redis=redis)
+    if producer != "replay":
+        raise ValueError(f"producer must be one of {', '.join(PRODUCERS)}")
+    port = free_port()
+    command = [sys.executable, "-m", "framewire_bench.replay", *redis.args]
+    command += ["--cameras", str(count), "--width", str(camera.width)]
+    command += ["--height", str(camera.height), "--fps", f"{camera.fps:g}"]
+    command += ["--quality", str(QUALITY), "--metrics-bind", f"127.0.0.1:{port}"]
+    url = f"http://127.0.0.1:{port}"
+    return services.start(f"replay-{port}", command, url=url).wait_ready("/metrics")
+
+
 def owned(samples: Samples) -> list[str]:
     """The cameras a replica reports owning (`framewire_camera_owned` 1)."""
     found = select(samples, "framewire_camera_owned", transport="redis")
@@ -146,11 +178,14 @@ def measure_replicas(
     names: Sequence[str],
     camera: Camera,
     duration: float,
+    producer: str = "sender",
 ) -> dict[str, Any]:
-    """One window: decodes per frame sent, CPU and cameras per replica, each camera at its owner."""
+    """One window: decodes per frame sent, CPU and cameras per replica, each camera at its owner.
+
+    `sender` is the producer (`framewire send` or replay.py); its CPU is named `producer`."""
     urls = [service.url for service, _ in replicas]
     pids = {f"replica-{i}": service.proc.pid for i, (service, _) in enumerate(replicas)}
-    pids |= {"sender": sender.proc.pid, **extra_pids}
+    pids |= {producer: sender.proc.pid, **extra_pids}
 
     def snapshot() -> tuple[float, list[Samples], Samples, dict[str, Any], dict[str, float]]:
         started = time.monotonic()
@@ -231,6 +266,8 @@ def measure_replicas(
         "min_fps": min(c["fps"] for c in cameras.values()),
         "max_p95_ms": worst(c["p95_ms"] for c in cameras.values()),
         "passed": all(c["passed"] for c in cameras.values()),
+        "producer": producer,
+        "producer_cpu_per_camera": cpu[producer] / len(names) if names else None,
         "cpu_percent": cpu,
         "machine_cpu_percent": machine_percent(machine0, machine1, seconds, sum(cpu.values())),
     }
@@ -250,9 +287,11 @@ def run_trial(
     log_dir: Path,
     pin: bool = False,
     max_cameras: int = 16,
+    producer: str = "sender",
 ) -> dict[str, Any]:
     """n replicas, `count` cameras, one window; its figures and `passed` (False on error)."""
     record: dict[str, Any] = {"replica_count": replicas, "camera_count": count, "pinned": pin}
+    record["producer"] = producer
     record["passed"] = False
     log_dir.mkdir(parents=True, exist_ok=True)
     redis.client().flushall()
@@ -261,7 +300,7 @@ def run_trial(
     try:
         with tempfile.TemporaryDirectory(prefix="framewire-cameras-") as directory:
             started = start_replicas(services, replicas, redis, max(count, max_cameras), pin)
-            sender = start_sender(services, count, camera, Path(directory), redis=redis)
+            sender = start_producer(services, producer, count, camera, Path(directory), redis)
             urls = [service.url for service, _ in started]
 
             def ready() -> bool:
@@ -272,7 +311,9 @@ def run_trial(
             what = f"{replicas} replicas sharing {count} cameras, each decoded by its owner"
             wait_until(ready, 20 + 2 * count + 2 * replicas, interval=0.2, what=what)
             time.sleep(WARMUP_SECONDS)
-            record.update(measure_replicas(started, sender, redis.pids, names, camera, duration))
+            record.update(
+                measure_replicas(started, sender, redis.pids, names, camera, duration, producer)
+            )
             for service in services.started:
                 service.check()
     except (StackError, requests.RequestException, OSError) as exc:
@@ -292,11 +333,13 @@ def run_sharing(
     duration: float,
     log_dir: Path,
     progress: Callable[[dict[str, Any]], None] = lambda _: None,
+    producer: str = "sender",
 ) -> list[dict[str, Any]]:
     """One unpinned trial per number of replicas; CPU per replica against n = 1's, over 1/n."""
     results = []
     for n in counts:
-        trial = run_trial(n, cameras, camera, redis, duration, log_dir / f"sharing-{n}")
+        where = log_dir / f"sharing-{n}"
+        trial = run_trial(n, cameras, camera, redis, duration, where, producer=producer)
         progress(trial)
         results.append(trial)
     alone = next((r for r in results if r["replica_count"] == 1 and "error" not in r), None)
@@ -315,18 +358,22 @@ def run_pinned(
     limit: int,
     progress: Callable[[dict[str, Any]], None] = lambda _: None,
     counts: Sequence[int] = PINNED,
+    producer: str = "sender",
+    start: int = 1,
 ) -> dict[str, Any]:
-    """The largest number of cameras passing with n pinned replicas, for each n of `counts`."""
+    """The largest number of cameras passing with n pinned replicas, for each n of `counts`
+    (the first searched up from `start`, each next from the answer before)."""
     found: list[dict[str, Any]] = []
-    start = 1
+    prefix = "pinned" if producer == "sender" else f"pinned-{producer}"
     for n in counts:
         trials: list[dict[str, Any]] = []
 
         def trial(count: int, n: int = n, trials: list[dict[str, Any]] = trials) -> bool:
             for attempt in range(1 + RETRIES):
-                name = f"pinned-{n}-{count:03d}{f'-{attempt}' if attempt else ''}"
+                name = f"{prefix}-{n}-{count:03d}{f'-{attempt}' if attempt else ''}"
+                where = log_dir / name
                 trials.append(
-                    run_trial(n, count, camera, redis, duration, log_dir / name, True, limit)
+                    run_trial(n, count, camera, redis, duration, where, True, limit, producer)
                 )
                 progress(trials[-1])
                 if trials[-1]["passed"] or not noisy(trials[-1]):
@@ -340,4 +387,10 @@ def run_pinned(
     one = next((f["largest"] for f in found if f["replicas"] == 1), None)
     two = next((f["largest"] for f in found if f["replicas"] == 2), None)
     ratio = two / one if one and two is not None else None
-    return {"cores": usable_cores(), "fps": camera.fps, "searches": found, "two_over_one": ratio}
+    return {
+        "cores": usable_cores(),
+        "fps": camera.fps,
+        "producer": producer,
+        "searches": found,
+        "two_over_one": ratio,
+    }

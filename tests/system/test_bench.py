@@ -255,15 +255,20 @@ def test_variant_cost_mode_writes_its_section(tmp_path: Path) -> None:
     assert "| stream | bytes/s | parts/s | bytes/part |" in done.stdout
 
 
-def test_replicas_mode_decodes_each_frame_once_across_the_replicas(tmp_path: Path) -> None:
+@pytest.mark.parametrize("producer", ["sender", "replay"])
+def test_replicas_mode_decodes_each_frame_once_across_the_replicas(
+    tmp_path: Path, producer: str
+) -> None:
     out = tmp_path / "replicas"
     args = ["--replicas", "1,2", "--cameras", "2", "--camera-size", "320x240"]
     args += ["--camera-fps", "10", "--duration", "3", "--out", str(out)]
+    args += ["--replicas-producer", producer]
     done = subprocess.run([FRAMEWIRE, "bench", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["kind"] == "replicas" and saved["pinned"] is None
+    assert saved["options"]["producer"] == producer
     assert [t["replica_count"] for t in saved["replicas"]] == [1, 2]
     for trial in saved["replicas"]:
         assert "error" not in trial, trial
@@ -275,6 +280,8 @@ def test_replicas_mode_decodes_each_frame_once_across_the_replicas(tmp_path: Pat
         assert trial["frames_sent"] > 0
         assert 0.9 <= trial["decodes_per_frame_sent"] <= 1.1, trial  # holds on a loaded machine
         assert all(r["cpu_percent"] >= 0 for r in trial["replicas"])
+        assert trial["producer"] == producer and trial["cpu_percent"][producer] > 0
+        assert trial["producer_cpu_per_camera"] == trial["cpu_percent"][producer] / 2
         for name, figures in trial["cameras"].items():
             owner = trial["replicas"][figures["owner"]]
             assert name in owner["owned"] and figures["fps"] > 0 and figures["frames"] > 0

@@ -146,9 +146,40 @@ def test_report_has_a_row_per_replica_count_and_the_pinned_ratio() -> None:
         text
     )
     assert "2 (cam0 cam1) / 2 (cam2 cam3)" in text
-    assert "| 1 | 4 | 4: pass |" in text and "| 2 | 7 | 8: FAIL |" in text
+    assert "| 1 | sender | 4 | 4: pass |" in text and "| 2 | sender | 7 | 8: FAIL |" in text
     assert "Two replicas over one: 1.75x." in text
     assert "two over one 1.75x" in replicas_report.summary(_report())
+
+
+def test_the_report_names_the_producer_its_cpu_and_the_senders_comparison() -> None:
+    report = _report()
+    report["options"]["producer"] = "replay"
+    for trial in report["replicas"]:
+        trial["producer"] = "replay"
+        trial["cpu_percent"] = {"replay": 4.0, "redis-server": 4.0}
+    pinned = report["pinned"]
+    pinned["producer"] = "replay"
+    for search in pinned["searches"]:
+        for trial in search["trials"]:
+            trial["producer"] = "replay"
+            trial["cpu_percent"] = {"replay": 12.0, "redis-server": 6.0}
+    sender = _trial(1, 400, [95.0], [["cam0"]], cores=[0], cameras=6)
+    sender["cpu_percent"] = {"sender": 48.0, "redis-server": 5.0}
+    sender["passed"] = False
+    one = {"replicas": 1, "largest": 5, "at_limit": False, "trials": [sender]}
+    pinned["sender_one"] = {"producer": "sender", "searches": [one], "two_over_one": None}
+    text = replicas_report.render_markdown(report)
+    assert "the replay producer (`--replicas-producer replay`" in text
+    assert replicas_report.REPLAY_NOTE in text
+    assert "| 1 | replay | 4 | 4: pass |" in text and "| 1 | sender | 5 | 6: FAIL |" in text
+    assert "Two replicas over one: 1.75x (producer `replay`)." in text
+    assert "| 1 | replay | 4 | pass | 29.9 / 12.5 | 90.0 | 12.0 (3.00 per camera) | 6 |" in text
+    assert "| 1 | sender | 6 | FAIL | 29.9 / 12.5 | 95.0 | 48.0 (8.00 per camera) | 5 |" in text
+    assert "| 2 | 1.010 (404 / 400" in text and "| 4.0 (1.00 per camera) |" in text
+    summary = replicas_report.summary(report)
+    assert "producer replay): 1: 4, 2: 7; two over one 1.75x" in summary
+    assert "with the real sender: 1: 5" in summary
+    assert "replay 4.0 (1.00 per camera) % of a core" in summary
 
 
 def test_bench_check_holds_decodes_cpu_and_the_pinned_ratio(tmp_path: Path) -> None:
