@@ -232,6 +232,8 @@ def check_replicas_pinned(
             continue
         ratio = ours["largest"] / theirs["largest"]
         figures = f"{ours['largest']} against {theirs['largest']} cameras ({ratio:.2f}x)"
+        producer = (pinned or {}).get("producer", "sender")
+        figures += f", producer {producer}" if producer != "sender" else ""
         yield ratio >= t["min_ratio"], name, figures
 
 
