@@ -73,7 +73,6 @@ from framewire_bench.stack import (
     Services,
     StackError,
     free_port,
-    free_ports,
     wait_until,
 )
 
@@ -110,14 +109,11 @@ def start_replicas(
     if pin and shutil.which("taskset") is None:
         raise StackError("taskset is not on PATH (Debian: util-linux)")
     cores = usable_cores()
-    replicas = []
-    for index, port in enumerate(free_ports(count)):
-        core = cores[index % len(cores)] if pin else None
-        args = [*redis.args, "--redis-mode", "stream", "--processor", "none"]
-        args += ["--max-cameras", str(max_cameras), "--advertise-url", f"http://127.0.0.1:{port}"]
-        prefix = ["taskset", "-c", str(core)] if core is not None else []
-        replicas.append((services.receiver("redis", *args, port=port, prefix=prefix), core))
-    return replicas
+    pinned = [cores[index % len(cores)] if pin else None for index in range(count)]
+    args = [*redis.args, "--redis-mode", "stream", "--processor", "none"]
+    args += ["--max-cameras", str(max_cameras)]
+    prefixes = [["taskset", "-c", str(core)] if core is not None else [] for core in pinned]
+    return list(zip(services.replicas(count, *args, prefixes=prefixes), pinned, strict=True))
 
 
 def start_producer(

@@ -235,11 +235,32 @@ class Services:
 
         `prefix` runs it under another command that execs it (`taskset -c 0`: the same PID).
         """
+        return self._receiver(kind, args, env, port, prefix).wait_ready("/healthz")
+
+    def replicas(
+        self, count: int, *args: str, prefixes: Sequence[Sequence[str]] = ()
+    ) -> list[Service]:
+        """`count` Redis receivers sharing the cameras, each advertising its own URL
+        (`--advertise-url`), started together; once all answer. `prefixes`: one per replica."""
+        started = []
+        for index, port in enumerate(free_ports(count)):
+            advertise = ["--advertise-url", f"http://127.0.0.1:{port}"]
+            prefix = prefixes[index] if prefixes else ()
+            started.append(self._receiver("redis", (*args, *advertise), None, port, prefix))
+        return [replica.wait_ready("/healthz") for replica in started]
+
+    def _receiver(
+        self,
+        kind: str,
+        args: Sequence[str],
+        env: Mapping[str, str] | None,
+        port: int,
+        prefix: Sequence[str],
+    ) -> Service:
         port = port or free_port()
         command = [*prefix, *framewire_command(), f"{kind}-receiver"]
         command += ["--bind", f"127.0.0.1:{port}", *args]
-        url = f"http://127.0.0.1:{port}"
-        return self.start(f"{kind}-receiver-{port}", command, env, url).wait_ready("/healthz")
+        return self.start(f"{kind}-receiver-{port}", command, env, f"http://127.0.0.1:{port}")
 
     def sender(self, *args: str, env: Mapping[str, str] | None = None) -> Service:
         """`framewire send` with its metrics on a free port, once /metrics answers."""

@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import RedisServer, Service, Services, free_port, scrape, wait_until
+from conftest import RedisServer, Service, Services, scrape, wait_until
 from framewire.owners import member_key, owner_key
 from framewire_bench.stack import write_cameras
 
@@ -49,20 +49,7 @@ def settled(replicas: list[Service]) -> bool:
 def test_each_camera_has_one_owner_that_survivors_replace_and_newcomers_share(
     tmp_path: Path, services: Services, redis_server: RedisServer
 ) -> None:
-    def start() -> Service:
-        port = free_port()
-        return services.receiver(
-            "redis",
-            "--redis-url",
-            redis_server.url,
-            "--advertise-url",
-            f"http://127.0.0.1:{port}",
-            "--stale-after",
-            "1",
-            port=port,
-        )
-
-    replicas = [start() for _ in range(3)]
+    replicas = services.replicas(3, "--redis-url", redis_server.url, "--stale-after", "1")
     cameras = write_cameras(
         tmp_path / "cameras.yaml",
         [{"id": c, "width": 160, "height": 120, "fps": FPS} for c in CAMERAS],
@@ -106,7 +93,7 @@ def test_each_camera_has_one_owner_that_survivors_replace_and_newcomers_share(
     assert takeovers == len(orphans)
 
     # A replica joins: it takes its share at once, every camera still has one owner.
-    joined = start()
+    (joined,) = services.replicas(1, "--redis-url", redis_server.url, "--stale-after", "1")
     everyone = [*survivors, joined]
     wait_until(lambda: settled(everyone), timeout=15, what="three replicas share the cameras")
     assert any(expected(everyone)[c] == [joined.url] for c in CAMERAS)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from conftest import RedisServer, Service, Services, free_port, scrape, wait_until
+from conftest import RedisServer, Service, Services, scrape, wait_until
 from framewire.owners import member_key, owner_key
 from framewire.relay import PartReader
 from framewire_bench.stack import write_cameras
@@ -72,36 +72,7 @@ class Parts(threading.Thread):
 
 
 def start_replicas(services: Services, redis: RedisServer, count: int) -> list[Service]:
-    replicas = []
-    for _ in range(count):
-        port = free_port()
-        replicas.append(
-            services.start(
-                f"redis-receiver-{port}",
-                [
-                    *framewire(),
-                    "redis-receiver",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--redis-url",
-                    redis.url,
-                    "--advertise-url",
-                    f"http://127.0.0.1:{port}",
-                    "--stale-after",
-                    "1",
-                ],
-                url=f"http://127.0.0.1:{port}",
-            )
-        )
-    for replica in replicas:
-        replica.wait_ready("/healthz")
-    return replicas
-
-
-def framewire() -> list[str]:
-    from framewire_bench.stack import framewire_command
-
-    return framewire_command()
+    return services.replicas(count, "--redis-url", redis.url, "--stale-after", "1")
 
 
 def owner(camera: str, replicas: list[Service]) -> Service:

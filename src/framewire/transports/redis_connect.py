@@ -5,6 +5,8 @@ from seed nodes), both RESP2, made on first use; and the short labels of their f
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -13,6 +15,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
+from framewire.resilience import Backoff, UpDown
 from framewire.urls import parse_bind
 
 
@@ -86,3 +89,30 @@ def error_reason(exc: Exception) -> str:
     if isinstance(exc, redis.ConnectionError | RedisClusterException):  # no node, slot uncovered
         return "connect"
     return "response"
+
+
+def keep_beating(
+    stopping: threading.Event,
+    state: UpDown,
+    beat: Callable[[], None],
+    every: float,
+    cap: float,
+    wake: threading.Event | None = None,
+) -> None:
+    """Call `beat` every `every` seconds (at once when `wake` is set) until `stopping` is set;
+    a Redis failure sets `state` down (logged once per change) and is retried with backoff
+    up to `cap` seconds."""
+    backoff = Backoff(every, cap)
+    while not stopping.is_set():
+        started = time.monotonic()
+        if wake is not None:
+            wake.clear()
+        try:
+            beat()
+        except ERRORS as exc:
+            state.set(False, error_reason(exc))
+            backoff.wait(stopping)
+            continue
+        state.set(True)
+        backoff.reset()
+        (wake or stopping).wait(max(0.0, every - (time.monotonic() - started)))

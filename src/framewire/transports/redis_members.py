@@ -20,12 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable
 
 from framewire.owners import Member, Owners
-from framewire.resilience import Backoff, UpDown, Worker
-from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
+from framewire.resilience import UpDown, Worker
+from framewire.transports.redis_connect import ERRORS, LazyClient, keep_beating
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +91,6 @@ class RedisMembers:
                 f"; left: {', '.join(left)}" if left else "",
             )
         self._on_members(len(now))
-        self._state.set(True)
 
     def _run(self) -> None:
-        stopping, backoff = self._worker.stopping, Backoff(BEAT, TTL)
-        while not stopping.is_set():
-            started = time.monotonic()
-            try:
-                self.beat()
-            except ERRORS as exc:
-                self._state.set(False, error_reason(exc))
-                backoff.wait(stopping)
-                continue
-            backoff.reset()
-            stopping.wait(max(0.0, BEAT - (time.monotonic() - started)))
+        keep_beating(self._worker.stopping, self._state, self.beat, BEAT, TTL)

@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from framewire.resilience import Backoff, UpDown, Worker
-from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
+from framewire.resilience import UpDown, Worker
+from framewire.transports.redis_connect import ERRORS, LazyClient, keep_beating
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,7 @@ class SourcePresence:
             client.set(PREFIX + camera, value, px=int(TTL * 1000))
 
     def _run(self) -> None:
-        stopping, backoff = self._worker.stopping, Backoff(BEAT, TTL)
-        while not stopping.is_set():
-            self._changed.clear()
-            try:
-                self.beat()
-            except ERRORS as exc:
-                self._state.set(False, error_reason(exc))
-                backoff.wait(stopping)
-                continue
-            self._state.set(True)
-            backoff.reset()
-            self._changed.wait(BEAT)
+        keep_beating(self._worker.stopping, self._state, self.beat, BEAT, TTL, self._changed)
 
 
 class SenderStates:
