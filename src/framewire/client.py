@@ -30,9 +30,10 @@ from framewire.config import ReceiverConfig, default
 from framewire.frame import Frame, WireError, decode
 from framewire.transports import PublishError, Refused, Unreachable
 from framewire.transports.http import HttpSender
-from framewire.transports.redis import RedisSender, StreamConsumer
+from framewire.transports.redis import RedisSender
 from framewire.transports.redis_cluster import ClusterStreamConsumer
 from framewire.transports.redis_connect import ERRORS, connect, error_reason
+from framewire.transports.redis_consumers import StreamConsumer
 from framewire.urls import redact
 
 __all__ = [

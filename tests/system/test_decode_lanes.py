@@ -12,7 +12,7 @@ from conftest import RedisServer, Services, scrape, wait_until
 from framewire.frame import Frame
 from framewire.transports import http as http_wire
 from framewire.transports import redis as redis_wire
-from framewire.transports.redis import StreamConsumer
+from framewire.transports.redis_consumers import StreamConsumer
 from helpers import make_jpeg
 
 

@@ -26,13 +26,9 @@ from redis.cluster import ClusterNode
 
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.transports import FrameSink
-from framewire.transports.redis import (
-    BLOCK_MS,
-    DISCOVER_EVERY,
-    StreamConsumer,
-    key,
-)
+from framewire.transports.redis import key
 from framewire.transports.redis_connect import ERRORS, LazyClient, error_reason
+from framewire.transports.redis_consumers import BLOCK_MS, DISCOVER_EVERY, StreamConsumer
 
 log = logging.getLogger(__name__)
 RETRY_CAP = 0.25  # a lost primary's replica takes over within seconds: look again soon

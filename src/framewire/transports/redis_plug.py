@@ -14,14 +14,9 @@ from urllib.parse import urlsplit
 from framewire.owners import Owners
 from framewire.settings import SECONDS, ConfigError, setting
 from framewire.transports import METRICS, SENDER_STATES, FrameSender, FrameSink, Stop, Transport
-from framewire.transports.redis import (
-    REDIS_MODES,
-    RedisSender,
-    StreamConsumer,
-    SubscriberConsumer,
-    _Consumer,
-)
+from framewire.transports.redis import REDIS_MODES, RedisSender
 from framewire.transports.redis_connect import LazyClient
+from framewire.transports.redis_consumers import StreamConsumer, SubscriberConsumer, _Consumer
 from framewire.transports.redis_members import RedisMembers
 from framewire.transports.redis_presence import SenderStates
 from framewire.urls import REDIS_SCHEMES, check_url, parse_bind
