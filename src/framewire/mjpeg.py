@@ -21,6 +21,8 @@ from framewire.variants import FULL, EncodeKey
 
 BOUNDARY = b"framewireframe"
 CONTENT_TYPE = f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"
+MAX_HEADERS = 16 * 1024  # a part's headers read back; more is not an MJPEG stream
+MAX_PART = 32 * 1024 * 1024
 
 
 def part(jpeg: bytes, seq: int | None = None, captured_ns: int | None = None) -> bytes:
@@ -87,3 +89,84 @@ def grid_stream(grid: Grid, fps: int) -> Iterator[bytes]:
     while not grid.closed:
         yield part(grid.current(fps).jpeg)
         grid.pause(fps)
+
+
+# --- reading parts back (a replica relaying its owner's stream) ----------------------------
+
+
+class PartReader:
+    """multipart/x-mixed-replace bytes in (any chunking), complete parts out: (headers, body).
+
+    A part ends after its Content-Length, else before the next boundary. ValueError for
+    headers or a part over the caps (not an MJPEG stream).
+    """
+
+    def __init__(self, boundary: bytes = BOUNDARY) -> None:
+        self.delimiter = b"--" + boundary
+        self._buffer = bytearray()
+        self._state = "boundary"
+        self._headers: dict[str, str] = {}
+        self._length = -1
+
+    def feed(self, chunk: bytes) -> list[tuple[dict[str, str], bytes]]:
+        buffer = self._buffer
+        buffer += chunk
+        parts: list[tuple[dict[str, str], bytes]] = []
+        while True:
+            if self._state == "boundary":
+                at = buffer.find(self.delimiter)
+                if at < 0:  # keep what may be the start of a boundary split across chunks
+                    del buffer[: max(0, len(buffer) - len(self.delimiter) + 1)]
+                    break
+                eol = buffer.find(b"\r\n", at + len(self.delimiter))
+                if eol < 0:
+                    break
+                del buffer[: eol + 2]
+                self._state = "headers"
+            elif self._state == "headers":
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buffer) > MAX_HEADERS:
+                        raise ValueError("part headers too long")
+                    break
+                self._headers = parse_headers(bytes(buffer[:end]))
+                del buffer[: end + 4]
+                length = self._headers.get("content-length", "")
+                self._length = int(length) if length.isdigit() else -1
+                if self._length > MAX_PART:
+                    raise ValueError("part too large")
+                self._state = "body"
+            else:
+                if self._length >= 0:
+                    end = self._length if len(buffer) >= self._length else -1
+                else:
+                    end = buffer.find(b"\r\n" + self.delimiter)
+                if end < 0:
+                    if len(buffer) > MAX_PART:
+                        raise ValueError("part too large")
+                    break
+                parts.append((self._headers, bytes(buffer[:end])))
+                del buffer[:end]
+                self._state = "boundary"
+        return parts
+
+
+def parse_headers(block: bytes) -> dict[str, str]:
+    """A part's header lines, by lower-case name."""
+    headers = {}
+    for line in block.decode("latin-1").split("\r\n"):
+        name, colon, value = line.partition(":")
+        if colon and name.strip():
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def frame_number(headers: dict[str, str], name: str) -> int | None:
+    value = headers.get(name.lower(), "")
+    return int(value) if value.isdigit() else None
+
+
+def reframe(headers: dict[str, str], body: bytes) -> bytes:
+    """A part read from an owner, framed again as mjpeg.part framed it: the same bytes."""
+    seq = frame_number(headers, HEADER_SEQ)
+    return part(body, seq, frame_number(headers, HEADER_CAPTURED_NS) if seq else None)

@@ -7,7 +7,7 @@ replica answers its viewers by asking the owner for what the viewer asked
 
 - a snapshot is fetched whole and passed through (status, content type, the
   frame's seq and capture time);
-- a stream is read part by part (`PartReader`) and each part is framed again
+- a stream is read part by part (`mjpeg.PartReader`) and each part is framed again
   exactly as the owner framed it (mjpeg.part: the same bytes, seq and capture
   time), so the viewer's one response can continue from another source: when
   the owner's stream fails (the owner died) or the camera moves to another
@@ -42,6 +42,7 @@ from requests.adapters import HTTPAdapter
 
 from framewire import mjpeg
 from framewire.channel import Channel
+from framewire.mjpeg import PartReader, reframe
 from framewire.owners import Member, Owners
 from framewire.transports.http import HEADER_CAPTURED_NS, HEADER_SEQ
 from framewire.variants import Variant
@@ -54,8 +55,6 @@ FETCH_TIMEOUT = 3.0  # seconds a snapshot or /stats of an owner may take
 RETRY_SECONDS = 0.5  # between tries to reach a camera's (new) owner
 RESUME_SECONDS = 15.0  # a relayed stream whose camera has no reachable source this long ends
 STATS_MAX_AGE = 1.0  # seconds an owner's /stats is reused
-MAX_HEADERS = 16 * 1024  # a part's headers; more is not an MJPEG stream
-MAX_PART = 32 * 1024 * 1024
 PASSED_HEADERS = ("Content-Type", HEADER_SEQ, HEADER_CAPTURED_NS, "Cache-Control", "Vary")
 
 # Where a camera is served from: this replica's channel, its owner, or nowhere (yet).
@@ -79,84 +78,6 @@ def stream_path(camera: str) -> str:
 
 def snapshot_path(camera: str) -> str:
     return f"/snapshot/{quote(camera)}.jpg"
-
-
-class PartReader:
-    """multipart/x-mixed-replace bytes in (any chunking), complete parts out: (headers, body).
-
-    A part ends after its Content-Length, else before the next boundary. ValueError for
-    headers or a part over the caps (not an MJPEG stream).
-    """
-
-    def __init__(self, boundary: bytes = mjpeg.BOUNDARY) -> None:
-        self.delimiter = b"--" + boundary
-        self._buffer = bytearray()
-        self._state = "boundary"
-        self._headers: dict[str, str] = {}
-        self._length = -1
-
-    def feed(self, chunk: bytes) -> list[tuple[dict[str, str], bytes]]:
-        buffer = self._buffer
-        buffer += chunk
-        parts: list[tuple[dict[str, str], bytes]] = []
-        while True:
-            if self._state == "boundary":
-                at = buffer.find(self.delimiter)
-                if at < 0:  # keep what may be the start of a boundary split across chunks
-                    del buffer[: max(0, len(buffer) - len(self.delimiter) + 1)]
-                    break
-                eol = buffer.find(b"\r\n", at + len(self.delimiter))
-                if eol < 0:
-                    break
-                del buffer[: eol + 2]
-                self._state = "headers"
-            elif self._state == "headers":
-                end = buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buffer) > MAX_HEADERS:
-                        raise ValueError("part headers too long")
-                    break
-                self._headers = parse_headers(bytes(buffer[:end]))
-                del buffer[: end + 4]
-                length = self._headers.get("content-length", "")
-                self._length = int(length) if length.isdigit() else -1
-                if self._length > MAX_PART:
-                    raise ValueError("part too large")
-                self._state = "body"
-            else:
-                if self._length >= 0:
-                    end = self._length if len(buffer) >= self._length else -1
-                else:
-                    end = buffer.find(b"\r\n" + self.delimiter)
-                if end < 0:
-                    if len(buffer) > MAX_PART:
-                        raise ValueError("part too large")
-                    break
-                parts.append((self._headers, bytes(buffer[:end])))
-                del buffer[:end]
-                self._state = "boundary"
-        return parts
-
-
-def parse_headers(block: bytes) -> dict[str, str]:
-    """A part's header lines, by lower-case name."""
-    headers = {}
-    for line in block.decode("latin-1").split("\r\n"):
-        name, colon, value = line.partition(":")
-        if colon and name.strip():
-            headers[name.strip().lower()] = value.strip()
-    return headers
-
-
-def frame_number(headers: dict[str, str], name: str) -> int | None:
-    value = headers.get(name.lower(), "")
-    return int(value) if value.isdigit() else None
-
-
-def reframe(headers: dict[str, str], body: bytes) -> bytes:
-    """A part read from an owner, framed again as mjpeg.part framed it: the same bytes."""
-    seq = frame_number(headers, HEADER_SEQ)
-    return mjpeg.part(body, seq, frame_number(headers, HEADER_CAPTURED_NS) if seq else None)
 
 
 class RelayError(Exception):

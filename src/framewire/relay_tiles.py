@@ -19,13 +19,12 @@ import cv2
 import numpy as np
 import requests
 
+from framewire.mjpeg import PartReader, frame_number
 from framewire.owners import Member
 from framewire.relay import (
     RETRY_SECONDS,
-    PartReader,
     Relay,
     RelayError,
-    frame_number,
     is_mjpeg,
     shut,
     stream_path,

@@ -17,8 +17,9 @@ from framewire.app import create_app
 from framewire.config import ReceiverConfig
 from framewire.hub import Hub
 from framewire.metrics import ReceiverMetrics
+from framewire.mjpeg import PartReader, reframe
 from framewire.owners import Member, owner_key
-from framewire.relay import PartReader, Relay, reframe, relays
+from framewire.relay import Relay, relays
 from framewire.relay_tiles import tile_width
 from framewire.variants import Variant
 from helpers import make_jpeg
@@ -74,10 +75,10 @@ def test_a_part_without_its_length_ends_at_the_boundary_and_caps_hold() -> None:
     )
     assert reader.feed(stream) == [({"content-type": "image/jpeg"}, b"abc")]
     with pytest.raises(ValueError, match="headers too long"):
-        PartReader().feed(b"--" + mjpeg.BOUNDARY + b"\r\n" + b"x" * (relay.MAX_HEADERS + 1))
+        PartReader().feed(b"--" + mjpeg.BOUNDARY + b"\r\n" + b"x" * (mjpeg.MAX_HEADERS + 1))
     with pytest.raises(ValueError, match="too large"):
         PartReader().feed(
-            b"--%s\r\nContent-Length: %d\r\n\r\n" % (mjpeg.BOUNDARY, relay.MAX_PART + 1)
+            b"--%s\r\nContent-Length: %d\r\n\r\n" % (mjpeg.BOUNDARY, mjpeg.MAX_PART + 1)
         )
 
 
