@@ -34,12 +34,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
+from framewire.config import SenderConfig
 from framewire.dns import Addresses, Resolver, replica_url
 from framewire.frame import Frame
 from framewire.metrics import SenderMetrics
 from framewire.owners import member_key, owner_key
 from framewire.resilience import Worker
+from framewire.transports import PublishError, Unreachable
+from framewire.transports.http import HttpSender
 from framewire.urls import redact
 
 log = logging.getLogger(__name__)
@@ -306,3 +310,46 @@ class CameraReplicas:
         for address, worker in workers.items():
             worker.stop()
             self._metrics.forget_replica(self.camera, address)
+
+
+def replicas_for(config: SenderConfig) -> Replicas:
+    """The live replicas of `config`'s HTTP URL under DNS fan-out (resolved, probed)."""
+    resolver = Resolver(config.http_url, config.http_resolve_every)
+    return Replicas(config.http_url, resolver, replica_probe(config))
+
+
+def not_answering(exc: PublishError) -> bool:
+    """Whether a failed send says the replica does not answer (so its cameras move): refused
+    or timed out, TLS refused, or a proxy in front of it with no receiver behind (502-504);
+    not a frame the receiver refused."""
+    return isinstance(exc, Unreachable) or exc.reason in ("tls", *NOT_ANSWERING)
+
+
+NOT_ANSWERING = ("http_502", "http_503", "http_504")
+PROBE_TIMEOUT = 1.0  # seconds a probe of a replica may take to connect, and to answer
+
+
+def replica_probe(config: SenderConfig) -> Probe:
+    """`GET /healthz` of one replica address, dialled and verified as its frames are; "" when
+    it answers (below 500), else why not."""
+    name = urlsplit(config.http_url).hostname or ""
+
+    def probe(address: str) -> str:
+        sender = HttpSender(
+            replica_url(config.http_url, address),
+            config.token,
+            connect_timeout=min(config.http_connect_timeout, PROBE_TIMEOUT),
+            read_timeout=min(config.http_read_timeout, PROBE_TIMEOUT),
+            camera=config.camera,
+            ca_cert=config.http_ca_cert,
+            server_name=name,
+        )
+        try:
+            status, _ = sender.get("/healthz")
+        except PublishError as exc:
+            return f"{exc.reason}: {exc}"
+        finally:
+            sender.close()
+        return "" if status < 500 else f"http_{status}"
+
+    return probe

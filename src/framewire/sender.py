@@ -15,8 +15,8 @@ a slow or dead transport drops frames (counted) and never stalls capture or
 the other transport. With `--http-fanout dns` the HTTP transport is one worker
 per HTTP receiver replica (fanout.py), each with its own mailbox and thread, and
 each camera's frames go to its owner's only; a replica whose send finds no
-answer leaves the live set at once (`not_answering`), and is probed with
-`GET /healthz` (`replica_probe`) until it answers.
+answer leaves the live set at once (`fanout.not_answering`), and is probed with
+`GET /healthz` (`fanout.replica_probe`) until it answers.
 """
 
 from __future__ import annotations
@@ -32,16 +32,14 @@ import cv2
 from prometheus_client import Counter
 
 from framewire.config import SenderConfig
-from framewire.dns import Resolver, replica_url
-from framewire.fanout import CameraReplicas, Probe, Replicas
+from framewire.fanout import CameraReplicas, Replicas, not_answering, replicas_for
 from framewire.frame import Frame
 from framewire.mailbox import Mailbox
 from framewire.metrics import RateMeter, SenderMetrics
 from framewire.resilience import Backoff, UpDown, Worker
 from framewire.sources import Grabber, Source, open_source, resized
 from framewire.splice import encode_params
-from framewire.transports import FrameSender, PublishError, Unreachable
-from framewire.transports.http import HttpSender
+from framewire.transports import FrameSender, PublishError
 from framewire.transports.http_plug import http_sender
 from framewire.transports.redis_connect import LazyClient
 from framewire.transports.redis_presence import SourcePresence
@@ -364,49 +362,6 @@ def source_presences(cameras: list[CameraSender]) -> list[SourcePresence]:
             camera.on_source_state = presence.changed
         presences.append(presence)
     return presences
-
-
-def replicas_for(config: SenderConfig) -> Replicas:
-    """The live replicas of `config`'s HTTP URL under DNS fan-out (resolved, probed)."""
-    resolver = Resolver(config.http_url, config.http_resolve_every)
-    return Replicas(config.http_url, resolver, replica_probe(config))
-
-
-def not_answering(exc: PublishError) -> bool:
-    """Whether a failed send says the replica does not answer (so its cameras move): refused
-    or timed out, TLS refused, or a proxy in front of it with no receiver behind (502-504);
-    not a frame the receiver refused."""
-    return isinstance(exc, Unreachable) or exc.reason in ("tls", *NOT_ANSWERING)
-
-
-NOT_ANSWERING = ("http_502", "http_503", "http_504")
-PROBE_TIMEOUT = 1.0  # seconds a probe of a replica may take to connect, and to answer
-
-
-def replica_probe(config: SenderConfig) -> Probe:
-    """`GET /healthz` of one replica address, dialled and verified as its frames are; "" when
-    it answers (below 500), else why not."""
-    name = urlsplit(config.http_url).hostname or ""
-
-    def probe(address: str) -> str:
-        sender = HttpSender(
-            replica_url(config.http_url, address),
-            config.token,
-            connect_timeout=min(config.http_connect_timeout, PROBE_TIMEOUT),
-            read_timeout=min(config.http_read_timeout, PROBE_TIMEOUT),
-            camera=config.camera,
-            ca_cert=config.http_ca_cert,
-            server_name=name,
-        )
-        try:
-            status, _ = sender.get("/healthz")
-        except PublishError as exc:
-            return f"{exc.reason}: {exc}"
-        finally:
-            sender.close()
-        return "" if status < 500 else f"http_{status}"
-
-    return probe
 
 
 def camera_source(config: SenderConfig) -> Source:

@@ -11,11 +11,11 @@ import pytest
 from conftest import free_port, wait_until
 from framewire.config import SenderConfig
 from framewire.dns import Resolver, replica_url
-from framewire.fanout import CameraReplicas, Replicas, View
+from framewire.fanout import CameraReplicas, Replicas, View, not_answering
 from framewire.frame import Frame
 from framewire.metrics import SenderMetrics
 from framewire.owners import Member, Owners
-from framewire.sender import CameraSender, not_answering, publishers
+from framewire.sender import CameraSender, publishers
 from framewire.sources import open_source
 from framewire.transports import PublishError, Refused, Unreachable
 
