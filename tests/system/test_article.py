@@ -79,8 +79,8 @@ def form_server() -> Iterator[FormServer]:
 
 
 def sender_command(side: str, *args: str, fps: float = 0, camera: str = "door") -> list[str]:
-    """`python -m framewire_bench.article <side>` for SIZE frames; returns the command."""
-    command = [sys.executable, "-m", "framewire_bench.article", side, *args]
+    """`python -m framewire_bench.article_sides <side>` for SIZE frames; returns the command."""
+    command = [sys.executable, "-m", "framewire_bench.article_sides", side, *args]
     command += ["--width", str(SIZE[0]), "--height", str(SIZE[1]), "--fps", f"{fps:g}"]
     return [*command, "--camera", camera, "--quality", str(QUALITY)]
 
@@ -262,7 +262,7 @@ def test_redis_sender_gives_up_on_a_dead_receiver_counted(
 
 def test_sides_refuse_unknown_commands() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "framewire_bench.article", "carrier-pigeon"],
+        [sys.executable, "-m", "framewire_bench.article_sides", "carrier-pigeon"],
         capture_output=True,
         text=True,
         timeout=30,
